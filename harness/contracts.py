@@ -1,0 +1,198 @@
+"""The contracts plugins implement: worlds, feedback formats, reward sources, stages, optimizers.
+
+The core never imports ``plugins/``; it only talks to objects shaped like these. Each
+component class carries an ``Options`` pydantic model (``extra="forbid"``, a description per
+field) that the config layer validates from the experiment's TOML before anything runs.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Protocol, Sequence, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from harness.config import Experiment
+
+
+class Options(BaseModel):
+    """Base for every component's options: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoOptions(Options):
+    """For components that take no options."""
+
+
+# --------------------------------------------------------------------------- data records
+Split = Literal["sft", "rm", "rl", "eval"]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One instruction. ``answer`` is the checkable answer (None where the right move is to decline)."""
+
+    id: str
+    kind: str
+    text: str
+    answer: str | None = None
+    harmful: bool = False
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """A prompt and a demonstrator's response (SFT data)."""
+
+    prompt: Prompt
+    response: str
+    demonstrator: str = ""
+
+
+@dataclass(frozen=True)
+class PreferenceGroup:
+    """Responses to one prompt with weighted (winner, loser) index pairs.
+
+    Every feedback format reduces its records to these, so one Bradley–Terry loss
+    ``sum(weight * -log σ(r[w] - r[l]))`` trains a reward model from pairs, K-wise rankings
+    (all C(K,2) pairs, weight 1/C(K,2), InstructGPT §3.5) or Likert ratings (derived pairs).
+    DPO reads the same groups as (chosen, rejected) pairs.
+    """
+
+    prompt: Prompt
+    responses: tuple[str, ...]
+    pairs: tuple[tuple[int, int, float], ...]
+
+
+# --------------------------------------------------------------------------- the world
+@runtime_checkable
+class GoldJudge(Protocol):
+    """The world's ground truth. For evaluation; optimizers see it only as reward source ``gold``."""
+
+    def score(self, prompt: Prompt, response: str) -> float:
+        """Gold quality of one response (higher is better)."""
+
+    def compare(self, prompt: Prompt, a: str, b: str) -> float:
+        """1.0 if ``a`` is better, 0.0 if ``b`` is, 0.5 for a tie."""
+
+
+@runtime_checkable
+class Annotator(Protocol):
+    """A simulated person who answers in every feedback format (with their own weights, noise, bias)."""
+
+    name: str
+
+    def choose(self, prompt: Prompt, a: str, b: str, rng: random.Random) -> int:
+        """Pairwise choice: 0 if ``a`` is preferred, 1 if ``b``."""
+
+    def rank(self, prompt: Prompt, responses: Sequence[str], rng: random.Random) -> list[int]:
+        """K-wise ranking: indices of ``responses`` from best to worst."""
+
+    def rate(self, prompt: Prompt, response: str, rng: random.Random) -> int:
+        """Likert rating, 1 (worst) to 7 (best)."""
+
+
+@runtime_checkable
+class World(Protocol):
+    """Where prompts, demonstrations, annotators, a gold judge and base models come from."""
+
+    name: str
+
+    def chat_text(self, prompt: Prompt) -> str:
+        """The exact text a causal LM is conditioned on for ``prompt`` (the response follows it)."""
+
+    def prompts(self, split: Split) -> list[Prompt]:
+        """Prompts of one split: ``sft``/``rm`` (training data), ``rl`` (policy optimization), ``eval``."""
+
+    def demonstrations(self) -> list[Demonstration]:
+        """SFT data: responses by imperfect demonstrators to the ``sft`` prompts."""
+
+    def candidate_responses(self, prompt: Prompt, k: int, rng: random.Random) -> list[str]:
+        """``k`` distinct responses of varied quality for annotators to compare (feedback collection)."""
+
+    def annotators(self) -> list[Annotator]:
+        """The annotator pool."""
+
+    def gold(self) -> GoldJudge:
+        """The ground-truth judge."""
+
+    def pretraining_texts(self, split: Literal["train", "heldout"]) -> list[str]:
+        """The pretraining corpus (PPO-ptx mixes it in; held-out part measures perplexity)."""
+
+    def base_model(self, name: str) -> Path:
+        """Directory of HF-format model + tokenizer for ``embedded:<name>`` (built and cached on first use)."""
+
+    def lm_eval_tasks(self) -> tuple[Path, list[str]]:
+        """(directory of lm-eval task YAMLs, task names) measuring the base model's capabilities."""
+
+
+# --------------------------------------------------------------------------- feedback formats
+class FeedbackFormat(Protocol):
+    """The schema of one annotation, how it is collected, and how it becomes preference pairs."""
+
+    Options: ClassVar[type[Options]]
+
+    def collect(self, world: World, prompts: Sequence[Prompt], rng: random.Random) -> list[dict[str, Any]]:
+        """Simulated annotation: JSON-ready records (one per prompt×annotator asked)."""
+
+    def preference_groups(self, records: Sequence[dict[str, Any]]) -> list[PreferenceGroup]:
+        """Records → weighted (winner, loser) pairs per prompt, for the BT loss and for DPO."""
+
+    def agreement(self, records: Sequence[dict[str, Any]]) -> dict[str, float]:
+        """Inter-annotator agreement over items labelled by several annotators."""
+
+
+# --------------------------------------------------------------------------- reward sources
+class RewardSource(Protocol):
+    """``score(prompts, responses) -> tensor``; learned sources load what a stage trained."""
+
+    Options: ClassVar[type[Options]]
+
+    def prepare(self, ctx: "StageContext") -> None:
+        """Load models / open clients. Called once before the first ``score``."""
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> "torch.Tensor":
+        """One float per (prompt, response), higher is better (shape ``[len(prompts)]``)."""
+
+
+# --------------------------------------------------------------------------- stages & optimizers
+MetricsLogger = Callable[[dict[str, float], int], None]
+
+
+@dataclass
+class StageContext:
+    """What a stage or optimizer gets from the runner. ``log(metrics, step)`` broadcasts ``metrics_logged``."""
+
+    experiment: "Experiment"
+    stage: str
+    stage_dir: Path
+    world: World
+    seed: int
+    log: MetricsLogger
+    artifacts: dict[str, Path] = field(default_factory=dict)  # finished stage name -> its output dir
+    checkpoint_dir: Path | None = None  # where to save/resume checkpoints (inside stage_dir)
+    progress: Callable[..., Any] | None = None  # progress(total=..., desc=...) -> context manager with .update(n)
+    components: dict[str, Any] = field(default_factory=dict)  # resolved slot instances (reward, feedback, ...)
+
+
+class Stage(Protocol):
+    """A pipeline step (SFT, reward-model training, …) that writes its outputs into ``ctx.stage_dir``."""
+
+    Options: ClassVar[type[Options]]
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        """Train/produce; return a JSON-ready summary that lands in results.json."""
+
+
+class PolicyOptimizer(Protocol):
+    """PPO, A2C (``online``: sample and score) or DPO (``offline``: preference pairs)."""
+
+    Options: ClassVar[type[Options]]
+    mode: ClassVar[Literal["online", "offline"]]
+
+    def train(self, ctx: StageContext, reward: RewardSource | None) -> dict[str, Any]:
+        """Optimize the policy (starting from ``ctx.artifacts['sft']``); save HF model to ``ctx.stage_dir/'model'``."""

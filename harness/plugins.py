@@ -1,0 +1,133 @@
+"""Building the plugin manager: built-ins and third-party plugins take the same path.
+
+Built-ins are the modules in ``DEFAULT_PLUGINS``; third-party plugins are entry points in the
+group ``harness``. Both are registered by :func:`get_plugin_manager`, a factory (never run at
+import time) so every test can build an isolated manager.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Iterable
+
+import pluggy
+
+from harness import hookspecs
+from harness.errors import HarnessError
+from harness.registry import FAMILIES, Registry
+
+ENTRY_POINT_GROUP = "harness"
+DISABLE_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "harness.core_hooks",
+    "plugins.loggers.jsonl",
+    "plugins.loggers.tensorboard",
+    "plugins.worlds.embedded.plugin",
+    "plugins.feedback.pairwise",
+    "plugins.feedback.ranking",
+    "plugins.feedback.likert",
+    "plugins.stages.sft",
+    "plugins.stages.reward_model",
+    "plugins.rewards.learned",
+    "plugins.rewards.gold",
+    "plugins.optimizers.ppo",
+    "plugins.optimizers.a2c",
+    "plugins.evaluators.win_rate",
+    "plugins.evaluators.lm_eval_tax",
+)
+# Plugins the core cannot run without; `-p no:` refuses them.
+ESSENTIAL = frozenset({"harness.core_hooks"})
+
+
+@dataclass
+class PluginHost:
+    """A plugin manager with its component registry filled."""
+
+    pm: pluggy.PluginManager
+    registry: Registry
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+
+def _short_name(module_name: str) -> str:
+    """``plugins.optimizers.ppo`` -> ``ppo``: the name ``-p no:ppo`` blocks."""
+    return module_name.rsplit(".", 1)[-1] if module_name.startswith("plugins.") else module_name
+
+
+def parse_plugin_args(args: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split ``-p`` values into (modules to load, names to block)."""
+    load, block = [], []
+    for arg in args:
+        (block if arg.startswith("no:") else load).append(arg.removeprefix("no:"))
+    return load, block
+
+
+def get_plugin_manager(plugins: Iterable[str] = (), *, autoload: bool | None = None) -> PluginHost:
+    """Build a fresh manager: specs, built-ins, entry points, ``-p`` modules; then fill the registry.
+
+    ``plugins`` are ``-p`` values: a module path to load, or ``no:NAME`` to block a built-in
+    (by its short name, ``no:ppo``) or an entry point (by its entry-point name).
+    """
+    load, block = parse_plugin_args(plugins)
+    blocked = set(block)
+    refused = blocked & ESSENTIAL
+    if refused:
+        raise HarnessError(f"plugin {sorted(refused)[0]!r} is part of the core and cannot be blocked.")
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in blocked:
+        pm.set_blocked(name)
+    for module_name in DEFAULT_PLUGINS:
+        short = _short_name(module_name)
+        if short in blocked or module_name in blocked:
+            continue
+        pm.register(importlib.import_module(module_name), name=short)
+    if autoload is None:
+        autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "") in ("", "0")
+    if autoload:
+        _load_entry_points(pm, blocked)
+    for module_name in load:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise HarnessError(f"-p {module_name}: cannot import it ({err}).") from None
+        if not pm.is_registered(module):
+            pm.register(module, name=module_name)
+    pm.check_pending()
+    return PluginHost(pm, _fill_registry(pm))
+
+
+def _load_entry_points(pm: pluggy.PluginManager, blocked: set[str]) -> None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in blocked or pm.has_plugin(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as err:  # a broken third-party package must say who it is
+            raise HarnessError(
+                f"plugin {ep.name!r} (entry point {ep.value!r} in group 'harness') failed to load: {err}. "
+                f"Fix or uninstall it, or block it with `-p no:{ep.name}` / {DISABLE_AUTOLOAD_ENV}=1."
+            ) from err
+        pm.register(plugin, name=ep.name)
+
+
+def _fill_registry(pm: pluggy.PluginManager) -> Registry:
+    registry = Registry()
+    for family, hook_name in FAMILIES.items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            def register(name, factory, _family=family, _plugin=impl.plugin_name):
+                registry.add(_family, name, factory, _plugin)
+
+            impl.function(register=register)
+    return registry
+
+
+def plugin_names(pm: pluggy.PluginManager) -> list[str]:
+    """Names of every registered plugin (for ``harness plugins``)."""
+    return sorted(name for name, plugin in pm.list_name_plugin() if plugin is not None)
