@@ -173,10 +173,18 @@ class StageContext:
     world: World
     seed: int
     log: MetricsLogger
-    artifacts: dict[str, Path] = field(default_factory=dict)  # finished stage name -> its output dir
+    # "base", "sft", "policy": HF model directories; "reward_model": the RM stage directory (model/ inside)
+    artifacts: dict[str, Path] = field(default_factory=dict)
     checkpoint_dir: Path | None = None  # where to save/resume checkpoints (inside stage_dir)
     progress: Callable[..., Any] | None = None  # progress(total=..., desc=...) -> context manager with .update(n)
     components: dict[str, Any] = field(default_factory=dict)  # resolved slot instances (reward, feedback, ...)
+    hook: Any = None  # the plugin manager's hook relay (None in unit tests)
+
+    def step(self, step: int, run_step: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """Run one optimizer step through the ``optimizer_step`` hook, where guards and timers wrap it."""
+        if self.hook is None:
+            return run_step()
+        return self.hook.optimizer_step(experiment=self.experiment, stage=self.stage, step=step, run_step=run_step)
 
 
 class Stage(Protocol):
@@ -196,3 +204,25 @@ class PolicyOptimizer(Protocol):
 
     def train(self, ctx: StageContext, reward: RewardSource | None) -> dict[str, Any]:
         """Optimize the policy (starting from ``ctx.artifacts['sft']``); save HF model to ``ctx.stage_dir/'model'``."""
+
+
+@dataclass(frozen=True)
+class EvalSamples:
+    """One sample per held-out prompt from the policy and from π_SFT, drawn once and shared by evaluators.
+
+    ``kl`` is the per-prompt sum over the policy's response tokens of log π_θ − log π_SFT.
+    """
+
+    prompts: tuple[Prompt, ...]
+    policy: tuple[str, ...]
+    sft: tuple[str, ...]
+    kl: tuple[float, ...]
+
+
+class Evaluator(Protocol):
+    """Runs at the end of a run; returns a fragment deep-merged into results.json."""
+
+    Options: ClassVar[type[Options]]
+
+    def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict[str, Any]:
+        """Measure; ``ctx.components['reward']`` is the run's prepared reward source."""

@@ -61,8 +61,8 @@ def stage_finished(experiment, stage, stage_dir, summary):
 
 
 @hookspec
-def metrics_logged(experiment, stage, metrics, step):
-    """Metrics of one step: ``metrics`` maps namespaced names (``ppo/kl``) to floats."""
+def metrics_logged(experiment, stage, stage_dir, metrics, step):
+    """Metrics of one step of ``stage`` (written under ``stage_dir``): namespaced names (``ppo/kl``) → floats."""
 
 
 @hookspec

@@ -21,8 +21,9 @@ from harness.registry import FAMILIES, Registry
 ENTRY_POINT_GROUP = "harness"
 DISABLE_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 
+# The core's own fallbacks (model resolution, the optimizer step and its NaN guard); always registered.
+CORE_PLUGIN = "harness.core_hooks"
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "harness.core_hooks",
     "plugins.loggers.jsonl",
     "plugins.loggers.tensorboard",
     "plugins.worlds.embedded.plugin",
@@ -35,11 +36,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.rewards.gold",
     "plugins.optimizers.ppo",
     "plugins.optimizers.a2c",
+    "plugins.evaluators.rewards",
     "plugins.evaluators.win_rate",
     "plugins.evaluators.lm_eval_tax",
 )
-# Plugins the core cannot run without; `-p no:` refuses them.
-ESSENTIAL = frozenset({"harness.core_hooks"})
 
 
 @dataclass
@@ -67,22 +67,28 @@ def parse_plugin_args(args: Iterable[str]) -> tuple[list[str], list[str]]:
     return load, block
 
 
-def get_plugin_manager(plugins: Iterable[str] = (), *, autoload: bool | None = None) -> PluginHost:
+def get_plugin_manager(
+    plugins: Iterable[str] = (),
+    *,
+    autoload: bool | None = None,
+    builtins: Iterable[str] = DEFAULT_PLUGINS,
+    extra: Iterable[object] = (),
+) -> PluginHost:
     """Build a fresh manager: specs, built-ins, entry points, ``-p`` modules; then fill the registry.
 
     ``plugins`` are ``-p`` values: a module path to load, or ``no:NAME`` to block a built-in
-    (by its short name, ``no:ppo``) or an entry point (by its entry-point name).
+    (by its short name, ``no:ppo``) or an entry point (by its entry-point name). ``builtins`` and
+    ``extra`` (plugin objects) let tests build a manager with exactly the plugins they need.
     """
     load, block = parse_plugin_args(plugins)
     blocked = set(block)
-    refused = blocked & ESSENTIAL
-    if refused:
-        raise HarnessError(f"plugin {sorted(refused)[0]!r} is part of the core and cannot be blocked.")
+    if CORE_PLUGIN in blocked:
+        raise HarnessError(f"plugin {CORE_PLUGIN!r} is part of the core and cannot be blocked.")
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in blocked:
         pm.set_blocked(name)
-    for module_name in DEFAULT_PLUGINS:
+    for module_name in (CORE_PLUGIN, *builtins):
         short = _short_name(module_name)
         if short in blocked or module_name in blocked:
             continue
@@ -91,6 +97,8 @@ def get_plugin_manager(plugins: Iterable[str] = (), *, autoload: bool | None = N
         autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "") in ("", "0")
     if autoload:
         _load_entry_points(pm, blocked)
+    for plugin in extra:
+        pm.register(plugin)
     for module_name in load:
         try:
             module = importlib.import_module(module_name)

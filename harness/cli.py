@@ -1,0 +1,134 @@
+"""The ``harness`` command line (click).
+
+The plugin manager is built in :func:`main` — never at import time — from the ``-p`` values found
+on the command line, so plugin commands (``harness world …``) appear and ``-p no:NAME`` can
+silence a broken plugin before it is loaded. A :class:`HarnessError` prints one line, no traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from harness import __version__
+from harness.errors import HarnessError
+from harness.plugins import get_plugin_manager, plugin_names
+
+PLUGIN_HELP = "Load a plugin module (-p pkg.module) or block one (-p no:NAME). Repeatable."
+
+
+class HarnessGroup(click.Group):
+    """A click group that turns user errors into one red line and the error's exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HarnessError as err:
+            click.secho(f"error: {err}", err=True, fg="red")
+            ctx.exit(err.exit_code)
+
+
+def _plugin_option(f):
+    return click.option("-p", "--plugin", "plugins", multiple=True, help=PLUGIN_HELP)(f)
+
+
+def build_cli(host) -> click.Group:
+    """The root group with the core commands; plugins add theirs through ``register_commands``."""
+
+    @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="harness")
+    @_plugin_option
+    @click.pass_context
+    def cli(ctx, plugins):
+        """harness: RLHF experiments as TOML files, every stage a plugin."""
+        ctx.obj = host
+
+    cli.add_command(run_command)
+    cli.add_command(validate_command)
+    cli.add_command(plugins_command)
+    host.hook.register_commands(cli=cli)
+    return cli
+
+
+@click.command("run")
+@click.argument("experiment_file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(file_okay=False), help="Root of the run store (default: [experiment] output).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value. Repeatable.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@_plugin_option
+@click.pass_obj
+def run_command(host, experiment_file, output, overrides, no_progress, plugins):
+    """Run an experiment: SFT → reward model → policy optimization → evaluation."""
+    from harness.config import load_experiment
+    from harness.runner import run_experiment
+    from harness.summary import format_summary
+
+    experiment = load_experiment(experiment_file, host.registry, overrides)
+    results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo)
+    click.echo(format_summary(results))
+
+
+@click.command("validate")
+@click.argument("experiment_file", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value. Repeatable.")
+@click.option("--show", is_flag=True, help="Print the resolved config (every default filled in) as JSON.")
+@_plugin_option
+@click.pass_obj
+def validate_command(host, experiment_file, overrides, show, plugins):
+    """Parse an experiment and resolve every plugin name and option; run nothing."""
+    from harness.config import load_experiment
+
+    experiment = load_experiment(experiment_file, host.registry, overrides)
+    if show:
+        click.echo(json.dumps(experiment.to_dict(), indent=2))
+    picked = ", ".join(f"{slot}={choice.name}" for slot, choice in experiment.slots.items())
+    click.echo(f"{experiment_file}: ok ({picked}; evaluators={', '.join(experiment.evaluators)})")
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_plugin_option
+@click.pass_obj
+def plugins_command(host, as_json, plugins):
+    """List every registered component with the plugin that provided it."""
+    rows = [{"family": c.family, "name": c.name, "plugin": c.plugin, "description": c.description}
+            for c in host.registry.all()]
+    if as_json:
+        click.echo(json.dumps({"plugins": plugin_names(host.pm), "components": rows}, indent=2))
+        return
+    width = max((len(r["name"]) for r in rows), default=4)
+    family = None
+    for r in rows:
+        if r["family"] != family:
+            family = r["family"]
+            click.secho(f"\n{family.replace('_', ' ')}s", bold=True)
+        click.echo(f"  {r['name']:<{width}}  [{r['plugin']}]  {r['description']}")
+    click.echo(f"\nplugins loaded: {', '.join(plugin_names(host.pm))}")
+
+
+def _prescan_plugins(argv: list[str]) -> list[str]:
+    """``-p`` values anywhere on the command line (they decide which plugins the manager loads)."""
+    found, it = [], iter(argv)
+    for arg in it:
+        if arg in ("-p", "--plugin"):
+            found.append(next(it, ""))
+        elif arg.startswith("--plugin="):
+            found.append(arg.split("=", 1)[1])
+        elif arg.startswith("-p") and len(arg) > 2:
+            found.append(arg[2:])
+    return [p for p in found if p]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        host = get_plugin_manager(_prescan_plugins(argv))
+    except HarnessError as err:
+        click.secho(f"error: {err}", err=True, fg="red")
+        sys.exit(err.exit_code)
+    build_cli(host).main(args=argv, prog_name="harness")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

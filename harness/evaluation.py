@@ -1,0 +1,51 @@
+"""Held-out samples drawn once per run and shared by every evaluator.
+
+One sample per held-out prompt from π_θ and from π_SFT (same seed, same settings), plus the
+per-prompt KL of the policy's sample to π_SFT. Win rate, rewards and over-optimization
+evaluators all read these, so they judge exactly the same responses.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from harness.config import EvaluationTable
+from harness.contracts import EvalSamples, Prompt, World
+from harness.generation import generate_responses, sequence_logprobs
+from harness.models import load_causal_lm
+from harness.text import encode_prompt
+
+
+def draw_eval_samples(world: World, policy_dir: Path, sft_dir: Path, options: EvaluationTable, seed: int) -> EvalSamples:
+    """Sample both models on the first ``options.prompts`` eval prompts; KL measured on the policy's samples."""
+    prompts = world.prompts("eval")[: options.prompts]
+    policy, tokenizer = load_causal_lm(policy_dir)
+    reference, _ = load_causal_lm(sft_dir)
+    policy_texts, kl = [], []
+    for batch in _batches(prompts, options.batch_size):
+        gen = _sample(policy, tokenizer, world, batch, options, seed)
+        policy_texts += gen.texts
+        kl += _sequence_kl(policy, reference, gen).tolist()
+    sft_texts = [t for b in _batches(prompts, options.batch_size) for t in _sample(reference, tokenizer, world, b, options, seed).texts]
+    return EvalSamples(tuple(prompts), tuple(policy_texts), tuple(sft_texts), tuple(kl))
+
+
+def _batches(items: Sequence[Prompt], size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _sample(model, tokenizer, world: World, prompts: Sequence[Prompt], options: EvaluationTable, seed: int):
+    ids = [encode_prompt(tokenizer, world.chat_text(p)) for p in prompts]
+    return generate_responses(model, tokenizer, ids, max_new_tokens=options.max_new_tokens,
+                              temperature=options.temperature, seed=seed)
+
+
+@torch.inference_mode()
+def _sequence_kl(policy, reference, gen) -> torch.Tensor:
+    """Σ_t log π_θ(y_t) − log π_SFT(y_t) over each sampled response (a single-sample KL estimate)."""
+    lp = sequence_logprobs(policy, gen.query_ids, gen.response_ids, gen.response_mask)
+    lr = sequence_logprobs(reference, gen.query_ids, gen.response_ids, gen.response_mask)
+    return ((lp - lr) * gen.response_mask).sum(-1)

@@ -1,0 +1,196 @@
+"""The InstructGPT flow over plugins: SFT → reward model → policy optimization → evaluation.
+
+The runner owns the order, the run store (reuse/resume per stage), the metrics stream and
+results.json; every piece of work is a component looked up by name in the registry.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from harness.config import Experiment
+from harness.contracts import StageContext
+from harness.io import atomic_write_json, atomic_write_text
+from harness.models import resolve_base
+from harness.plugins import PluginHost
+from harness.runstore import RunStore, StageRecord, peak_rss_mib
+
+# stage -> (config tables it depends on, upstream stages)
+STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "sft": (("model", "world", "sft"), ()),
+    "reward_model": (("feedback", "reward_model"), ("sft",)),
+    "policy": (("reward", "optimizer"), ("sft", "reward_model")),
+    "evaluation": (("evaluation",), ("policy",)),
+}
+
+
+@dataclass
+class Run:
+    """State of one run in progress: where it writes, what finished, what it measured."""
+
+    experiment: Experiment
+    host: PluginHost
+    store: RunStore
+    show_progress: bool = True
+    world: Any = None
+    hashes: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    components: dict[str, Any] = field(default_factory=dict)
+    echo: Callable[[str], None] = print
+
+    # ------------------------------------------------------------------ helpers
+    def instantiate(self, slot: str):
+        choice = self.experiment.choice(slot)
+        family = {"world": "world", "feedback": "feedback_format", "reward": "reward_source",
+                  "optimizer": "optimizer"}.get(slot, "stage")
+        component = self.host.registry.get(family, choice.name)
+        if slot == "world":
+            return component.factory(choice.options, seed=self.experiment.seed)
+        return component.factory(choice.options)
+
+    def stage_hash(self, stage: str) -> str:
+        tables, upstream = STAGE_INPUTS[stage]
+        parts = [self.experiment.hash_of(*tables), str(self.experiment.seed), *(self.hashes[u] for u in upstream)]
+        return _short_hash("|".join(parts))
+
+    def context(self, record: StageRecord) -> StageContext:
+        return StageContext(
+            experiment=self.experiment, stage=record.name, stage_dir=record.dir, world=self.world,
+            seed=self.experiment.seed, log=self._logger(record), artifacts=dict(self.artifacts),
+            checkpoint_dir=record.checkpoint_dir, progress=self._progress if self.show_progress else None,
+            components=self.components, hook=self.host.hook,
+        )
+
+    def _logger(self, record: StageRecord):
+        def log(metrics: dict[str, float], step: int) -> None:
+            clean = {k: float(v) for k, v in metrics.items()}
+            self.host.hook.metrics_logged(experiment=self.experiment, stage=record.name,
+                                          stage_dir=record.dir, metrics=clean, step=step)
+        return log
+
+    @staticmethod
+    def _progress(total: int, desc: str):
+        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+    # ------------------------------------------------------------------ stages
+    def stage(self, name: str, work: Callable[[StageContext], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``work`` as stage ``name`` unless a finished stage with the same config hash is reusable."""
+        self.hashes[name] = self.stage_hash(name)
+        record = self.store.begin(name, self.hashes[name], self.experiment.seed)
+        if record.reused:
+            self.echo(f"· {name}: reusing finished stage ({record.dir})")
+            summary = record.manifest["summary"]
+            self.timings[name] = {"wall_s": record.manifest.get("wall_s"), "reused": True,
+                                  "peak_rss_mib": record.manifest.get("peak_rss_mib")}
+        else:
+            self.echo(f"· {name}: {'resuming' if record.resumed else 'running'} → {record.dir}")
+            start = time.perf_counter()
+            try:
+                summary = work(self.context(record))
+            except BaseException as err:
+                self.store.fail(record, err)
+                raise
+            manifest = self.store.finish(record, summary, time.perf_counter() - start)
+            self.timings[name] = {"wall_s": manifest["wall_s"], "reused": False, "peak_rss_mib": manifest["peak_rss_mib"]}
+        self.summaries[name] = summary
+        self.host.hook.stage_finished(experiment=self.experiment, stage=name, stage_dir=record.dir, summary=summary)
+        return summary
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path | None = None,
+                   *, show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage of ``experiment``; return (and write) its results."""
+    run_dir = Path(output or experiment.experiment.output) / experiment.name
+    run = Run(experiment, host, RunStore(run_dir), show_progress=show_progress, echo=echo)
+    _write_config(run)
+    random.seed(experiment.seed)
+    host.hook.run_started(experiment=experiment, run_dir=run_dir)
+    start = time.perf_counter()
+    run.world = run.instantiate("world")
+    run.artifacts["base"] = resolve_base(host.hook, experiment.model.base, experiment)
+    run.components["feedback"] = run.instantiate("feedback")
+    run.stage("sft", run.instantiate("sft").run)
+    run.artifacts["sft"] = run.store.stage_dir("sft") / "model"
+    run.stage("reward_model", run.instantiate("reward_model").run)
+    run.artifacts["reward_model"] = run.store.stage_dir("reward_model")
+    reward = run.instantiate("reward")
+    run.components["reward"] = reward
+    reward.prepare(_prep_context(run))
+    optimizer = run.instantiate("optimizer")
+    run.stage("policy", lambda ctx: optimizer.train(ctx, reward if optimizer.mode == "online" else None))
+    run.artifacts["policy"] = run.store.stage_dir("policy") / "model"
+    run.stage("evaluation", lambda ctx: _evaluate(run, ctx))
+    results = _results(run, time.perf_counter() - start)
+    atomic_write_json(run_dir / "results.json", results)
+    host.hook.run_finished(experiment=experiment, run_dir=run_dir, results=results)
+    return results
+
+
+def _prep_context(run: Run) -> StageContext:
+    """A context for preparing components outside a stage (reads artifacts, logs nowhere)."""
+    return StageContext(experiment=run.experiment, stage="prepare", stage_dir=run.store.run_dir, world=run.world,
+                        seed=run.experiment.seed, log=lambda m, s: None, artifacts=dict(run.artifacts),
+                        components=run.components, hook=run.host.hook)
+
+
+def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
+    from harness.evaluation import draw_eval_samples
+
+    samples = draw_eval_samples(run.world, run.artifacts["policy"], run.artifacts["sft"],
+                                run.experiment.evaluation, run.experiment.seed)
+    atomic_write_json(ctx.stage_dir / "samples.json", [
+        {"prompt": p.text, "kind": p.kind, "policy": a, "sft": b, "kl": k}
+        for p, a, b, k in zip(samples.prompts, samples.policy, samples.sft, samples.kl)
+    ])
+    fragment: dict[str, Any] = {}
+    for name, options in run.experiment.evaluators.items():
+        evaluator = run.host.registry.get("evaluator", name).factory(options)
+        _deep_merge(fragment, evaluator.evaluate(ctx, samples))
+    return fragment
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _results(run: Run, wall_s: float) -> dict[str, Any]:
+    evaluation = run.summaries["evaluation"]
+    results: dict[str, Any] = {
+        "experiment": run.experiment.name,
+        "config_hash": run.experiment.hash_of(*run.experiment.to_dict()),
+        "seed": run.experiment.seed,
+        "components": {slot: choice.name for slot, choice in run.experiment.slots.items()},
+        "sft": run.summaries["sft"],
+        "rm": run.summaries["reward_model"],
+        "policy": {"optimizer": run.experiment.choice("optimizer").name, "train": run.summaries["policy"]},
+        "stages": run.timings,
+        "wall_s": wall_s,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+    _deep_merge(results, evaluation)
+    return results
+
+
+def _write_config(run: Run) -> None:
+    """The resolved config (every default filled) and the source file, as run."""
+    run.store.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run.store.run_dir / "resolved_config.json", run.experiment.to_dict())
+    source = Path(run.experiment.source)
+    if source.is_file():
+        atomic_write_text(run.store.run_dir / "experiment.toml", source.read_text(encoding="utf-8"))

@@ -1,0 +1,110 @@
+"""The run store: ``<output>/<experiment>/<stage>/`` with one manifest per stage.
+
+A manifest records the hash of the config that produced the stage, package versions, seed,
+status and timings. A finished stage whose hash matches is reused (three optimizers share one
+SFT and one RM); a stage left ``running`` by a killed process resumes from its checkpoints;
+a stage whose config changed is moved aside (never deleted) before it is redone.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from harness.io import atomic_write_json, read_json
+
+MANIFEST = "manifest.json"
+TRACKED_PACKAGES = ("harness", "torch", "transformers", "trl", "accelerate", "deepspeed", "peft", "lm_eval", "pluggy")
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """What :meth:`RunStore.begin` decided for a stage."""
+
+    name: str
+    dir: Path
+    config_hash: str
+    reused: bool
+    resumed: bool
+    manifest: dict[str, Any]
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+
+class RunStore:
+    """One experiment's directory. Only rank 0 writes (single process for now)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+    def manifest(self, stage: str) -> dict[str, Any] | None:
+        path = self.stage_dir(stage) / MANIFEST
+        return read_json(path) if path.exists() else None
+
+    def begin(self, stage: str, config_hash: str, seed: int) -> StageRecord:
+        """Reuse, resume or (re)start ``stage``; marks it ``running`` unless reused."""
+        stage_dir = self.stage_dir(stage)
+        old = self.manifest(stage)
+        if old and old.get("config_hash") == config_hash and old.get("status") == "finished":
+            return StageRecord(stage, stage_dir, config_hash, True, False, old)
+        resumed = bool(old and old.get("config_hash") == config_hash)
+        if old and not resumed:
+            self._move_aside(stage, old.get("config_hash", "unknown"))
+        manifest = {
+            "stage": stage,
+            "config_hash": config_hash,
+            "seed": seed,
+            "status": "running",
+            "started_at": time.time(),
+            "attempts": (old or {}).get("attempts", 0) + 1 if resumed else 1,
+            "packages": package_versions(),
+            "python": platform.python_version(),
+            "pid": os.getpid(),
+        }
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(stage_dir / MANIFEST, manifest)
+        return StageRecord(stage, stage_dir, config_hash, False, resumed, manifest)
+
+    def finish(self, record: StageRecord, summary: dict[str, Any], wall_s: float) -> dict[str, Any]:
+        manifest = dict(record.manifest)
+        manifest.update(status="finished", finished_at=time.time(), wall_s=wall_s,
+                        peak_rss_mib=peak_rss_mib(), summary=summary)
+        atomic_write_json(record.dir / MANIFEST, manifest)
+        return manifest
+
+    def fail(self, record: StageRecord, error: BaseException) -> None:
+        manifest = dict(record.manifest)
+        manifest.update(status="failed", failed_at=time.time(), error=f"{type(error).__name__}: {error}")
+        atomic_write_json(record.dir / MANIFEST, manifest)
+
+    def _move_aside(self, stage: str, old_hash: str) -> None:
+        stale = self.run_dir / ".stale" / f"{stage}-{old_hash}-{int(time.time())}"
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.stage_dir(stage)), stale)

@@ -1,0 +1,40 @@
+"""Evaluator ``rewards``: proxy and gold reward of π_θ and π_SFT on held-out prompts, KL, length.
+
+These are the numbers that tell a real improvement (gold up) from reward hacking (proxy up,
+gold flat or down), and what it cost in KL to the reference.
+"""
+from __future__ import annotations
+
+from statistics import fmean
+
+from harness import hookimpl
+from harness.contracts import EvalSamples, NoOptions, StageContext
+
+
+def _lengths(texts) -> list[int]:
+    return [len(t.split()) for t in texts]
+
+
+class RewardsEvaluator:
+    """Proxy/gold reward, KL and response length of the policy and the SFT model (held-out)."""
+
+    Options = NoOptions
+
+    def __init__(self, options: NoOptions) -> None:
+        self.options = options
+
+    def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict:
+        prompts, gold = list(samples.prompts), ctx.world.gold()
+        reward = ctx.components["reward"]
+        out = {}
+        for who, texts in (("", samples.policy), ("sft_", samples.sft)):
+            out[f"{who}reward_proxy"] = float(reward.score(prompts, list(texts)).mean())
+            out[f"{who}reward_gold"] = fmean(gold.score(p, t) for p, t in zip(prompts, texts))
+            out[f"{who}response_len"] = fmean(_lengths(texts))
+        out["kl"] = fmean(samples.kl)
+        return {"policy": out}
+
+
+@hookimpl
+def register_evaluators(register):
+    register("rewards", RewardsEvaluator)

@@ -1,0 +1,67 @@
+"""Small inline components for core tests: the core is exercised without any real model."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from harness import hookimpl
+from harness.contracts import NoOptions, Options
+
+
+class FakePPOOptions(Options):
+    clip: float = Field(0.2, gt=0, description="PPO ratio clip ε.")
+    kl_coef: float = Field(0.05, ge=0, description="Initial KL coefficient β.")
+    epochs: int = Field(4, ge=1, description="PPO epochs per batch.")
+    mode: Literal["fast", "slow"] = Field("fast", description="A literal option.")
+
+
+class FakePPO:
+    """A fake optimizer with PPO-shaped options."""
+
+    Options = FakePPOOptions
+    mode = "online"
+
+    def __init__(self, options):
+        self.options = options
+
+
+class FakeComponent:
+    """A fake component that takes no options."""
+
+    Options = NoOptions
+
+    def __init__(self, options, **kwargs):
+        self.options = options
+
+
+class FakePlugin:
+    """Registers one fake component in every slot the default experiment needs."""
+
+    @hookimpl
+    def register_worlds(self, register):
+        register("embedded", FakeComponent)
+
+    @hookimpl
+    def register_stages(self, register):
+        register("next_token", FakeComponent)
+        register("bradley_terry", FakeComponent)
+
+    @hookimpl
+    def register_feedback_formats(self, register):
+        register("ranking", FakeComponent)
+        register("pairwise", FakeComponent)
+
+    @hookimpl
+    def register_reward_sources(self, register):
+        register("learned", FakeComponent)
+
+    @hookimpl
+    def register_optimizers(self, register):
+        register("ppo", FakePPO)
+        register("a2c", FakeComponent)
+
+    @hookimpl
+    def register_evaluators(self, register):
+        register("rewards", FakeComponent)
+        register("win_rate", FakeComponent)

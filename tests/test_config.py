@@ -1,0 +1,97 @@
+"""Experiments: TOML → validated, immutable objects; bad files get one error naming file, table, key."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from harness.config import load_experiment
+from harness.errors import ConfigError
+from harness.plugins import get_plugin_manager
+from tests.fakes import FakePlugin
+
+
+@pytest.fixture
+def registry():
+    return get_plugin_manager(builtins=(), extra=[FakePlugin()], autoload=False).registry
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_fill_every_slot(tmp_path, registry):
+    exp = load_experiment(write(tmp_path, '[experiment]\nname = "x"\n'), registry)
+    assert exp.choice("optimizer").name == "ppo"
+    assert exp.choice("optimizer").options.clip == 0.2
+    assert exp.to_dict()["optimizer"] == {"name": "ppo", "ppo": {"clip": 0.2, "kl_coef": 0.05, "epochs": 4, "mode": "fast"}}
+
+
+def test_wrong_type_names_file_table_key_and_expectation(tmp_path, registry):
+    path = write(tmp_path, '[experiment]\nname = "x"\n[optimizer.ppo]\nclip = "x"\n')
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path, registry)
+    msg = str(err.value)
+    assert str(path) in msg and "[optimizer.ppo]" in msg and "clip" in msg and "expected a number" in msg
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path, registry):
+    path = write(tmp_path, '[experiment]\nname = "x"\n[optimizer.ppo]\nclipp = 0.1\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'clipp'.*Allowed keys: clip, kl_coef, epochs, mode"):
+        load_experiment(path, registry)
+
+
+def test_unknown_component_lists_available(tmp_path, registry):
+    path = write(tmp_path, '[experiment]\nname = "x"\n[optimizer]\nname = "trpo"\n')
+    with pytest.raises(ConfigError, match=r"\[optimizer\] name: unknown optimizer 'trpo'. Available: a2c, ppo"):
+        load_experiment(path, registry)
+
+
+def test_unknown_table_and_literal(tmp_path, registry):
+    with pytest.raises(ConfigError, match=r"unknown table \[optimiser\]"):
+        load_experiment(write(tmp_path, '[experiment]\nname = "x"\n[optimiser]\nname="ppo"\n'), registry)
+    with pytest.raises(ConfigError, match=r"mode = 'medium': expected 'fast' or 'slow'"):
+        load_experiment(write(tmp_path, '[experiment]\nname = "x"\n[optimizer.ppo]\nmode = "medium"\n'), registry)
+
+
+def test_options_of_unselected_components_are_validated_too(tmp_path, registry):
+    path = write(tmp_path, '[experiment]\nname = "x"\n[optimizer]\nname = "a2c"\n[optimizer.ppo]\nclip = -1\n')
+    with pytest.raises(ConfigError, match=r"\[optimizer.ppo\] clip = -1"):
+        load_experiment(path, registry)
+
+
+def test_set_overrides_and_parses_values(tmp_path, registry):
+    path = write(tmp_path, '[experiment]\nname = "x"\n')
+    exp = load_experiment(path, registry, ["optimizer.ppo.kl_coef=0.01", "experiment.name=renamed"])
+    assert exp.choice("optimizer").options.kl_coef == 0.01 and exp.name == "renamed"
+    with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE"):
+        load_experiment(path, registry, ["optimizer.ppo.kl_coef"])
+
+
+def test_resolved_experiment_is_immutable(tmp_path, registry):
+    exp = load_experiment(write(tmp_path, '[experiment]\nname = "x"\n'), registry)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        exp.source = "other"
+    with pytest.raises(Exception):
+        exp.choice("optimizer").options.clip = 0.3
+    with pytest.raises(TypeError):
+        exp.slots["optimizer"] = None
+
+
+def test_missing_name_and_bad_toml(tmp_path, registry):
+    with pytest.raises(ConfigError, match="needs a name"):
+        load_experiment(write(tmp_path, "[experiment]\nseed = 1\n"), registry)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_experiment(write(tmp_path, "[experiment\n"), registry)
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        load_experiment(tmp_path / "missing.toml", registry)
+
+
+def test_hash_changes_only_with_the_tables_it_covers(tmp_path, registry):
+    path = write(tmp_path, '[experiment]\nname = "x"\n')
+    a = load_experiment(path, registry)
+    b = load_experiment(path, registry, ["optimizer.ppo.kl_coef=0.2"])
+    assert a.hash_of("sft", "model") == b.hash_of("sft", "model")
+    assert a.hash_of("optimizer") != b.hash_of("optimizer")

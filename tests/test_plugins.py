@@ -1,0 +1,166 @@
+"""The plugin system: factory-built managers, loud failures, blocking, entry points."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pluggy import PluginValidationError
+
+from harness import hookimpl
+from harness.contracts import StageContext
+from harness.errors import HarnessError
+from harness.plugins import get_plugin_manager
+from tests.fakes import FakeComponent, FakePlugin
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "tests" / "example_plugin"
+
+
+def host(*extra, builtins=(), plugins=()):
+    return get_plugin_manager(plugins, builtins=builtins, extra=extra, autoload=False)
+
+
+def test_each_call_builds_an_isolated_manager():
+    a, b = host(FakePlugin()), host()
+    assert "ppo" in a.registry.names("optimizer")
+    assert b.registry.names("optimizer") == []
+
+
+def test_misspelt_hook_fails_loudly():
+    class Typo:
+        @hookimpl
+        def register_optimisers(self, register):
+            pass
+
+    with pytest.raises(PluginValidationError, match="register_optimisers"):
+        host(Typo())
+
+
+def test_duplicate_component_names_both_plugins():
+    class Other:
+        @hookimpl
+        def register_optimizers(self, register):
+            register("ppo", FakeComponent)
+
+    with pytest.raises(HarnessError, match=r"optimizer 'ppo' is registered twice: by plugin .* and by plugin "):
+        host(FakePlugin(), Other())
+
+
+def test_block_a_builtin_with_p_no():
+    loaded = host(builtins=("plugins.rewards.gold",))
+    assert loaded.registry.names("reward_source") == ["gold"]
+    blocked = host(builtins=("plugins.rewards.gold",), plugins=("no:gold",))
+    assert blocked.registry.names("reward_source") == []
+    with pytest.raises(HarnessError, match="part of the core"):
+        host(plugins=("no:harness.core_hooks",))
+
+
+def test_p_loads_a_module_and_reports_import_errors():
+    loaded = host(plugins=("plugins.rewards.gold",))
+    assert "gold" in loaded.registry.names("reward_source")
+    with pytest.raises(HarnessError, match="cannot import"):
+        host(plugins=("no_such_module_xyz",))
+
+
+def test_lifecycle_hooks_are_broadcast():
+    seen = []
+
+    class Recorder:
+        @hookimpl
+        def stage_finished(self, experiment, stage, stage_dir, summary):
+            seen.append(("stage", stage, summary))
+
+        @hookimpl
+        def run_started(self, experiment, run_dir):
+            seen.append(("start", run_dir))
+
+        @hookimpl
+        def run_finished(self, experiment, run_dir, results):
+            seen.append(("end", results))
+
+        @hookimpl
+        def metrics_logged(self, experiment, stage, stage_dir, metrics, step):
+            seen.append(("metrics", step, metrics))
+
+    h = host(Recorder())
+    h.hook.run_started(experiment=None, run_dir="r")
+    h.hook.metrics_logged(experiment=None, stage="s", stage_dir=Path("d"), metrics={"a": 1.0}, step=3)
+    h.hook.stage_finished(experiment=None, stage="sft", stage_dir=Path("d"), summary={"x": 1})
+    h.hook.run_finished(experiment=None, run_dir="r", results={"ok": True})
+    assert [s[0] for s in seen] == ["start", "metrics", "stage", "end"]
+
+
+def _ctx(h):
+    return StageContext(experiment=None, stage="policy", stage_dir=Path("."), world=None, seed=0,
+                        log=lambda m, s: None, hook=h.hook)
+
+
+def test_optimizer_step_runs_through_wrappers_and_guards_nan():
+    class Timer:
+        @hookimpl(wrapper=True)
+        def optimizer_step(self, experiment, stage, step, run_step):
+            metrics = yield
+            return {**metrics, "time/step_s": 0.0}
+
+    ctx = _ctx(host(Timer()))
+    assert ctx.step(1, lambda: {"loss": 1.0}) == {"loss": 1.0, "time/step_s": 0.0}
+    with pytest.raises(HarnessError, match="non-finite metrics \\['loss'\\]"):
+        ctx.step(2, lambda: {"loss": float("nan")})
+
+
+def test_resolve_model_falls_back_to_path_or_hub_id(tmp_path):
+    h = host()
+    assert h.hook.resolve_model(base=str(tmp_path), experiment=None) == tmp_path
+    assert h.hook.resolve_model(base="org/model", experiment=None) == "org/model"
+
+
+def test_register_commands_adds_to_the_cli():
+    import click
+
+    from harness.cli import build_cli
+
+    class Cmd:
+        @hookimpl
+        def register_commands(self, cli):
+            cli.add_command(click.Command("hello", callback=lambda: click.echo("hi")))
+
+    cli = build_cli(host(Cmd()))
+    assert "hello" in cli.commands
+
+
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory):
+    """pip-install the out-of-tree example plugin into a private target directory."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(EXAMPLE)], check=True)
+    return target
+
+
+def _harness(args, target, **env):
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT)]), **env}
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, env=full, cwd=ROOT)
+
+
+def test_installed_plugin_is_found_through_its_entry_point(installed_example):
+    out = _harness(["plugins", "--json"], installed_example)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["components"]
+    assert {"family": "reward_source", "name": "brevity", "plugin": "brevity"}.items() <= next(
+        r for r in rows if r["name"] == "brevity").items()
+    off = _harness(["plugins", "--json"], installed_example, HARNESS_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert "brevity" not in {r["name"] for r in json.loads(off.stdout)["components"]}
+
+
+def test_installed_plugin_is_usable_by_name_from_toml(installed_example, tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text('[experiment]\nname = "x"\n[reward]\nname = "brevity"\n[reward.brevity]\ntarget_words = 5\n')
+    out = _harness(["validate", str(exp), "--show"], installed_example)
+    assert out.returncode == 0, out.stderr
+    assert '"brevity": {\n      "target_words": 5' in out.stdout
+    blocked = _harness(["validate", str(exp), "-p", "no:brevity"], installed_example)
+    assert blocked.returncode == 2 and "unknown reward source 'brevity'" in blocked.stderr
