@@ -1,0 +1,85 @@
+"""Evaluator ``lm_eval_tax``: the alignment tax, measured with lm-eval like any paper would.
+
+The same lm-eval tasks score π_θ, π_SFT and the base model; ``tax.<task>.delta`` is the policy's
+score minus SFT's on the task's primary metric (read ``higher_is_better`` beside it: for a
+perplexity a positive delta is a loss). By default the tasks are the world's own (local data,
+offline); any lm-eval task name works where its data is reachable.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import Field
+
+from harness import hookimpl
+from harness.contracts import EvalSamples, Options, StageContext
+from harness.errors import HarnessError
+from harness.models import load_causal_lm
+
+
+class LmEvalTaxOptions(Options):
+    tasks: tuple[str, ...] = Field((), description="lm-eval task names; empty = the world's own tasks.")
+    include_path: str | None = Field(None, description="Extra directory of lm-eval task YAMLs (with `tasks`).")
+    include_defaults: bool = Field(False, description="Index lm-eval's built-in tasks too (~13 s; needed for hub tasks).")
+    limit: int | None = Field(None, ge=1, description="At most this many examples per task.")
+    batch_size: int = Field(32, ge=1, description="lm-eval batch size.")
+    baselines: tuple[str, ...] = Field(("sft", "base"), description="Models the policy is compared with.")
+
+
+def primary_metric(task_results: dict[str, Any], higher: dict[str, bool]) -> str:
+    """The task's headline metric: the first one lm-eval says which way is better."""
+    for name in higher:
+        if f"{name},none" in task_results:
+            return name
+    raise HarnessError(f"lm-eval returned no known metric among {sorted(task_results)}.")
+
+
+class LmEvalTax:
+    """Alignment tax: lm-eval score of the policy minus that of SFT (and of the base model)."""
+
+    Options = LmEvalTaxOptions
+
+    def __init__(self, options: LmEvalTaxOptions) -> None:
+        self.options = options
+
+    def task_manager(self, ctx: StageContext):
+        from lm_eval.tasks import TaskManager
+
+        if self.options.tasks:
+            include, names = self.options.include_path, list(self.options.tasks)
+        else:
+            include, names = ctx.world.lm_eval_tasks()
+        return TaskManager(include_path=str(include) if include else None,
+                           include_defaults=self.options.include_defaults or not include), names
+
+    def score(self, model_dir, manager, names: list[str]) -> dict[str, Any]:
+        from lm_eval import simple_evaluate
+        from lm_eval.models.huggingface import HFLM
+
+        model, tokenizer = load_causal_lm(model_dir)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.options.batch_size, device="cpu")
+        out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=self.options.limit,
+                              log_samples=False, verbosity="ERROR")
+        return {"results": out["results"], "higher_is_better": out.get("higher_is_better", {})}
+
+    def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict[str, Any]:
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+        manager, names = self.task_manager(ctx)
+        models = {"policy": ctx.artifacts["policy"], **{b: ctx.artifacts[b] for b in self.options.baselines}}
+        scored = {who: self.score(path, manager, names) for who, path in models.items()}
+        tax, flat = {}, {}
+        for task in names:
+            higher = scored["policy"]["higher_is_better"].get(task, {})
+            metric = primary_metric(scored["policy"]["results"][task], higher)
+            values = {who: float(s["results"][task][f"{metric},none"]) for who, s in scored.items()}
+            tax[task] = {"metric": metric, "higher_is_better": bool(higher.get(metric, True)), **values,
+                         "delta": values["policy"] - values["sft"]}
+            flat.update({f"eval/lm_eval/{task}/{metric}": values["policy"], f"tax/{task}": tax[task]["delta"]})
+        ctx.log(flat, 0)
+        return {"tax": tax}
+
+
+@hookimpl
+def register_evaluators(register):
+    register("lm_eval_tax", LmEvalTax)
