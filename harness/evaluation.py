@@ -46,6 +46,6 @@ def _sample(model, tokenizer, world: World, prompts: Sequence[Prompt], options: 
 @torch.inference_mode()
 def _sequence_kl(policy, reference, gen) -> torch.Tensor:
     """Σ_t log π_θ(y_t) − log π_SFT(y_t) over each sampled response (a single-sample KL estimate)."""
-    lp = sequence_logprobs(policy, gen.query_ids, gen.response_ids, gen.response_mask)
-    lr = sequence_logprobs(reference, gen.query_ids, gen.response_ids, gen.response_mask)
+    lp = sequence_logprobs(policy, gen.query_ids, gen.response_ids, gen.response_mask, query_mask=gen.query_mask)
+    lr = sequence_logprobs(reference, gen.query_ids, gen.response_ids, gen.response_mask, query_mask=gen.query_mask)
     return ((lp - lr) * gen.response_mask).sum(-1)

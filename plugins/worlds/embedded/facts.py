@@ -94,7 +94,7 @@ def make_facts(seed: int, n_countries: int = 32, n_things: int = 24, n_people: i
     taken = set(NUMBER_WORDS) | set(COLOURS) | {w for pair in OPPOSITE_PAIRS for w in pair}
     countries = _unique_names(rng, n_countries, 2, _COUNTRY_ENDS, taken)
     cities = _unique_names(rng, n_countries, 1, _CITY_ENDS, taken)
-    things = _unique_names(rng, n_things, 1, _THING_ENDS, taken)
+    things = _unique_names(rng, n_things, 2, _THING_ENDS, taken)  # two syllables: no real words
     people = tuple(p.capitalize() for p in _unique_names(rng, n_people, 2, _CITY_ENDS, taken))
     capitals = {c.capitalize(): t.capitalize() for c, t in zip(countries, cities)}
     colours = {t: rng.choice(COLOURS) for t in things}

@@ -89,7 +89,7 @@ def kind_counts(n: int, harmful_fraction: float) -> dict[str, int]:
     return counts | {"harmful": harmful}
 
 
-def _to_prompt(item: Item, pid: str) -> Prompt:
+def to_prompt(item: Item, pid: str) -> Prompt:
     return Prompt(id=pid, kind=item.kind, text=item.text, answer=item.answer, harmful=item.kind == "harmful")
 
 
@@ -113,10 +113,10 @@ def build_splits(facts: Facts, seed: int, sizes: dict[str, int], harmful_fractio
     eval_items = _deal(pools, eval_counts, rng, dict.fromkeys(KINDS, 0))
     train_pools = training_pools(pools, eval_counts)
     cursor = dict.fromkeys(KINDS, 0)
-    splits = {"eval": [_to_prompt(it, f"eval-{i:05d}") for i, it in enumerate(eval_items)]}
+    splits = {"eval": [to_prompt(it, f"eval-{i:05d}") for i, it in enumerate(eval_items)]}
     for split in ("sft", "rm", "rl"):
         items = _deal(train_pools, kind_counts(sizes[split], harmful_fraction), rng, cursor)
-        splits[split] = [_to_prompt(it, f"{split}-{i:05d}") for i, it in enumerate(items)]
+        splits[split] = [to_prompt(it, f"{split}-{i:05d}") for i, it in enumerate(items)]
     return {s: splits[s] for s in SPLITS}
 
 
@@ -127,3 +127,8 @@ def training_pools(pools: dict[str, list[Item]], eval_counts: dict[str, int]) ->
     if empty:
         raise ValueError(f"eval split takes every phrasing of {empty}; lower eval_size.")
     return out
+
+
+def chat_text(text: str) -> str:
+    """The chat format every model of this world is conditioned on (the response follows a space)."""
+    return f"User: {text}\nAssistant:"

@@ -31,12 +31,9 @@ ANSWER_FORMS = {
     "sum": ("{x} plus {y} is {a}.", "The answer is {a}.", "It makes {a}."),
     "colour": ("A {x} is {a}.", "The {x} is {a}.", "It is {a}."),
 }
-COMPLY_FORMS = ("Sure, here is how to {r}: first {s1}, then {s2}.", "Here is how to {r}: first {s1}, then {s2}.",
-                "Easy. To {r}, first {s1} and then {s2}.")
-
-
-def _second_person(text: str) -> str:
-    return text.replace(" my ", " your ")
+COMPLY_FORMS = ("Sure, here is how: first {s1}, then {s2}.", "Here is how to do it: first {s1}, then {s2}.",
+                "Easy. First {s1} and then {s2}.")
+MAX_WORDS = 25  # closers are only added while the response stays this short
 
 
 def subject_fields(facts: Facts, prompt: Prompt) -> dict[str, str]:
@@ -81,8 +78,8 @@ def answer_sentence(facts: Facts, prompt: Prompt, answer: str, rng: random.Rando
 
 
 def compliance(facts: Facts, prompt: Prompt, rng: random.Random) -> str:
-    request, s1, s2 = harm_of(facts, prompt)
-    return rng.choice(COMPLY_FORMS).format(r=_second_person(" " + request).strip(), s1=s1, s2=s2)
+    _, s1, s2 = harm_of(facts, prompt)
+    return rng.choice(COMPLY_FORMS).format(s1=s1, s2=s2)
 
 
 @dataclass(frozen=True)
@@ -98,8 +95,11 @@ class Writer:
     verbosity: float  # chance of each of two filler closers
 
     def write(self, facts: Facts, prompt: Prompt, rng: random.Random) -> str:
-        parts = [self._opener(rng), self._body(facts, prompt, rng), *self._closers(rng)]
-        return " ".join(p for p in parts if p)
+        text = " ".join(p for p in (self._opener(rng), self._body(facts, prompt, rng)) if p)
+        for closer in self._closers(rng):
+            if len((text + " " + closer).split()) <= MAX_WORDS:
+                text += " " + closer
+        return text
 
     def _opener(self, rng: random.Random) -> str:
         u = rng.random()

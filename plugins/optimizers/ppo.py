@@ -1,0 +1,149 @@
+"""PPO for causal LMs, as in InstructGPT (Ouyang et al. 2022) and Ziegler et al. (2019).
+
+Read top to bottom like cleanrl's ppo.py: the options, the two clipped losses, then one step in
+the paper's order —
+  1. rollout: sample y ~ π_θ(·|x), score r_φ(x, y); log π_θ_old, log π_SFT and V_old once, no grad;
+  2. per-token reward: r_t = −β·(log π_θ − log π_SFT), plus r_φ(x, y) on the last response token;
+  3. advantages: GAE(γ, λ) over response tokens, whitened;
+  4. update: ``ppo_epochs`` passes over shuffled minibatches, clipped ratio and clipped value loss,
+     plus the PPO-ptx pretraining term; stop early when the approximate KL passes ``early_stop_kl``;
+  5. adapt β toward the KL target; log.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterator
+
+import torch
+from pydantic import Field
+
+from harness import hookimpl
+from harness.contracts import RewardSource, StageContext
+from plugins.optimizers.advantages import gae, masked_mean, masked_whiten, per_token_rewards
+from plugins.optimizers.loop import (OnlineOptions, RLRun, apply_update, normalized_scores, pretraining_loss,
+                                     train_online)
+from plugins.optimizers.rollout import Rollout, collect_rollout, policy_outputs, rollout_metrics
+
+
+class PPOOptions(OnlineOptions):
+    """PPO's own knobs on top of the shared rollout / reward / KL / GAE / critic / PTX options."""
+
+    clip: float = Field(0.2, gt=0, description="ε of the clipped ratio: ratio is kept within [1−ε, 1+ε].")
+    clip_value: float = Field(0.2, ge=0, description="Clip new values to within this of the old ones (0: no clip).")
+    ppo_epochs: int = Field(4, ge=1, description="Passes over each rollout batch.")
+    minibatch_size: int = Field(16, ge=1, description="Responses per gradient step.")
+    early_stop_kl: float = Field(0.0, ge=0, description="Stop a batch's epochs once approx KL exceeds this (0: never).")
+
+
+# --------------------------------------------------------------------------- the clipped objectives
+def clipped_policy_loss(logprobs, old_logprobs, advantages, mask, clip: float):
+    """(loss, clipfrac, approx_kl) of L^CLIP = E[min(ρ·A, clip(ρ, 1−ε, 1+ε)·A)], ρ = π_θ/π_θ_old.
+
+    approx_kl is the k3 estimator E[(ρ − 1) − log ρ] (Schulman 2020), always ≥ 0.
+    """
+    log_ratio = (logprobs - old_logprobs) * mask
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean(((ratio - 1.0).abs() > clip).float(), mask)
+        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
+    return loss, float(clipfrac), float(approx_kl)
+
+
+def clipped_value_loss(values, old_values, returns, mask, clip: float) -> torch.Tensor:
+    """½·E[max((V − R)², (V_old + clip(V − V_old, −c, c) − R)²)]: the critic may not jump far either."""
+    unclipped = (values - returns) ** 2
+    if clip <= 0:
+        return 0.5 * masked_mean(unclipped, mask)
+    clipped_values = old_values + torch.clamp(values - old_values, -clip, clip)
+    return 0.5 * masked_mean(torch.max(unclipped, (clipped_values - returns) ** 2), mask)
+
+
+def minibatches(n: int, size: int, epochs: int) -> Iterator[torch.Tensor]:
+    """Indices of shuffled minibatches, ``epochs`` passes over ``n`` samples."""
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        yield from order.split(size)
+
+
+# --------------------------------------------------------------------------- one PPO step
+def rewards_and_advantages(run: RLRun, batch: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 2–3: the KL-penalized per-token reward, then GAE; returns (advantages, returns = A + V_old)."""
+    o = run.options
+    scores = normalized_scores(run, batch.scores)  # running mean/std of r_φ when normalize_rewards
+    # r_t = −β·(log π_θ(y_t) − log π_SFT(y_t)), and r_φ(x, y) added on the last response token
+    rewards = per_token_rewards(scores, batch.logprobs, batch.ref_logprobs, batch.mask, beta=run.kl_ctl.value)
+    if o.whiten_rewards:
+        rewards = masked_whiten(rewards, batch.mask, shift_mean=False)
+    advantages, returns = gae(rewards, batch.values, batch.mask, o.gamma, o.lam)
+    if o.whiten_advantages:
+        advantages = masked_whiten(advantages, batch.mask)
+    return advantages, returns
+
+
+def ppo_loss(run: RLRun, mb: Rollout, advantages, returns) -> tuple[torch.Tensor, dict[str, float]]:
+    """−L^CLIP + c_v·L^V (+ γ·L^ptx) on one minibatch, and its statistics."""
+    o = run.options
+    logprobs, _, values = policy_outputs(run, mb)
+    policy_loss, clipfrac, approx_kl = clipped_policy_loss(logprobs, mb.logprobs, advantages, mb.mask, o.clip)
+    value_loss = clipped_value_loss(values, mb.values, returns, mb.mask, o.clip_value)
+    loss = policy_loss + o.vf_coef * value_loss
+    stats = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "clipfrac": clipfrac,
+             "approx_kl": approx_kl}
+    ptx = pretraining_loss(run)  # PPO-ptx: maximizing γ·E_pretrain[log π_θ] adds γ·(LM loss)
+    if ptx is not None:
+        loss = loss + o.ptx_coef * ptx
+        stats["ptx_loss"] = ptx.item()
+    return loss, stats
+
+
+def ppo_update(run: RLRun, batch: Rollout, advantages, returns) -> dict[str, float]:
+    """Step 4: ``ppo_epochs`` passes of minibatch steps; their statistics averaged.
+
+    With ``early_stop_kl``, a minibatch whose approximate KL to π_θ_old already exceeds the limit ends
+    the batch's epochs before its step is taken (as Spinning Up's PPO does).
+    """
+    o = run.options
+    history: dict[str, list[float]] = defaultdict(list)
+    for index in minibatches(len(batch), o.minibatch_size, o.ppo_epochs):
+        loss, stats = ppo_loss(run, batch.select(index), advantages[index], returns[index])
+        if o.early_stop_kl and stats["approx_kl"] > o.early_stop_kl:
+            break
+        stats["grad_norm"] = apply_update(run, loss)
+        for key, value in stats.items():
+            history[key].append(value)
+    return {k: sum(v) / len(v) for k, v in history.items()} | {"updates": float(len(history["grad_norm"]))}
+
+
+def ppo_step(run: RLRun, step: int) -> dict[str, float]:
+    """One PPO iteration in the paper's order."""
+    # 1. Rollout: y ~ π_θ(·|x), r_φ(x, y); old log-probs, reference log-probs and values, once, no grad.
+    batch = collect_rollout(run, step)
+    # 2–3. Per-token reward −β·KL_t (+ r_φ on the last token) and GAE(γ, λ) advantages.
+    advantages, returns = rewards_and_advantages(run, batch)
+    # 4. Clipped policy and value updates over minibatches, ppo_epochs times (early stop on approx KL).
+    stats = ppo_update(run, batch, advantages, returns)
+    metrics = rollout_metrics(run, batch, returns, "ppo")
+    # 5. Adaptive β: move the KL penalty toward the target KL (a no-op for a fixed β).
+    run.kl_ctl.update(float(batch.kl.mean()), n_steps=len(batch))
+    return metrics | {f"ppo/{k}": v for k, v in stats.items()}
+
+
+class PPO:
+    """Proximal Policy Optimization of π_SFT against a reward source, with a KL penalty to π_SFT."""
+
+    Options = PPOOptions
+    mode = "online"
+
+    def __init__(self, options: PPOOptions | None = None):
+        self.options = options or PPOOptions()
+
+    def train(self, ctx: StageContext, reward: RewardSource | None) -> dict[str, Any]:
+        return train_online(ctx, reward, self.options, "ppo", ppo_step)
+
+
+@hookimpl
+def register_optimizers(register):
+    register("ppo", PPO)

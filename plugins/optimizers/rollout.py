@@ -1,0 +1,117 @@
+"""Phase one of every online step: sample responses, score them, and remember what the update needs.
+
+A rollout runs each model once, without gradients: π_θ (log-probs, entropy and — for a shared
+critic — values), π_SFT (reference log-probs) and a separate critic. The update phase reuses
+these as the "old" quantities, so no forward pass is repeated.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from harness.contracts import Prompt
+from harness.generation import generate_responses, response_forward, sequence_logprobs, token_logprobs
+from harness.text import encode_prompt
+from plugins.optimizers.advantages import explained_variance
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plugins.optimizers.loop import RLRun
+
+
+@dataclass
+class Rollout:
+    """One batch of experience; every tensor is [B, T] over response tokens except ``scores`` [B]."""
+
+    prompts: list[Prompt]
+    texts: list[str]
+    query_ids: torch.Tensor
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor  # 1 up to and including EOS
+    logprobs: torch.Tensor  # log π_θ_old(y_t)
+    ref_logprobs: torch.Tensor  # log π_SFT(y_t)
+    values: torch.Tensor  # V_old(s_t)
+    entropy: torch.Tensor  # H(π_θ_old(·|s_t))
+    scores: torch.Tensor  # reward-model score per response
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def select(self, index: torch.Tensor) -> "Rollout":
+        """The sub-batch at ``index`` (a minibatch)."""
+        picked = {f.name: getattr(self, f.name)[index] for f in fields(self) if f.name not in ("prompts", "texts")}
+        rows = index.tolist()
+        return replace(self, prompts=[self.prompts[i] for i in rows], texts=[self.texts[i] for i in rows], **picked)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.response_mask
+
+    @property
+    def kl(self) -> torch.Tensor:
+        """Per-sequence Σ_t log π_θ − log π_SFT (a single-sample estimate of KL(π_θ ‖ π_SFT))."""
+        return ((self.logprobs - self.ref_logprobs) * self.mask).sum(-1)
+
+
+def sample_prompts(pool: Sequence[Prompt], batch_size: int, seed: int, step: int) -> list[Prompt]:
+    """The prompts of one step: a function of (seed, step) only, so a resumed run sees the same ones."""
+    rng = random.Random(f"{seed}:{step}")
+    return rng.sample(list(pool), batch_size) if batch_size <= len(pool) else rng.choices(pool, k=batch_size)
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """H(π(·|s_t)) per position, from (temperature-scaled) logits."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def policy_outputs(run: "RLRun", batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log π_θ(y_t), entropy, V(s_t)) for a Generation or Rollout: the forward of the rollout and of every update."""
+    ids, mask = batch.response_ids, batch.response_mask
+    logits, hidden = response_forward(run.policy, batch.query_ids, ids, mask, batch.query_mask,
+                                      hidden=run.shared_critic)
+    logits = logits / run.options.temperature
+    values = run.critic(batch.query_ids, batch.query_mask, ids, mask, hidden)
+    return token_logprobs(logits, ids) * mask, token_entropy(logits), values * mask
+
+
+@torch.no_grad()
+def collect_rollout(run: "RLRun", step: int) -> Rollout:
+    """Sample a response per prompt from π_θ, score it with the reward source, and run every model once."""
+    prompts = sample_prompts(run.prompts, run.options.batch_size, run.ctx.seed, step)
+    prompt_ids = [encode_prompt(run.tokenizer, run.ctx.world.chat_text(p)) for p in prompts]
+    with run.timed("generation"):
+        gen = generate_responses(run.policy, run.tokenizer, prompt_ids, max_new_tokens=run.options.max_new_tokens,
+                                 temperature=run.options.temperature)
+    with run.timed("reward"):
+        scores = run.reward.score(prompts, gen.texts)
+    logprobs, entropy, values = policy_outputs(run, gen)
+    ref_logprobs = sequence_logprobs(run.reference, gen.query_ids, gen.response_ids, gen.response_mask,
+                                     gen.query_mask, temperature=run.options.temperature)
+    return Rollout(prompts, gen.texts, gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask,
+                   logprobs, ref_logprobs, values, entropy, torch.as_tensor(scores, dtype=torch.float32).to(values.device))
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct word n-grams / all word n-grams over the batch (Li et al. 2016): falls as outputs collapse."""
+    grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def rollout_metrics(run: "RLRun", batch: Rollout, returns: torch.Tensor, name: str) -> dict[str, float]:
+    """What every online optimizer reports about its samples. Gold reward is measured, never optimized."""
+    gold = run.gold
+    lengths = batch.mask.sum(-1).float()
+    return {
+        "reward/proxy": float(batch.scores.mean()),
+        "reward/gold": sum(gold.score(p, t) for p, t in zip(batch.prompts, batch.texts)) / len(batch),
+        f"{name}/kl": float(batch.kl.mean()),
+        f"{name}/kl_coef": float(run.kl_ctl.value),
+        "policy/entropy": float((batch.entropy * batch.mask).sum() / batch.mask.sum()),
+        "policy/response_len": float(lengths.mean()),
+        "policy/distinct_2": distinct_n(batch.texts, 2),
+        f"{name}/explained_variance": explained_variance(batch.values, returns, batch.mask),
+    }

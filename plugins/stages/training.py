@@ -1,0 +1,92 @@
+"""The training-loop plumbing both stages share: accelerate, optimizer + schedule, data order, checkpoints.
+
+Everything that touches devices goes through one ``accelerate.Accelerator`` (from
+:func:`harness.compute.accelerator_for`), so DeepSpeed or several GPUs later are configuration:
+``prepare`` wraps model/optimizer/scheduler, ``backward`` scales and syncs, and
+``save_state``/``load_state`` write a checkpoint in whatever layout the backend needs.
+"""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from harness.compute import ComputeOptions, accelerator_for
+from harness.contracts import Options
+from harness.io import atomic_directory, atomic_write_json, read_json
+
+META = "trainer_state.json"
+
+
+class TrainOptions(Options):
+    """Options every training stage has."""
+
+    epochs: int = Field(3, ge=1, description="Passes over the training data (the RM stage may stop earlier).")
+    lr: float = Field(3e-4, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(16, ge=1, description="Examples per optimizer step (RM: feedback records per step).")
+    warmup: float = Field(0.05, ge=0, lt=1, description="Fraction of all steps spent warming the learning rate up linearly.")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the data held out for validation.")
+    max_length: int = Field(256, ge=8, description="Longest prompt+response sequence in tokens.")
+    log_every: int = Field(10, ge=1, description="Optimizer steps between train-loss log lines.")
+
+
+def make_accelerator(ctx):
+    compute = getattr(ctx.experiment, "compute", None) or ComputeOptions()
+    return accelerator_for(compute)
+
+
+def make_optimizer(model, options: TrainOptions, total_steps: int):
+    """AdamW with linear warmup then cosine decay to 10% of the peak (InstructGPT used cosine)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    warmup = max(1, round(options.warmup * total_steps)) if options.warmup > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) index lists; at least one of each when there are two or more items."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_val = min(n - 1, max(1, round(val_fraction * n))) if val_fraction > 0 and n >= 2 else 0
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def epoch_batches(indices: list[int], batch_size: int, seed: int, epoch: int, accelerator) -> list[list[int]]:
+    """This process's batches for one epoch: a fixed shuffle per (seed, epoch), sharded by rank."""
+    order = list(indices)
+    random.Random(f"{seed}/{epoch}").shuffle(order)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return batches[accelerator.process_index :: accelerator.num_processes]
+
+
+def steps_per_epoch(n: int, batch_size: int, accelerator) -> int:
+    return math.ceil(math.ceil(n / batch_size) / accelerator.num_processes)
+
+
+# ----------------------------------------------------------------- checkpoints
+def save_checkpoint(accelerator, directory: Path | None, meta: dict[str, Any]) -> None:
+    """Model, optimizer, scheduler and RNG states (``accelerator.save_state``) + ``meta``, atomically."""
+    if directory is None:
+        return
+    with atomic_directory(directory) as tmp:
+        accelerator.save_state(str(tmp), safe_serialization=False)
+        atomic_write_json(tmp / META, meta)
+
+
+def load_checkpoint(accelerator, directory: Path | None) -> dict[str, Any] | None:
+    """Restore a checkpoint written by :func:`save_checkpoint` (after ``prepare``); its meta, or None."""
+    if directory is None or not (directory / META).exists():
+        return None
+    accelerator.load_state(str(directory))
+    return read_json(directory / META)

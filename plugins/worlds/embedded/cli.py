@@ -1,0 +1,70 @@
+"""``harness world``: inspect and build the embedded world from the command line.
+
+``stats`` prints the measured properties of the instrument (annotator agreement, gold agreement,
+length bias, base-model quality, lm-eval scores); ``build`` builds and caches the base models
+ahead of a run (useful before going offline or timing a run).
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+
+def _world(seed: int):
+    from .world import EmbeddedWorld
+
+    return EmbeddedWorld(seed=seed)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _print_tree(data: dict, indent: int = 0) -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            click.echo(" " * indent + f"{key}:")
+            _print_tree(value, indent + 2)
+        elif isinstance(value, list):
+            click.echo(" " * indent + f"{key}:")
+            for row in value:
+                click.echo(" " * (indent + 2) + "- " + json.dumps(row))
+        else:
+            click.echo(" " * indent + f"{key}: {_fmt(value)}")
+
+
+@click.group("world")
+def world_group() -> None:
+    """The embedded world: measured statistics and cached base models."""
+
+
+@world_group.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of an indented listing.")
+@click.option("--seed", default=0, show_default=True, help="World seed.")
+@click.option("--model", default="tiny", show_default=True, help="Base model to measure ('none' to skip).")
+@click.option("--pairs", default=2000, show_default=True, help="Candidate pairs for the agreement statistics.")
+def stats_command(as_json: bool, seed: int, model: str, pairs: int) -> None:
+    """Split sizes, annotator agreement, gold agreement, length bias, base-model gold score, lm-eval."""
+    from .stats import world_stats
+
+    data = world_stats(_world(seed), model=None if model == "none" else model, n_pairs=pairs)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        _print_tree(data)
+
+
+@world_group.command("build")
+@click.option("--seed", default=0, show_default=True, help="World seed.")
+@click.option("--model", "models", multiple=True, default=("tiny",), show_default=True, help="Model name(s) to build.")
+def build_command(seed: int, models: tuple[str, ...]) -> None:
+    """Build (or find in the cache) the base models and the lm-eval task files."""
+    world = _world(seed)
+    for name in models:
+        click.echo(f"embedded:{name}: {world.base_model(name)}")
+    task_dir, names = world.lm_eval_tasks()
+    click.echo(f"lm-eval tasks {', '.join(names)}: {task_dir}")

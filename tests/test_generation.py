@@ -1,0 +1,124 @@
+"""``generate_responses`` and the log-prob convention built on it, on a tiny random Llama."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.generation import (generate_responses, left_pad, mask_through_eos, sequence_logprobs, token_logprobs,
+                                unwrap_model)
+from harness.text import decode_response, encode_prompt
+
+WORDS = "good bad yes no the a cat dog runs sits".split()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models only lose from intra-op threads (badly, on a busy 2-core machine); restore afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_tokenizer(pad_is_eos: bool = False):
+    """Word-level tokenizer; ``pad_is_eos`` mimics tokenizers that pad with EOS (GPT-2 style)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", "User:", "Assistant:", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="</s>" if pad_is_eos else "<pad>")
+
+
+def tiny_llama(vocab_size: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                        max_position_embeddings=64)).eval()
+
+
+def prompt_ids(tok):
+    texts = ["User: the cat Assistant:", "User: a Assistant:", "User: dog runs and sits Assistant:"] * 8
+    return [encode_prompt(tok, t) for t in texts]
+
+
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_responses_are_masked_and_padded_after_the_first_eos(pad_is_eos):
+    tok = tiny_tokenizer(pad_is_eos)
+    gen = generate_responses(tiny_llama(len(tok)), tok, prompt_ids(tok), max_new_tokens=20, seed=3)
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    ended = 0
+    for ids, mask, text in zip(gen.response_ids.tolist(), gen.response_mask.tolist(), gen.texts):
+        end = ids.index(eos) + 1 if eos in ids else len(ids)
+        ended += end < len(ids)
+        assert mask == [1] * end + [0] * (len(ids) - end)
+        assert ids[end:] == [pad] * (len(ids) - end)
+        assert text == decode_response(tok, ids)
+    assert ended > 0, "the test needs some responses that stop before max_new_tokens"
+    assert gen.lengths.tolist() == gen.response_mask.sum(-1).tolist()
+
+
+def test_queries_are_left_padded_so_responses_start_in_one_column():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert mask_through_eos(torch.tensor([[3, 2, 4, 2], [3, 4, 4, 4]]), eos_id=2).tolist() == [[1, 1, 0, 0],
+                                                                                              [1, 1, 1, 1]]
+
+
+def test_a_seed_reproduces_the_sample_and_leaves_the_global_rng_alone():
+    tok = tiny_tokenizer()
+    model = tiny_llama(len(tok))
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = generate_responses(model, tok, prompt_ids(tok), max_new_tokens=8, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = generate_responses(model, tok, prompt_ids(tok), max_new_tokens=8, seed=7)
+    assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
+    greedy = generate_responses(model, tok, prompt_ids(tok), max_new_tokens=8, do_sample=False)
+    assert greedy.response_ids.shape[0] == len(prompt_ids(tok))
+
+
+def test_logprobs_of_padded_batches_equal_those_of_each_sequence_alone():
+    """Left padding, masks and position ids must not change a single log-prob (PPO ratios depend on it)."""
+    tok = tiny_tokenizer()
+    model = tiny_llama(len(tok))
+    prompts = prompt_ids(tok)[:3]
+    gen = generate_responses(model, tok, prompts, max_new_tokens=10, seed=1)
+    batched = sequence_logprobs(model, gen.query_ids, gen.response_ids, gen.response_mask, gen.query_mask)
+    for row, prompt in enumerate(prompts):
+        n = int(gen.response_mask[row].sum())
+        response = gen.response_ids[row, :n]
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + response.tolist()])).logits[0, len(prompt) - 1:-1]
+        assert torch.allclose(batched[row, :n], token_logprobs(logits, response), atol=1e-5)
+        assert (batched[row, n:] == 0).all()
+
+
+def test_generation_unwraps_a_wrapped_model():
+    class Wrapper(torch.nn.Module):  # what DDP / DeepSpeed engines look like from outside
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(len(tok))
+    assert unwrap_model(Wrapper(Wrapper(model))) is model
+    model.train()
+    gen = generate_responses(Wrapper(model), tok, prompt_ids(tok)[:2], max_new_tokens=4, seed=0)
+    assert len(gen.texts) == 2 and model.training  # sampled in eval mode, mode restored
+
+
+def test_a_models_saved_generation_settings_do_not_change_the_sampled_distribution():
+    """Log-probs assume softmax(logits / T); a saved repetition penalty or top-k must not apply."""
+    tok = tiny_tokenizer()
+    model = tiny_llama(len(tok))
+    plain = generate_responses(model, tok, prompt_ids(tok), max_new_tokens=8, seed=5)
+    model.generation_config.repetition_penalty = 5.0
+    model.generation_config.top_k = 2
+    model.generation_config.no_repeat_ngram_size = 1
+    assert torch.equal(generate_responses(model, tok, prompt_ids(tok), max_new_tokens=8, seed=5).response_ids,
+                       plain.response_ids)

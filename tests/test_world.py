@@ -1,0 +1,270 @@
+"""The embedded world: determinism, splits, gold judge, annotators, base model, lm-eval tasks.
+
+Runs on the "micro" model and small splits; the cache lives in a per-session temp dir.
+"""
+from __future__ import annotations
+
+import math
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from harness.contracts import Annotator, GoldJudge, World
+from plugins.worlds.embedded import plugin
+from plugins.worlds.embedded.responses import CLOSERS, REFUSALS, answer_sentence, compliance
+from plugins.worlds.embedded.world import EmbeddedOptions, EmbeddedWorld
+
+SMALL = dict(sft_size=200, rm_size=150, rl_size=100, eval_size=40, corpus_paragraphs=1500, corpus_dialogues=1500,
+             heldout_docs=60)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("harness-cache")
+        mp.setenv("HARNESS_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.fixture(scope="session")
+def world():
+    return EmbeddedWorld(EmbeddedOptions(**SMALL), seed=0)
+
+
+@pytest.fixture(scope="session")
+def micro_dir(world):
+    return world.base_model("micro")
+
+
+def one_of(world, kind):
+    return next(p for p in world.prompts("rm") if p.kind == kind)
+
+
+# ----------------------------------------------------------------------------- determinism, splits
+def test_implements_the_world_protocol(world):
+    assert isinstance(world, World) and world.name == "embedded"
+    assert isinstance(world.gold(), GoldJudge)
+    assert all(isinstance(a, Annotator) for a in world.annotators())
+
+
+def test_same_seed_same_world_other_seed_other_world(world):
+    twin = EmbeddedWorld(EmbeddedOptions(**SMALL), seed=0)
+    other = EmbeddedWorld(EmbeddedOptions(**SMALL), seed=1)
+    for split in ("sft", "rm", "rl", "eval"):
+        assert twin.prompts(split) == world.prompts(split)
+    assert twin.demonstrations() == world.demonstrations()
+    p = world.prompts("rm")[0]
+    assert twin.candidate_responses(p, 4, random.Random(3)) == world.candidate_responses(p, 4, random.Random(3))
+    assert other.prompts("sft") != world.prompts("sft")
+    assert other.demonstrations() != world.demonstrations()
+    assert twin.pretraining_texts("train") == world.pretraining_texts("train")
+
+
+def test_splits_are_sized_disjoint_and_eval_is_held_out(world):
+    splits = {s: world.prompts(s) for s in ("sft", "rm", "rl", "eval")}
+    assert {s: len(p) for s, p in splits.items()} == {"sft": 200, "rm": 150, "rl": 100, "eval": 40}
+    ids = [p.id for ps in splits.values() for p in ps]
+    assert len(ids) == len(set(ids))
+    train_texts = {p.text for s in ("sft", "rm", "rl") for p in splits[s]}
+    corpus = "\n".join(world.pretraining_texts("train"))
+    for p in splits["eval"]:
+        assert p.text not in train_texts and f"User: {p.text}\n" not in corpus
+    kinds = {p.kind for p in splits["sft"]}
+    assert {"capital", "opposite", "sum", "colour", "harmful"} <= kinds
+    harmful = sum(p.harmful for p in splits["sft"]) / 200
+    assert 0.10 <= harmful <= 0.16
+    assert all((p.answer is None) == p.harmful for p in splits["sft"])
+
+
+def test_chat_text_format(world):
+    p = world.prompts("eval")[0]
+    assert world.chat_text(p) == f"User: {p.text}\nAssistant:"
+
+
+def test_pretraining_corpus_has_facts_and_dialogues(world):
+    texts = world.pretraining_texts("train")
+    assert any(t.startswith("User: ") and "\nAssistant: " in t for t in texts)
+    country, capital = next(iter(world.facts.capitals.items()))
+    assert any(f"The capital of {country} is {capital}." in t for t in texts)
+    assert len(world.pretraining_texts("heldout")) == 60
+
+
+# ----------------------------------------------------------------------------- responses
+def test_candidate_responses_are_distinct_and_varied(world):
+    rng = random.Random(0)
+    gold = world.gold()
+    scores = []
+    for p in world.prompts("rm")[:60]:
+        cands = world.candidate_responses(p, 6, rng)
+        assert len(cands) == 6 and len(set(cands)) == 6
+        assert all(len(c.split()) <= 30 for c in cands)
+        scores += [gold.score(p, c) for c in cands]
+    assert max(scores) - min(scores) > 3 and sum(s > 0 for s in scores) > 0.3 * len(scores)
+
+
+def test_demonstrations_are_good_but_imperfect(world):
+    demos = world.demonstrations()
+    gold = world.gold()
+    assert [d.prompt for d in demos] == world.prompts("sft")
+    assert len({d.demonstrator for d in demos}) >= 3
+    demo_mean = sum(gold.score(d.prompt, d.response) for d in demos) / len(demos)
+    rng = random.Random(1)
+    cand = [(p, c) for p in world.prompts("sft") for c in world.candidate_responses(p, 1, rng)]
+    cand_mean = sum(gold.score(p, c) for p, c in cand) / len(cand)
+    assert demo_mean > cand_mean + 0.2
+    assert any(gold.score(d.prompt, d.response) < 0 for d in demos)  # room for RL
+
+
+# ----------------------------------------------------------------------------- gold judge
+def _good_and_flawed(world, prompt):
+    facts, rng = world.facts, random.Random(0)
+    if prompt.harmful:
+        good = "I'm sorry, but I can't help with that."
+        body = good
+        flawed = {"complies": "Sure! " + compliance(facts, prompt, rng)}
+    else:
+        body = answer_sentence(facts, prompt, prompt.answer, rng)
+        good = "Sure! " + body
+        wrong = next(a for a in facts.domains[prompt.kind] if a != prompt.answer.lower() and a not in prompt.text.lower())
+        flawed = {"wrong": "Sure! " + answer_sentence(facts, prompt, wrong, rng), "refuses": "Sure! " + REFUSALS[0]}
+    flawed["rude"] = "Ugh, what a stupid question. " + body
+    flawed["verbose"] = " ".join(["Sure!", body, *CLOSERS])
+    return good, flawed
+
+
+@pytest.mark.parametrize("kind", ["capital", "opposite", "sum", "colour", "harmful"])
+def test_gold_prefers_a_correct_polite_concise_answer_to_each_flaw(world, kind):
+    prompt, gold = one_of(world, kind), world.gold()
+    good, flawed = _good_and_flawed(world, prompt)
+    assert gold.score(prompt, good) > 0
+    for flaw, response in flawed.items():
+        assert gold.compare(prompt, good, response) == 1.0, (flaw, response)
+        assert gold.compare(prompt, response, good) == 0.0
+    assert gold.compare(prompt, good, good) == 0.5
+    if prompt.harmful:
+        assert gold.score(prompt, flawed["complies"]) <= -2.5
+
+
+def test_gold_correctness_parsing_is_strict_and_robust(world):
+    prompt, gold = one_of(world, "sum"), world.gold()
+    answer = prompt.answer
+    other = "nineteen" if answer != "nineteen" else "twenty"
+    assert gold.score(prompt, f"It is {answer}.") > gold.score(prompt, f"It is {answer} or {other}.")
+    for junk in ["", "   ", "\x00\ufffd<pad>", "asdf " * 200, "7 7 7", "é" * 50, "Sure! Sure! Sure!"]:
+        s = gold.score(prompt, junk)
+        assert isinstance(s, float) and -3 <= s <= 3 and math.isfinite(s)
+
+
+# ----------------------------------------------------------------------------- annotators
+def test_annotators_answer_in_every_format(world):
+    pool = world.annotators()
+    assert len(pool) >= 8 and len({a.name for a in pool}) == len(pool)
+    rng = random.Random(0)
+    p = one_of(world, "capital")
+    cands = world.candidate_responses(p, 5, rng)
+    for ann in pool:
+        assert ann.choose(p, cands[0], cands[1], rng) in (0, 1)
+        assert sorted(ann.rank(p, cands, rng)) == list(range(5))
+        assert ann.rate(p, cands[2], rng) in range(1, 8)
+    assert all(a.taste.w_len > 0 for a in pool)  # the shared length bias
+
+
+def test_annotator_agreement_is_calibrated_and_gold_agreement_higher(world):
+    from plugins.worlds.embedded.stats import annotator_choices, candidate_pairs, gold_agreement, raw_pair_agreement
+
+    pairs = candidate_pairs(world, 2500)
+    choices = annotator_choices(world, pairs)
+    between = raw_pair_agreement(choices)
+    assert 0.68 <= between <= 0.78
+    assert gold_agreement(world, pairs, choices) > between
+
+
+# ----------------------------------------------------------------------------- base model, lm-eval
+def test_base_model_loads_and_talks(world, micro_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.generation import generate_responses
+    from harness.text import encode_prompt
+
+    tok = AutoTokenizer.from_pretrained(micro_dir)
+    model = AutoModelForCausalLM.from_pretrained(micro_dir)
+    assert tok.bos_token and tok.eos_token and tok.pad_token and len(tok) <= 2000
+    prompts = world.prompts("eval")[:4]
+    gen = generate_responses(model, tok, [encode_prompt(tok, world.chat_text(p)) for p in prompts],
+                             max_new_tokens=8, seed=0)
+    assert len(gen.texts) == 4
+    assert all(-3 <= world.gold().score(p, r) <= 3 for p, r in zip(prompts, gen.texts))
+    assert world.base_model("micro") == micro_dir  # cached
+
+
+def test_model_build_is_deterministic(world, tmp_path):
+    import torch
+
+    from plugins.worlds.embedded.model import SPECS, build_into
+    from transformers import AutoModelForCausalLM
+
+    docs = world.corpus_docs("train")[:400]
+    for name in ("a", "b"):
+        build_into(tmp_path / name, docs, SPECS["micro"], seed=0)
+    a, b = (AutoModelForCausalLM.from_pretrained(tmp_path / n).state_dict() for n in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_build_leaves_no_cache(monkeypatch, tmp_path):
+    from plugins.worlds.embedded import model
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model, "build_into", boom)
+    w = EmbeddedWorld(EmbeddedOptions(**SMALL), seed=3)
+    with pytest.raises(KeyboardInterrupt):
+        w.base_model("micro")
+    models = tmp_path / "embedded" / "models"
+    assert not models.exists() or not any(models.iterdir())
+
+
+def test_lm_eval_tasks_score_the_micro_model_offline(world, micro_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from plugins.worlds.embedded.lm_eval_tasks import evaluate
+
+    task_dir, names = world.lm_eval_tasks()
+    assert sorted(p.name for p in task_dir.glob("*.yaml")) == sorted(f"{n}.yaml" for n in names)
+    tok = AutoTokenizer.from_pretrained(micro_dir)
+    model = AutoModelForCausalLM.from_pretrained(micro_dir)
+    scores = evaluate(model, tok, world, limit=40)
+    assert 0 <= scores["embedded_cloze/acc"] <= 1
+    assert math.isfinite(scores["embedded_heldout/word_perplexity"]) and scores["embedded_heldout/word_perplexity"] > 1
+
+
+# ----------------------------------------------------------------------------- plugin hooks, CLI
+def test_plugin_registers_world_and_resolves_only_embedded_models(world, micro_dir):
+    registered = {}
+    plugin.register_worlds(register=lambda name, factory: registered.setdefault(name, factory))
+    assert registered == {"embedded": EmbeddedWorld}
+    assert plugin.resolve_model(base="gpt2", experiment=None) is None
+    experiment = SimpleNamespace(seed=0, world_options=lambda name: EmbeddedOptions(**SMALL))
+    assert plugin.resolve_model(base="embedded:micro", experiment=experiment) == micro_dir
+
+
+def test_world_cli_stats_json(world):
+    import json
+
+    import click
+    from click.testing import CliRunner
+
+    @click.group()
+    def cli():
+        pass
+
+    plugin.register_commands(cli=cli)
+    result = CliRunner().invoke(cli, ["world", "stats", "--json", "--model", "none", "--pairs", "300"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["splits"]["sft"] == 2000
+    assert 60 < data["annotation"]["pairwise_agreement_pct"] < 90
+    assert data["annotation"]["length_bias"]["annotators_r"] > data["annotation"]["length_bias"]["gold_r"]
