@@ -1,0 +1,76 @@
+"""The whole pipeline on a tiny config: CLI run, results.json contract, resume after a crash."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import hookimpl
+from harness.config import load_experiment
+from harness.errors import HarnessError
+from harness.plugins import get_plugin_manager
+from harness.runner import run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "data" / "tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("harness-cache")
+    old = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("HARNESS_CACHE_DIR")
+    else:
+        os.environ["HARNESS_CACHE_DIR"] = old
+
+
+class CrashAtFirstPolicyStep:
+    """Kills the run at the first optimizer step, i.e. right after the RM stage finished."""
+
+    @hookimpl(wrapper=True)
+    def optimizer_step(self, experiment, stage, step, run_step):
+        raise HarnessError("simulated crash")
+        yield  # pragma: no cover
+
+
+def test_cli_run_writes_results_and_prints_a_summary(cache, tmp_path):
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(TINY), "--output", str(tmp_path),
+                          "--no-progress"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Win rate vs SFT" in out.stdout and "95% CI" in out.stdout
+    results = json.loads((tmp_path / "tiny" / "results.json").read_text())
+    assert {"config_hash", "sft", "rm", "policy", "win_rate_vs_sft", "stages", "tax", "peak_rss_mib"} <= set(results)
+    assert {"accuracy", "gold_accuracy"} <= set(results["rm"])
+    assert {"reward_proxy", "reward_gold", "sft_reward_proxy", "sft_reward_gold", "kl"} <= set(results["policy"])
+    win = results["win_rate_vs_sft"]
+    assert win["judge"] == "gold" and win["n"] == 16 and win["ci_low"] <= win["rate"] <= win["ci_high"]
+    assert all(results["stages"][s]["wall_s"] > 0 for s in ("sft", "reward_model", "policy", "evaluation"))
+    metrics = (tmp_path / "tiny" / "policy" / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 3 and {"reward/proxy", "reward/gold", "ppo/kl", "ppo/clipfrac"} <= set(json.loads(metrics[0]))
+    assert list((tmp_path / "tiny" / "policy" / "tensorboard").iterdir())
+
+
+def test_run_interrupted_after_rm_resumes_without_retraining(cache, tmp_path):
+    crashing = get_plugin_manager(extra=[CrashAtFirstPolicyStep()], autoload=False)
+    experiment = load_experiment(TINY, crashing.registry, ["evaluation.evaluators=['rewards']"])
+    with pytest.raises(HarnessError, match="simulated crash"):
+        run_experiment(experiment, crashing, tmp_path, show_progress=False, echo=lambda s: None)
+    run_dir = tmp_path / "tiny"
+    assert json.loads((run_dir / "policy" / "manifest.json").read_text())["status"] == "failed"
+    sft_weights = (run_dir / "sft" / "model" / "model.safetensors").stat().st_mtime_ns
+
+    host = get_plugin_manager(autoload=False)
+    results = run_experiment(experiment, host, tmp_path, show_progress=False, echo=lambda s: None)
+    assert results["stages"]["sft"]["reused"] and results["stages"]["reward_model"]["reused"]
+    assert not results["stages"]["policy"]["reused"]
+    assert (run_dir / "sft" / "model" / "model.safetensors").stat().st_mtime_ns == sft_weights
+    again = run_experiment(experiment, host, tmp_path, show_progress=False, echo=lambda s: None)
+    assert all(stage["reused"] for stage in again["stages"].values())
