@@ -49,6 +49,7 @@ from plugins.stages.training import (
     make_optimizer,
     save_checkpoint,
     steps_per_epoch,
+    train_epoch,
 )
 
 NORMALIZATION_FILE = "reward_normalization.json"
@@ -119,21 +120,13 @@ class BradleyTerryRM:
         return model.eval(), {"best_epoch": meta["best_epoch"], "train_loss": meta["train_loss"]}
 
     def _epoch(self, ctx, model, optimizer, scheduler, accelerator, pad_id, train, epoch, bar) -> float:
-        model.train()
-        losses = []
-        batches = epoch_batches(list(range(len(train))), self.options.batch_size, ctx.seed, epoch, accelerator)
-        for i, ids in enumerate(batches):
+        def loss_of(ids):
             batch = [train[j] for j in ids]
-            loss = bt_loss(batch, sequence_rewards(model, [s for g in batch for s in g.seqs], pad_id, accelerator.device))
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-            step = epoch * len(batches) + i + 1
-            if step % self.options.log_every == 0 or i == len(batches) - 1:
-                ctx.log({"rm/train_loss": float(np.mean(losses[-self.options.log_every:]))}, step)
-            bar.update(1)
+            return bt_loss(batch, sequence_rewards(model, [s for g in batch for s in g.seqs], pad_id, accelerator.device))
+
+        batches = epoch_batches(list(range(len(train))), self.options.batch_size, ctx.seed, epoch, accelerator)
+        losses = train_epoch(ctx, model, optimizer, scheduler, accelerator, batches, loss_of, "rm",
+                             self.options.log_every, epoch, bar)
         return float(np.mean(losses)) if losses else float("nan")
 
     @staticmethod

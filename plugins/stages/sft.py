@@ -37,6 +37,7 @@ from plugins.stages.training import (
     save_checkpoint,
     split_indices,
     steps_per_epoch,
+    train_epoch,
 )
 
 
@@ -94,23 +95,13 @@ class NextTokenSFT:
 
     def _epoch(self, ctx, model, optimizer, scheduler, accelerator, train, epoch, batch, bar) -> list[float]:
         """One pass in a fixed shuffled order; returns the batch losses."""
-        model.train()
-        losses = []
-        batches = epoch_batches(train, self.options.batch_size, ctx.seed, epoch, accelerator)
-        for i, ids in enumerate(batches):
+        def loss_of(ids):
             loss_sum, n_tokens = token_loss_sum(model, batch(ids))
-            loss = loss_sum / max(1, n_tokens)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-            step = epoch * len(batches) + i + 1
-            if step % self.options.log_every == 0 or i == len(batches) - 1:
-                ctx.log({"sft/train_loss": float(np.mean(losses[-self.options.log_every:])),
-                         "sft/lr": scheduler.get_last_lr()[0]}, step)
-            bar.update(1)
-        return losses
+            return loss_sum / max(1, n_tokens)
+
+        batches = epoch_batches(train, self.options.batch_size, ctx.seed, epoch, accelerator)
+        return train_epoch(ctx, model, optimizer, scheduler, accelerator, batches, loss_of, "sft",
+                           self.options.log_every, epoch, bar)
 
     # ------------------------------------------------------------------ evaluation
     def _gold_comparison(self, ctx, sft_model, tokenizer) -> dict[str, float]:

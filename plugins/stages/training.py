@@ -90,3 +90,27 @@ def load_checkpoint(accelerator, directory: Path | None) -> dict[str, Any] | Non
         return None
     accelerator.load_state(str(directory))
     return read_json(directory / META)
+
+
+# ----------------------------------------------------------------- the epoch loop
+def train_epoch(ctx, model, optimizer, scheduler, accelerator, batches, loss_of, prefix: str,
+                log_every: int, epoch: int, bar) -> list[float]:
+    """One pass over ``batches`` (lists of indices): ``loss_of(ids)`` → backward → step; returns the losses.
+
+    Logs ``<prefix>/train_loss`` (mean of the last ``log_every`` steps) and ``<prefix>/lr``.
+    """
+    model.train()
+    losses = []
+    for i, ids in enumerate(batches):
+        loss = loss_of(ids)
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        step = epoch * len(batches) + i + 1
+        if step % log_every == 0 or i == len(batches) - 1:
+            ctx.log({f"{prefix}/train_loss": sum(losses[-log_every:]) / len(losses[-log_every:]),
+                     f"{prefix}/lr": scheduler.get_last_lr()[0]}, step)
+        bar.update(1)
+    return losses
