@@ -65,6 +65,7 @@ def run_command(host, experiment_file, output, overrides, no_progress, plugins):
     from harness.summary import format_summary
 
     experiment = load_experiment(experiment_file, host.registry, overrides)
+    _quiet_libraries(hide_progress=no_progress)
     results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo)
     click.echo(format_summary(results))
 
@@ -105,6 +106,18 @@ def plugins_command(host, as_json, plugins):
             click.secho(f"\n{family.replace('_', ' ')}s", bold=True)
         click.echo(f"  {r['name']:<{width}}  [{r['plugin']}]  {r['description']}")
     click.echo(f"\nplugins loaded: {', '.join(plugin_names(host.pm))}")
+
+
+def _quiet_libraries(hide_progress: bool) -> None:
+    """Keep a run's output to its own lines: no load reports or per-call bars from transformers/lm-eval."""
+    import os
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if hide_progress:
+        os.environ["TQDM_DISABLE"] = "1"  # lm-eval's own bars
 
 
 def _prescan_plugins(argv: list[str]) -> list[str]:

@@ -163,6 +163,11 @@ class RewardSource(Protocol):
 MetricsLogger = Callable[[dict[str, float], int], None]
 
 
+class _SilentBar:
+    def update(self, n: int = 1) -> None:
+        """Progress is not shown (tests, ``--no-progress``)."""
+
+
 @dataclass
 class StageContext:
     """What a stage or optimizer gets from the runner. ``log(metrics, step)`` broadcasts ``metrics_logged``."""
@@ -179,6 +184,14 @@ class StageContext:
     progress: Callable[..., Any] | None = None  # progress(total=..., desc=...) -> context manager with .update(n)
     components: dict[str, Any] = field(default_factory=dict)  # resolved slot instances (reward, feedback, ...)
     hook: Any = None  # the plugin manager's hook relay (None in unit tests)
+
+    def progress_bar(self, total: int, desc: str):
+        """A progress bar (context manager with ``update(n)``); a silent one when the run shows none."""
+        if self.progress is not None:
+            return self.progress(total=total, desc=desc)
+        from contextlib import nullcontext
+
+        return nullcontext(_SilentBar())
 
     def step(self, step: int, run_step: Callable[[], dict[str, float]]) -> dict[str, float]:
         """Run one optimizer step through the ``optimizer_step`` hook, where guards and timers wrap it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import defaultdict
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -253,7 +253,7 @@ def train_online(ctx: StageContext, reward: RewardSource, options: OnlineOptions
     """Set up, resume, run ``step_fn`` for the remaining steps, save the policy; return the summary."""
     run = setup(ctx, options, reward, name)
     start = resume(run)
-    with _progress(ctx, options.steps, name) as bar:
+    with ctx.progress_bar(options.steps, name) as bar:
         bar.update(start)
         for step in range(start + 1, options.steps + 1):
             metrics = _run_step(run, step, step_fn)
@@ -265,15 +265,6 @@ def train_online(ctx: StageContext, reward: RewardSource, options: OnlineOptions
             bar.update(1)
     save_policy(run)
     return summarize(run, start)
-
-
-class _NoProgress:
-    def update(self, n: int = 1) -> None:
-        return None
-
-
-def _progress(ctx: StageContext, total: int, desc: str):
-    return ctx.progress(total=total, desc=desc) if ctx.progress is not None else nullcontext(_NoProgress())
 
 
 def summarize(run: RLRun, resumed_from: int) -> dict[str, Any]:

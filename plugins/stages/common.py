@@ -137,19 +137,3 @@ def save_model(model, tokenizer, path: Path, extra_files: dict[str, str] | None 
         tokenizer.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
-
-
-def progress_bar(ctx, total: int, desc: str):
-    """``ctx.progress`` when the runner gives one, else a do-nothing bar (tests, quiet runs)."""
-    return ctx.progress(total=total, desc=desc) if ctx.progress is not None else _NullBar()
-
-
-class _NullBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n: int = 1) -> None:
-        pass

@@ -33,7 +33,6 @@ from harness.models import load_causal_lm
 from harness.text import encode_prompt, encode_response
 from plugins.stages.common import (
     prepare_reward_model,
-    progress_bar,
     reward_sequence,
     sample_responses,
     save_model,
@@ -105,7 +104,7 @@ class BradleyTerryRM:
         checkpoint = ctx.checkpoint_dir / "rm" if ctx.checkpoint_dir else None
         best_dir = (ctx.checkpoint_dir or ctx.stage_dir / "checkpoints") / "rm-best"
         meta = load_checkpoint(accelerator, checkpoint) or {"epoch": -1, "best_accuracy": -1.0, "best_epoch": -1, "train_loss": None}
-        with progress_bar(ctx, n_steps * opts.epochs, "reward model") as bar:
+        with ctx.progress_bar(n_steps * opts.epochs, "reward model") as bar:
             for epoch in range(meta["epoch"] + 1, opts.epochs):
                 if epoch - meta["best_epoch"] > opts.patience:
                     break

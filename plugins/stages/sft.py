@@ -22,7 +22,6 @@ from plugins.stages.common import (
     encode_pair,
     ensure_pad,
     lm_batch,
-    progress_bar,
     sample_responses,
     save_model,
     seed_everything,
@@ -83,7 +82,7 @@ class NextTokenSFT:
             tensors = lm_batch([examples[i] for i in ids], tokenizer.pad_token_id, opts.max_length)
             return {k: v.to(accelerator.device) for k, v in tensors.items()}
 
-        with progress_bar(ctx, n_steps * opts.epochs, "sft") as bar:
+        with ctx.progress_bar(n_steps * opts.epochs, "sft") as bar:
             bar.update(n_steps * (meta["epoch"] + 1))
             for epoch in range(meta["epoch"] + 1, opts.epochs):
                 losses = self._epoch(ctx, wrapped, optimizer, scheduler, accelerator, train, epoch, batch, bar)
