@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.rewards.gold",
     "plugins.optimizers.ppo",
     "plugins.optimizers.a2c",
+    "plugins.optimizers.dpo",
     "plugins.evaluators.rewards",
     "plugins.evaluators.win_rate",
     "plugins.evaluators.lm_eval_tax",
