@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench
+.PHONY: install run test
 
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,3 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
-
-bench: install
-	$(BIN)/python bench/run_all.py
