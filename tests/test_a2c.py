@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.test_ppo import REQUIRED, names, one_thread, sft_dir, train  # noqa: F401 - fixtures are used by name
+from tests.test_ppo import REQUIRED, names, sft_dir, train  # noqa: F401 - fixtures are used by name
 
 
 def test_a2c_changes_the_parameters_and_saves_an_hf_policy(tmp_path, sft_dir):

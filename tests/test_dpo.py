@@ -14,7 +14,7 @@ import torch
 from pydantic import ValidationError
 
 from harness.text import encode_prompt, encode_response
-from tests.test_ppo import FakeWorld, make_ctx, one_thread, sft_dir  # noqa: F401  (fixtures)
+from tests.test_ppo import FakeWorld, make_ctx, sft_dir  # noqa: F401  (fixtures)
 
 FAST = dict(epochs=3, batch_size=8, lr=1e-3, log_every=1, max_length=64)
 

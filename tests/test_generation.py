@@ -11,15 +11,6 @@ from harness.text import decode_response, encode_prompt
 WORDS = "good bad yes no the a cat dog runs sits".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models only lose from intra-op threads (badly, on a busy 2-core machine); restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_tokenizer(pad_is_eos: bool = False):
     """Word-level tokenizer; ``pad_is_eos`` mimics tokenizers that pad with EOS (GPT-2 style)."""
     from tokenizers import Tokenizer, models, pre_tokenizers

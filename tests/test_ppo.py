@@ -90,15 +90,6 @@ def make_ctx(tmp_path: Path, sft: Path, logged: list) -> StageContext:
                         artifacts={"sft": sft}, checkpoint_dir=tmp_path / "policy" / "checkpoints")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models only lose from intra-op threads (badly, on a busy 2-core machine); restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def sft_dir(tmp_path_factory) -> Path:
     return save_tiny_sft(tmp_path_factory.mktemp("sft") / "model")
