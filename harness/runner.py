@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from harness.config import Experiment
+from harness.config import SLOTS, Experiment
 from harness.contracts import StageContext
 from harness.io import atomic_write_json, atomic_write_text
 from harness.models import resolve_base
@@ -49,9 +49,7 @@ class Run:
     # ------------------------------------------------------------------ helpers
     def instantiate(self, slot: str):
         choice = self.experiment.choice(slot)
-        family = {"world": "world", "feedback": "feedback_format", "reward": "reward_source",
-                  "optimizer": "optimizer"}.get(slot, "stage")
-        component = self.host.registry.get(family, choice.name)
+        component = self.host.registry.get(SLOTS[slot][0], choice.name)
         if slot == "world":
             return component.factory(choice.options, seed=self.experiment.seed)
         return component.factory(choice.options)
