@@ -47,6 +47,7 @@ def build_cli(host) -> click.Group:
     cli.add_command(run_command)
     cli.add_command(validate_command)
     cli.add_command(plugins_command)
+    cli.add_command(compare_command)
     host.hook.register_commands(cli=cli)
     return cli
 
@@ -67,7 +68,45 @@ def run_command(host, experiment_file, output, overrides, no_progress, plugins):
     experiment = load_experiment(experiment_file, host.registry, overrides)
     _quiet_libraries(hide_progress=no_progress)
     results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo)
+    from harness import distributed
+
+    distributed.shutdown()
+    if not results:  # a process other than rank 0 of a multi-process launch: rank 0 reports
+        return
+    if "variants" in results:  # a [compare] experiment: one summary per variant, then the report
+        for label, variant in results["variants"].items():
+            click.echo("\n" + format_summary(variant))
+        for label, error in results["failed"].items():
+            click.secho(f"variant {label} failed: {error}", fg="red")
+        click.echo(f"\nreport: {results['report']}")
+        return
     click.echo(format_summary(results))
+
+
+@click.command("compare")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--out", type=click.Path(file_okay=False), help="Where the report goes (default: <common parent>/report).")
+@click.option("--title", default=None, help="Report title (default: the common parent's name).")
+@click.pass_obj
+def compare_command(host, run_dirs, out, title):
+    """Compare finished runs: report.md, report.html, report.csv and PNG plots."""
+    from pathlib import Path
+
+    from harness.report import headline, load_runs, table, write_report
+
+    dirs = [Path(d) for d in run_dirs]
+    parents = {d.resolve().parent for d in dirs}
+    parent = parents.pop() if len(parents) == 1 else Path.cwd()
+    out = Path(out) if out else parent / "report"
+    report = write_report(dirs, out, title=title or parent.name)
+    df = table(load_runs(dirs))
+    cols = headline(df)
+    widths = [max(len(t), *(len(c) for c in cells)) for t, cells in cols]
+    name_w = max(len("variant"), *(len(str(i)) for i in df.index))
+    click.echo(f"{'variant':<{name_w}}  " + "  ".join(f"{t:<{w}}" for (t, _), w in zip(cols, widths)))
+    for i, label in enumerate(df.index):
+        click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
+    click.echo(f"\nreport: {report} (and report.html, report.csv, plots in {out})")
 
 
 @click.command("validate")
@@ -85,6 +124,9 @@ def validate_command(host, experiment_file, overrides, show, plugins):
         click.echo(json.dumps(experiment.to_dict(), indent=2))
     picked = ", ".join(f"{slot}={choice.name}" for slot, choice in experiment.slots.items())
     click.echo(f"{experiment_file}: ok ({picked}; evaluators={', '.join(experiment.evaluators)})")
+    for label, variant in experiment.variants.items():
+        changed = ", ".join(f"{slot}={c.name}" for slot, c in variant.slots.items() if c != experiment.choice(slot))
+        click.echo(f"  variant {label}: ok{f' ({changed})' if changed else ''}")
 
 
 @click.command("plugins")
@@ -133,8 +175,21 @@ def _prescan_plugins(argv: list[str]) -> list[str]:
     return [p for p in found if p]
 
 
+def _strip_local_rank(argv: list[str]) -> list[str]:
+    """The ``deepspeed`` launcher passes ``--local_rank=N`` first; its value is also in $LOCAL_RANK."""
+    import os
+
+    kept = []
+    for arg in argv:
+        if arg.startswith("--local_rank="):
+            os.environ.setdefault("LOCAL_RANK", arg.split("=", 1)[1])
+        else:
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
     try:
         host = get_plugin_manager(_prescan_plugins(argv))
     except HarnessError as err:

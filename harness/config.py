@@ -9,6 +9,7 @@ the table, the key, what was expected and what is allowed.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import tomllib
@@ -19,6 +20,7 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import Field, ValidationError
 
+from harness import variants
 from harness.compute import ComputeOptions
 from harness.contracts import Options
 from harness.errors import ConfigError
@@ -42,6 +44,8 @@ class ExperimentTable(Options):
     seed: int = Field(0, description="Seeds the world, sampling and training.")
     output: str = Field("runs", description="Root directory of run stores (relative to the working directory).")
     description: str = Field("", description="Free text, copied into reports.")
+    extends: str = Field("", description="Another experiment file (relative to this one) whose tables this file "
+                                         "starts from; tables merge key by key, this file's values win.")
 
 
 class ModelTable(Options):
@@ -63,6 +67,9 @@ class EvaluationTable(Options):
     max_new_tokens: int = Field(32, ge=1, description="Longest sampled response in evaluation.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature for evaluation samples.")
     batch_size: int = Field(64, ge=1, description="Prompts per generation batch in evaluation.")
+    every: int = Field(0, ge=0, description="Also evaluate the policy every N optimizer steps during training "
+                                            "(0: only at the end); evaluators that support it run, logged as eval/….")
+    periodic_prompts: int = Field(64, ge=1, description="Held-out prompts per periodic (mid-training) evaluation.")
 
 
 CORE_TABLES: dict[str, type[Options]] = {
@@ -96,6 +103,8 @@ class Experiment:
     slots: Mapping[str, Choice]
     evaluation: EvaluationTable
     evaluators: Mapping[str, Options]
+    variant: str = ""  # this experiment's label inside a comparison ("" for a plain run)
+    variants: Mapping[str, "Experiment"] = field(default_factory=dict)  # from [compare]; empty for a plain run
 
     @property
     def name(self) -> str:
@@ -140,6 +149,32 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {err}.") from None
 
 
+def read_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The TOML at ``path`` merged over the file its ``[experiment] extends`` names (recursively)."""
+    raw = read_toml(path)
+    extends = raw.get("experiment", {}).get("extends") if isinstance(raw.get("experiment"), dict) else None
+    if not extends:
+        return raw
+    if not isinstance(extends, str):
+        raise ConfigError(f"{path}: [experiment] extends must be a path to another experiment file.")
+    base_path = (path.parent / extends).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: [experiment] extends = {extends!r} makes a cycle of experiment files.")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: [experiment] extends = {extends!r}: no such file ({base_path}).")
+    return _merge_tables(read_with_bases(base_path, (*seen, path.resolve())), raw)
+
+
+def _merge_tables(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_tables(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], source: str) -> dict[str, Any]:
     """Apply ``--set a.b.c=value`` (value parsed as TOML, else taken as a string) to a copy of ``raw``."""
     data = copy.deepcopy(raw)
@@ -165,15 +200,29 @@ def _parse_value(text: str) -> Any:
 
 
 def load_experiment(path: str | Path, registry: Registry, overrides: Iterable[str] = ()) -> Experiment:
-    """Parse, override, validate and resolve every plugin name and option of an experiment file."""
+    """Parse, override, validate and resolve every plugin name and option of an experiment file.
+
+    A ``[compare]`` table (see :mod:`harness.variants`) yields the base experiment with every
+    variant resolved and validated in ``.variants``, so a bad variant fails before anything runs.
+    """
     source = str(path)
-    raw = apply_overrides(read_toml(path), overrides, source)
-    return resolve(raw, registry, source)
+    raw = apply_overrides(read_with_bases(Path(path)), overrides, source)
+    compare = raw.pop("compare", None)
+    base = resolve(raw, registry, source)
+    if compare is None:
+        return base
+    resolved = {}
+    for label, changes in variants.expand(compare, source).items():
+        variant = resolve(variants.apply(raw, changes), registry, f"{source} [compare] variant {label!r}")
+        resolved[label] = dataclasses.replace(variant, variant=label)
+    return dataclasses.replace(base, variants=MappingProxyType(resolved))
 
 
 def resolve(raw: Mapping[str, Any], registry: Registry, source: str = "<experiment>") -> Experiment:
-    allowed = [*CORE_TABLES, *SLOTS, "evaluation"]
+    allowed = [*CORE_TABLES, *SLOTS, "evaluation", "compare"]
     for key in raw:
+        if key == "compare":
+            raise ConfigError(f"{source}: [compare] is only allowed at the top of an experiment file, not in a variant.")
         if key not in allowed:
             raise ConfigError(f"{source}: unknown table [{key}]. Allowed tables: {', '.join(allowed)}.")
     if "experiment" not in raw or "name" not in raw.get("experiment", {}):
@@ -268,6 +317,8 @@ def _describe(err: ValidationError, model: type[Options], values: Mapping[str, A
     allowed = ", ".join(model.model_fields) or "(none)"
     if first["type"] == "extra_forbidden":
         return f"{source}: [{table}] unknown key {key!r}. Allowed keys: {allowed}."
+    if first["type"] == "value_error" and not first["loc"]:  # a whole-table check; its message names the fields
+        return f"{source}: [{table}] {first['msg'].removeprefix('Value error, ')}."
     field_info = model.model_fields.get(str(first["loc"][0])) if first["loc"] else None
     hint = f" ({field_info.description})" if field_info and field_info.description else ""
     expected = _EXPECTED.get(first["type"], first["msg"][0].lower() + first["msg"][1:])

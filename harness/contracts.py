@@ -98,7 +98,11 @@ class Annotator(Protocol):
 
 @runtime_checkable
 class World(Protocol):
-    """Where prompts, demonstrations, annotators, a gold judge and base models come from."""
+    """Where prompts, demonstrations, annotators, a gold judge and base models come from.
+
+    A world of real data (``hf_data``) has recorded feedback instead of annotators (it also
+    implements :class:`RecordedFeedback`), no gold judge and no models of its own.
+    """
 
     name: str
 
@@ -115,10 +119,10 @@ class World(Protocol):
         """``k`` distinct responses of varied quality for annotators to compare (feedback collection)."""
 
     def annotators(self) -> list[Annotator]:
-        """The annotator pool."""
+        """The annotator pool (empty for a world whose feedback is recorded)."""
 
-    def gold(self) -> GoldJudge:
-        """The ground-truth judge."""
+    def gold(self) -> GoldJudge | None:
+        """The ground-truth judge; None for real data (consumers then omit gold metrics)."""
 
     def pretraining_texts(self, split: Literal["train", "heldout"]) -> list[str]:
         """The pretraining corpus (PPO-ptx mixes it in; held-out part measures perplexity)."""
@@ -126,8 +130,17 @@ class World(Protocol):
     def base_model(self, name: str) -> Path:
         """Directory of HF-format model + tokenizer for ``embedded:<name>`` (built and cached on first use)."""
 
-    def lm_eval_tasks(self) -> tuple[Path, list[str]]:
-        """(directory of lm-eval task YAMLs, task names) measuring the base model's capabilities."""
+    def lm_eval_tasks(self) -> tuple[Path | None, list[str]]:
+        """(directory of lm-eval task YAMLs, task names) measuring the base model's capabilities; (None, []) if none."""
+
+
+@runtime_checkable
+class RecordedFeedback(Protocol):
+    """A world whose human feedback was collected already: feedback formats read it instead of simulating."""
+
+    def recorded_feedback(self, field: str) -> list[dict[str, Any]]:
+        """Records in the schema of the format whose record key is ``field`` (``choice``, ``ranking``,
+        ``ratings``); a HarnessError naming the right format when the data holds another."""
 
 
 # --------------------------------------------------------------------------- feedback formats
@@ -184,6 +197,16 @@ class StageContext:
     progress: Callable[..., Any] | None = None  # progress(total=..., desc=...) -> context manager with .update(n)
     components: dict[str, Any] = field(default_factory=dict)  # resolved slot instances (reward, feedback, ...)
     hook: Any = None  # the plugin manager's hook relay (None in unit tests)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)  # what finished upstream stages returned
+    evaluate: Callable[[Any, int], dict[str, float]] | None = None  # runner's mid-training evaluation (policy stage)
+    evaluate_every: int = 0
+
+    def periodic_evaluation(self, step: int, model: Any) -> dict[str, float] | None:
+        """Evaluate the in-training ``model`` when ``step`` is a multiple of ``evaluate_every`` (optimizers call
+        this after each step; the runner decides whether and how often, from ``[evaluation] every``)."""
+        if self.evaluate is None or not self.evaluate_every or step % self.evaluate_every:
+            return None
+        return self.evaluate(model, step)
 
     def progress_bar(self, total: int, desc: str):
         """A progress bar (context manager with ``update(n)``); a silent one when the run shows none."""
@@ -233,9 +256,15 @@ class EvalSamples:
 
 
 class Evaluator(Protocol):
-    """Runs at the end of a run; returns a fragment deep-merged into results.json."""
+    """Runs at the end of a run; returns a fragment deep-merged into results.json.
+
+    An evaluator that sets ``periodic = True`` also runs every ``[evaluation] every`` steps during
+    training on the in-memory policy (so it must not need ``ctx.artifacts['policy']``); its numbers
+    are logged as ``eval/<path>`` and kept in the policy stage's summary under ``periodic``.
+    """
 
     Options: ClassVar[type[Options]]
+    periodic: ClassVar[bool]
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict[str, Any]:
         """Measure; ``ctx.components['reward']`` is the run's prepared reward source."""

@@ -23,12 +23,25 @@ def draw_eval_samples(world: World, policy_dir: Path, sft_dir: Path, options: Ev
     prompts = world.prompts("eval")[: options.prompts]
     policy, tokenizer = load_causal_lm(policy_dir)
     reference, _ = load_causal_lm(sft_dir)
+    sft_texts = sample_texts(reference, tokenizer, world, prompts, options, seed)
+    return samples_from_models(world, policy, reference, tokenizer, prompts, sft_texts, options, seed)
+
+
+def sample_texts(model, tokenizer, world: World, prompts: Sequence[Prompt], options: EvaluationTable,
+                 seed: int) -> list[str]:
+    """One sampled response per prompt (what π_SFT's side of every comparison is)."""
+    return [t for b in _batches(prompts, options.batch_size) for t in _sample(model, tokenizer, world, b, options, seed).texts]
+
+
+def samples_from_models(world: World, policy, reference, tokenizer, prompts: Sequence[Prompt],
+                        sft_texts: Sequence[str], options: EvaluationTable, seed: int) -> EvalSamples:
+    """Policy samples (and their KL to ``reference``) beside given SFT samples; models are used as they are
+    in memory, so a policy can be evaluated in the middle of training."""
     policy_texts, kl = [], []
     for batch in _batches(prompts, options.batch_size):
         gen = _sample(policy, tokenizer, world, batch, options, seed)
         policy_texts += gen.texts
         kl += _sequence_kl(policy, reference, gen).tolist()
-    sft_texts = [t for b in _batches(prompts, options.batch_size) for t in _sample(reference, tokenizer, world, b, options, seed).texts]
     return EvalSamples(tuple(prompts), tuple(policy_texts), tuple(sft_texts), tuple(kl))
 
 

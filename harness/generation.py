@@ -90,25 +90,57 @@ def _eval_mode(model):
         model.train(was_training)
 
 
+class RowSeededSampling:
+    """A logits processor that samples each row from its own seeded stream (the Gumbel-max trick).
+
+    argmax(log softmax(logits / T) + Gumbel noise) is an exact draw from softmax(logits / T); with
+    the noise of row i drawn from a generator seeded by ``seeds[i]``, a response depends on its own
+    seed only, not on which other prompts share its batch (so several processes, each sampling a
+    slice of a batch, draw what one process would). Used with greedy decoding.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int, top_p: float):
+        from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature = temperature
+        self.warpers = ([TopKLogitsWarper(top_k)] if top_k > 0 else []) + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float() / self.temperature
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators]).to(scores.device)
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+        return torch.log_softmax(scores, dim=-1) + gumbel
+
+
 def generate_responses(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
                        temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, do_sample: bool = True,
-                       seed: int | None = None) -> Generation:
+                       seed: int | None = None, row_seeds: Sequence[int] | None = None) -> Generation:
     """Sample one response per prompt (ids from ``encode_prompt``) with HF ``generate``.
 
     ``seed`` makes the sample reproducible without touching the global RNG; without it the global
     torch RNG is used (so a training run's checkpointed RNG state reproduces its rollouts).
+    ``row_seeds`` (one per prompt) makes each response a function of its own seed alone
+    (:class:`RowSeededSampling`), whatever else is in the batch.
     """
     model = unwrap_model(model)
     pad_id = pad_id_of(tokenizer)
     query_ids, query_mask = left_pad(prompt_ids, pad_id)
     query_ids, query_mask = query_ids.to(model.device), query_mask.to(model.device)
     cuda = [model.device] if model.device.type == "cuda" else []
+    sampling = _sampling_kwargs(do_sample, temperature, top_k, top_p)
+    if row_seeds is not None and do_sample:
+        from transformers import LogitsProcessorList
+
+        sampling = {**_sampling_kwargs(False, temperature, top_k, top_p),
+                    "logits_processor": LogitsProcessorList([RowSeededSampling(row_seeds, temperature, top_k, top_p)])}
     with _eval_mode(model), torch.random.fork_rng(devices=cuda, enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
         out = model.generate(input_ids=query_ids, attention_mask=query_mask, max_new_tokens=max_new_tokens,
-                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id,
-                             **_sampling_kwargs(do_sample, temperature, top_k, top_p))
+                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **sampling)
     response_ids = out[:, query_ids.shape[1]:]
     response_mask = mask_through_eos(response_ids, tokenizer.eos_token_id)
     response_ids = response_ids.masked_fill(response_mask == 0, pad_id)

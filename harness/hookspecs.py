@@ -50,6 +50,8 @@ def register_commands(cli):
 
 
 # ----------------------------------------------------------------- lifecycle hooks
+# In a multi-process launch (torchrun, deepspeed, accelerate launch) these four are called on the
+# main process (global rank 0) only: it alone writes the run store, so loggers write once.
 @hookspec
 def run_started(experiment, run_dir):
     """A run begins; ``experiment`` is the resolved, immutable config, ``run_dir`` its directory."""

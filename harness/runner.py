@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
+from harness import distributed
 from harness.config import SLOTS, Experiment
 from harness.contracts import StageContext
 from harness.io import atomic_write_json, atomic_write_text
@@ -64,11 +65,13 @@ class Run:
             experiment=self.experiment, stage=record.name, stage_dir=record.dir, world=self.world,
             seed=self.experiment.seed, log=self._logger(record), artifacts=dict(self.artifacts),
             checkpoint_dir=record.checkpoint_dir, progress=self._progress if self.show_progress else None,
-            components=self.components, hook=self.host.hook,
+            components=self.components, hook=self.host.hook, summaries=dict(self.summaries),
         )
 
     def _logger(self, record: StageRecord):
         def log(metrics: dict[str, float], step: int) -> None:
+            if not distributed.is_main_process():  # every process computes the same global metrics; one writes
+                return
             clean = {k: float(v) for k, v in metrics.items()}
             self.host.hook.metrics_logged(experiment=self.experiment, stage=record.name,
                                           stage_dir=record.dir, metrics=clean, step=step)
@@ -79,10 +82,19 @@ class Run:
         return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
     # ------------------------------------------------------------------ stages
-    def stage(self, name: str, work: Callable[[StageContext], dict[str, Any]]) -> dict[str, Any]:
-        """Run ``work`` as stage ``name`` unless a finished stage with the same config hash is reusable."""
+    def stage(self, name: str, work: Callable[[StageContext], dict[str, Any]], *, collective: bool = True) -> dict[str, Any]:
+        """Run ``work`` as stage ``name`` unless a finished stage with the same config hash is reusable.
+
+        Launched as several processes, every process runs ``work``; rank 0 alone decides reuse, writes
+        the manifest and calls the lifecycle hooks, and the others take its decision and its summary.
+        A stage that is not ``collective`` runs on rank 0 alone (evaluation).
+        """
+        sync = distributed.barrier if collective else (lambda: None)
+        share = distributed.broadcast_object if collective else (lambda obj: obj)
         self.hashes[name] = self.stage_hash(name)
-        record = self.store.begin(name, self.hashes[name], self.experiment.seed)
+        main = distributed.is_main_process()
+        sync()  # the previous stage is finished (and written) everywhere
+        record = share(self.store.begin(name, self.hashes[name], self.experiment.seed) if main else None)
         if record.reused:
             self.echo(f"· {name}: reusing finished stage ({record.dir})")
             summary = record.manifest["summary"]
@@ -94,12 +106,16 @@ class Run:
             try:
                 summary = work(self.context(record))
             except BaseException as err:
-                self.store.fail(record, err)
+                if main:
+                    self.store.fail(record, err)
                 raise
-            manifest = self.store.finish(record, summary, time.perf_counter() - start)
+            sync()
+            manifest = share(self.store.finish(record, summary, time.perf_counter() - start) if main else None)
+            summary = manifest["summary"]
             self.timings[name] = {"wall_s": manifest["wall_s"], "reused": False, "peak_rss_mib": manifest["peak_rss_mib"]}
         self.summaries[name] = summary
-        self.host.hook.stage_finished(experiment=self.experiment, stage=name, stage_dir=record.dir, summary=summary)
+        if main:
+            self.host.hook.stage_finished(experiment=self.experiment, stage=name, stage_dir=record.dir, summary=summary)
         return summary
 
 
@@ -108,16 +124,30 @@ def _short_hash(text: str) -> str:
 
 
 def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path | None = None,
-                   *, show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage of ``experiment``; return (and write) its results."""
-    run_dir = Path(output or experiment.experiment.output) / experiment.name
-    run = Run(experiment, host, RunStore(run_dir), show_progress=show_progress, echo=echo)
-    _write_config(run)
+                   *, show_progress: bool = True, echo: Callable[[str], None] = print,
+                   run_dir: Path | None = None, peers: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Run every stage of ``experiment``; return (and write) its results.
+
+    An experiment with ``[compare]`` variants runs each of them (see :mod:`harness.comparison`).
+    ``run_dir`` and ``peers`` are how a comparison places a variant and shares its stages.
+    """
+    if experiment.variants:
+        from harness.comparison import run_comparison
+
+        return run_comparison(experiment, host, output, show_progress=show_progress, echo=echo)
+    run_dir = Path(run_dir or Path(output or experiment.experiment.output) / experiment.name)
+    distributed.init_process_group()  # several launched processes: rank 0 writes, the others follow
+    main = distributed.is_main_process()
+    run = Run(experiment, host, RunStore(run_dir, peers), show_progress=show_progress and main,
+              echo=echo if main else _silent)
+    if main:
+        _write_config(run)
+        host.hook.run_started(experiment=experiment, run_dir=run_dir)
     random.seed(experiment.seed)
-    host.hook.run_started(experiment=experiment, run_dir=run_dir)
     start = time.perf_counter()
-    run.world = run.instantiate("world")
-    run.artifacts["base"] = resolve_base(host.hook, experiment.model.base, experiment)
+    with distributed.main_process_first():  # a world may build and cache its models on first use
+        run.world = run.instantiate("world")
+        run.artifacts["base"] = resolve_base(host.hook, experiment.model.base, experiment)
     run.components["feedback"] = run.instantiate("feedback")
     run.stage("sft", run.instantiate("sft").run)
     run.artifacts["sft"] = run.store.stage_dir("sft") / "model"
@@ -127,13 +157,34 @@ def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path 
     run.components["reward"] = reward
     reward.prepare(_prep_context(run))
     optimizer = run.instantiate("optimizer")
-    run.stage("policy", lambda ctx: optimizer.train(ctx, reward if optimizer.mode == "online" else None))
+    run.stage("policy", lambda ctx: _train_policy(run, ctx, optimizer, reward))
     run.artifacts["policy"] = run.store.stage_dir("policy") / "model"
-    run.stage("evaluation", lambda ctx: _evaluate(run, ctx))
-    results = _results(run, time.perf_counter() - start)
-    atomic_write_json(run_dir / "results.json", results)
-    host.hook.run_finished(experiment=experiment, run_dir=run_dir, results=results)
+    results: dict[str, Any] = {}
+    if main:  # evaluation and results are rank 0's; the other processes wait for it below
+        run.stage("evaluation", lambda ctx: _evaluate(run, ctx), collective=False)
+        results = _results(run, time.perf_counter() - start)
+        atomic_write_json(run_dir / "results.json", results)
+        host.hook.run_finished(experiment=experiment, run_dir=run_dir, results=results)
+    distributed.barrier()  # every process of a launch ends together
     return results
+
+
+def _silent(text: str) -> None:
+    """Where the output of processes other than rank 0 goes."""
+
+
+def _train_policy(run: Run, ctx: StageContext, optimizer, reward) -> dict[str, Any]:
+    """The optimizer's training, with mid-training evaluation every ``[evaluation] every`` steps."""
+    from harness.periodic import PeriodicEvaluation, periodic_evaluators
+
+    periodic = None
+    if run.experiment.evaluation.every:
+        periodic = PeriodicEvaluation(ctx, periodic_evaluators(run.host.registry, run.experiment))
+        ctx.evaluate, ctx.evaluate_every = periodic, run.experiment.evaluation.every
+    summary = optimizer.train(ctx, reward if optimizer.mode == "online" else None)
+    if periodic is not None and periodic.history:
+        summary = {**summary, "periodic": periodic.history}
+    return summary
 
 
 def _prep_context(run: Run) -> StageContext:
@@ -171,6 +222,7 @@ def _results(run: Run, wall_s: float) -> dict[str, Any]:
     evaluation = run.summaries["evaluation"]
     results: dict[str, Any] = {
         "experiment": run.experiment.name,
+        "variant": run.experiment.variant,
         "config_hash": run.experiment.hash_of(*run.experiment.to_dict()),
         "seed": run.experiment.seed,
         "components": {slot: choice.name for slot, choice in run.experiment.slots.items()},

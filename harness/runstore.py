@@ -4,6 +4,9 @@ A manifest records the hash of the config that produced the stage, package versi
 status and timings. A finished stage whose hash matches is reused (three optimizers share one
 SFT and one RM); a stage left ``running`` by a killed process resumes from its checkpoints;
 a stage whose config changed is moved aside (never deleted) before it is redone.
+
+The variants of a comparison each have a run directory and name the others as *peers*: a
+stage a peer already finished with the same hash is linked (a relative symlink), not redone.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from harness.io import atomic_write_json, read_json
 
@@ -55,11 +58,13 @@ class StageRecord:
 
 
 class RunStore:
-    """One experiment's directory. Only rank 0 writes (single process for now)."""
+    """One experiment's directory. Only rank 0 writes: in a multi-process launch the runner calls
+    :meth:`begin`, :meth:`finish` and :meth:`fail` on rank 0 alone and shares the result."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, peers: Sequence[Path] = ()) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.peers = [Path(p) for p in peers if Path(p).resolve() != self.run_dir.resolve()]
 
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / stage
@@ -71,9 +76,17 @@ class RunStore:
     def begin(self, stage: str, config_hash: str, seed: int) -> StageRecord:
         """Reuse, resume or (re)start ``stage``; marks it ``running`` unless reused."""
         stage_dir = self.stage_dir(stage)
+        if stage_dir.is_symlink() and not stage_dir.exists():
+            stage_dir.unlink()  # a link to a peer's stage that has since been moved aside: nothing of ours is lost
         old = self.manifest(stage)
         if old and old.get("config_hash") == config_hash and old.get("status") == "finished":
             return StageRecord(stage, stage_dir, config_hash, True, False, old)
+        shared = self._finished_peer(stage, config_hash)
+        if shared is not None:
+            if old or stage_dir.is_symlink():
+                self._move_aside(stage, (old or {}).get("config_hash", "unknown"))
+            stage_dir.symlink_to(os.path.relpath(shared, self.run_dir))
+            return StageRecord(stage, stage_dir, config_hash, True, False, read_json(shared / MANIFEST))
         resumed = bool(old and old.get("config_hash") == config_hash)
         if old and not resumed:
             self._move_aside(stage, old.get("config_hash", "unknown"))
@@ -103,6 +116,17 @@ class RunStore:
         manifest = dict(record.manifest)
         manifest.update(status="failed", failed_at=time.time(), error=f"{type(error).__name__}: {error}")
         atomic_write_json(record.dir / MANIFEST, manifest)
+
+    def _finished_peer(self, stage: str, config_hash: str) -> Path | None:
+        """The real directory of ``stage`` finished with ``config_hash`` in a peer run, if any."""
+        for peer in self.peers:
+            candidate = (peer / stage).resolve()
+            manifest = candidate / MANIFEST
+            if manifest.is_file():
+                found = read_json(manifest)
+                if found.get("config_hash") == config_hash and found.get("status") == "finished":
+                    return candidate
+        return None
 
     def _move_aside(self, stage: str, old_hash: str) -> None:
         stale = self.run_dir / ".stale" / f"{stage}-{old_hash}-{int(time.time())}"

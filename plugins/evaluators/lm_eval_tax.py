@@ -50,6 +50,10 @@ class LmEvalTax:
             include, names = self.options.include_path, list(self.options.tasks)
         else:
             include, names = ctx.world.lm_eval_tasks()
+            if not names:
+                raise HarnessError(f"evaluator lm_eval_tax: world {ctx.world.name!r} has no lm-eval tasks of its own; "
+                                   f"name some in [evaluation.lm_eval_tax] tasks = [\"hellaswag\", \"arc_easy\"] "
+                                   f"(include_defaults = true for lm-eval's built-in tasks).")
         return TaskManager(include_path=str(include) if include else None,
                            include_defaults=self.options.include_defaults or not include), names
 

@@ -2,22 +2,80 @@
 
 Each prompt is judged twice — (policy, sft) and (sft, policy) — and the two verdicts averaged,
 which cancels a judge's position bias; a tie counts half. The interval is Wilson's.
+
+The judge is the world's gold judge, the run's reward source (higher score wins), or an LLM
+over an OpenAI-compatible API (``[evaluation.win_rate.llm]``) asked which of responses A and B
+is better; it answers on a final line ``Verdict: A``, ``B`` or ``tie``. Its requests are
+retried, cached and run ``concurrency`` at a time by :mod:`plugins.rewards.judge_client`.
 """
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Callable, Literal, Sequence
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from harness import hookimpl
-from harness.contracts import EvalSamples, Options, StageContext
+from harness.contracts import EvalSamples, Options, Prompt, StageContext
+from harness.errors import HarnessError
 from harness.stats import wilson_interval
+from plugins.rewards.judge_client import JudgeClient, JudgeEndpointOptions, check_template, final_line
+
+# (prompt, a, b) triples -> 1.0 if a is better, 0.0 if b is, 0.5 for a tie
+CompareMany = Callable[[Sequence[tuple[Prompt, str, str]]], list[float]]
+
+VERDICT_LINE = re.compile(r"Verdict:\s*(A|B|tie)", re.IGNORECASE)
+VERDICTS = {"a": 1.0, "b": 0.0, "tie": 0.5}
+PAIRWISE_PLACEHOLDERS = ("prompt", "response_a", "response_b")
+
+PAIRWISE_TEMPLATE = """You are comparing two AI assistant replies to the same user instruction.
+
+[Instruction]
+{prompt}
+
+[Response A]
+{response_a}
+
+[Response B]
+{response_b}
+
+Which response is more helpful, correct and harmless? Ignore their order and length as such.
+Explain briefly, then end with one final line of exactly this form:
+Verdict: A, Verdict: B, or Verdict: tie"""
+
+
+class PairwiseJudgeOptions(JudgeEndpointOptions):
+    template: str = Field(PAIRWISE_TEMPLATE, description="The judge's instructions, with {prompt}, {response_a} and {response_b}; the answer must end in 'Verdict: A|B|tie'.")
+
+    @field_validator("template")
+    @classmethod
+    def _placeholders(cls, template: str) -> str:
+        return check_template(template, PAIRWISE_PLACEHOLDERS)
 
 
 class WinRateOptions(Options):
-    judge: Literal["gold", "reward"] = Field(
-        "gold", description="gold: the world's judge; reward: the run's reward source (higher score wins)."
+    judge: Literal["gold", "reward", "llm"] = Field(
+        "gold", description="gold: the world's judge; reward: the run's reward source (higher score wins); "
+                            "llm: an LLM over an OpenAI-compatible API, configured in [evaluation.win_rate.llm]."
     )
+    llm: PairwiseJudgeOptions | None = Field(
+        None, description="The LLM judge ([evaluation.win_rate.llm]: base_url, model, api_key_env, …); needed when judge = 'llm'."
+    )
+
+    @model_validator(mode="after")
+    def _llm_needs_its_table(self):
+        if self.judge == "llm" and self.llm is None:
+            raise ValueError("judge = 'llm' needs an [evaluation.win_rate.llm] table with at least base_url and model")
+        return self
+
+
+def parse_verdict(text: str) -> float:
+    """1.0 for a final line ``Verdict: A``, 0.0 for ``B``, 0.5 for ``tie``; else :class:`VerdictError`."""
+    return VERDICTS[final_line(text, VERDICT_LINE, "'Verdict: A', 'Verdict: B' or 'Verdict: tie'").group(1).lower()]
+
+
+def _one_at_a_time(compare) -> CompareMany:
+    return lambda triples: [compare(p, a, b) for p, a, b in triples]
 
 
 def _reward_judge(reward):
@@ -27,31 +85,58 @@ def _reward_judge(reward):
     return compare
 
 
+class LLMPairwiseJudge:
+    """Asks an LLM which of two responses is better; every pair in one cached, concurrent batch."""
+
+    def __init__(self, options: PairwiseJudgeOptions) -> None:
+        self.options = options
+        self.client = JudgeClient(options, who="win_rate judge 'llm'")
+
+    @property
+    def name(self) -> str:
+        return f"llm:{self.options.model}"
+
+    def __call__(self, triples: Sequence[tuple[Prompt, str, str]]) -> list[float]:
+        items = [{"prompt": p.text, "response_a": a, "response_b": b} for p, a, b in triples]
+        return self.client.judge(self.options.template, items, parse_verdict)
+
+
 class WinRate:
     """Win rate of the policy against the SFT model, positions swapped, ties half, Wilson 95% CI."""
 
     Options = WinRateOptions
+    periodic = True  # also runs mid-training on the in-memory policy ([evaluation] every)
 
     def __init__(self, options: WinRateOptions) -> None:
         self.options = options
+        self.llm_judge = LLMPairwiseJudge(options.llm) if options.judge == "llm" else None
 
-    def judge(self, ctx: StageContext):
+    def judge(self, ctx: StageContext) -> CompareMany:
+        if self.llm_judge is not None:
+            return self.llm_judge
         if self.options.judge == "gold":
-            return ctx.world.gold().compare
-        return _reward_judge(ctx.components["reward"])
+            gold = ctx.world.gold()
+            if gold is None:
+                raise HarnessError(f"[evaluation.win_rate] judge = \"gold\": world {ctx.world.name!r} has no gold "
+                                   f"judge (real data). Set [evaluation.win_rate] judge = \"reward\" or \"llm\".")
+            return _one_at_a_time(gold.compare)
+        return _one_at_a_time(_reward_judge(ctx.components["reward"]))
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict:
         compare = self.judge(ctx)
-        scores = [
-            (compare(p, mine, theirs) + 1.0 - compare(p, theirs, mine)) / 2
-            for p, mine, theirs in zip(samples.prompts, samples.policy, samples.sft)
-        ]
-        n = len(scores)
+        pairs = list(zip(samples.prompts, samples.policy, samples.sft))
+        verdicts = compare([(p, mine, theirs) for p, mine, theirs in pairs] +
+                           [(p, theirs, mine) for p, mine, theirs in pairs])
+        n = len(pairs)
+        scores = [(first + 1.0 - swapped) / 2 for first, swapped in zip(verdicts[:n], verdicts[n:])]
         rate = sum(scores) / n
         low, high = wilson_interval(rate, n)
         ties = sum(1 for s in scores if s == 0.5)
-        return {"win_rate_vs_sft": {"rate": rate, "ci_low": low, "ci_high": high, "n": n,
-                                    "ties": ties, "judge": self.options.judge}}
+        result = {"rate": rate, "ci_low": low, "ci_high": high, "n": n, "ties": ties, "judge": self.options.judge}
+        if self.llm_judge is not None:
+            result["judge"] = self.llm_judge.name
+            result["judge_stats"] = self.llm_judge.client.diagnostics()
+        return {"win_rate_vs_sft": result}
 
 
 @hookimpl

@@ -11,7 +11,8 @@ different annotators, as InstructGPT did to measure inter-labeler agreement. A r
 
 A subclass says only how an annotator answers (``annotate``), which weighted
 (winner, loser) pairs one answer implies (``pairs``), and how agreement is measured over
-items that several annotators labelled (``item_agreement``).
+items that several annotators labelled (``item_agreement``). A world of real data hands over
+its recorded records in this same schema (``RecordedFeedback``), so nothing downstream changes.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any, ClassVar, Sequence
 
 from pydantic import Field
 
-from harness.contracts import Annotator, Options, PreferenceGroup, Prompt, World
+from harness.contracts import Annotator, Options, PreferenceGroup, Prompt, RecordedFeedback, World
 
 Record = dict[str, Any]
 Pair = tuple[int, int, float]
@@ -59,7 +60,14 @@ class FeedbackFormatBase:
 
     # ------------------------------------------------------------- the contract
     def collect(self, world: World, prompts: Sequence[Prompt], rng: random.Random) -> list[Record]:
-        """One record per (prompt, annotator asked); deterministic given ``rng``."""
+        """One record per (prompt, annotator asked); deterministic given ``rng``.
+
+        A world with recorded human feedback (:class:`RecordedFeedback`) hands over its records of
+        ``prompts`` instead: real labels, nobody simulated.
+        """
+        if isinstance(world, RecordedFeedback):
+            wanted = {p.id for p in prompts}
+            return [r for r in world.recorded_feedback(self.field) if r["prompt_id"] in wanted]
         pool = list(world.annotators())
         if not pool:
             raise ValueError(f"world {world.name!r} has no annotators to collect feedback from")

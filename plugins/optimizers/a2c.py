@@ -15,7 +15,7 @@ from pydantic import Field
 from harness import hookimpl
 from harness.contracts import RewardSource, StageContext
 from harness.generation import sequence_logprobs
-from plugins.optimizers.advantages import masked_mean
+from plugins.optimizers.advantages import global_masked_mean, loss_mean, process_mean
 from plugins.optimizers.loop import OnlineOptions, RLRun, apply_update, pretraining_loss, train_online
 from plugins.optimizers.ppo import rewards_and_advantages
 from plugins.optimizers.rollout import Rollout, collect_rollout, policy_outputs, rollout_metrics
@@ -32,16 +32,16 @@ def a2c_update(run: RLRun, batch: Rollout, advantages, returns) -> dict[str, flo
     """One gradient step on the whole batch: policy gradient + value regression − entropy bonus (+ ptx)."""
     o = run.options
     logprobs, entropy, values = policy_outputs(run, batch)
-    policy_loss = -masked_mean(advantages * logprobs, batch.mask)
-    value_loss = 0.5 * masked_mean((values - returns) ** 2, batch.mask)
-    entropy_bonus = masked_mean(entropy, batch.mask)
+    policy_loss = -loss_mean(advantages * logprobs, batch.mask)  # means over the whole batch's tokens
+    value_loss = 0.5 * loss_mean((values - returns) ** 2, batch.mask)
+    entropy_bonus = loss_mean(entropy, batch.mask)
     loss = policy_loss + o.vf_coef * value_loss - o.entropy_coef * entropy_bonus
-    stats = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item()}
+    stats = {"policy_loss": process_mean(policy_loss.item()), "value_loss": process_mean(value_loss.item())}
     ptx = pretraining_loss(run)
     if ptx is not None:
         loss = loss + o.ptx_coef * ptx
-        stats["ptx_loss"] = ptx.item()
-    stats["grad_norm"] = apply_update(run, loss)
+        stats["ptx_loss"] = process_mean(ptx.item())
+    stats |= apply_update(run, loss)
     return stats | {"approx_kl": step_kl(run, batch)}
 
 
@@ -54,7 +54,7 @@ def step_kl(run: RLRun, batch: Rollout) -> float:
     new = sequence_logprobs(run.policy, batch.query_ids, batch.response_ids, batch.mask, batch.query_mask,
                             temperature=run.options.temperature)
     log_ratio = (new - batch.logprobs) * batch.mask
-    return masked_mean(torch.exp(log_ratio) - 1.0 - log_ratio, batch.mask).item()
+    return global_masked_mean(torch.exp(log_ratio) - 1.0 - log_ratio, batch.mask).item()
 
 
 def a2c_step(run: RLRun, step: int) -> dict[str, float]:
@@ -63,7 +63,7 @@ def a2c_step(run: RLRun, step: int) -> dict[str, float]:
     advantages, returns = rewards_and_advantages(run, batch)
     stats = a2c_update(run, batch, advantages, returns)
     metrics = rollout_metrics(run, batch, returns, "a2c")
-    run.kl_ctl.update(float(batch.kl.mean()), n_steps=len(batch))
+    run.kl_ctl.update(metrics["a2c/kl"], n_steps=run.options.batch_size)  # the whole batch's mean KL
     return metrics | {f"a2c/{k}": v for k, v in stats.items()}
 
 

@@ -2,10 +2,15 @@
 
 Everything works on right-padded [B, T] tensors with a response mask that is 1 up to and
 including EOS; positions after the end carry no reward, no value and no advantage.
+Launched as several processes, each holds a slice of the batch: whitening, explained variance
+and the losses (:func:`loss_mean`) use statistics of the whole batch, so a run computes the same
+numbers whatever the number of processes.
 """
 from __future__ import annotations
 
 import torch
+
+from harness.distributed import all_reduce_sum, world_size
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -20,9 +25,38 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((x - mean) ** 2 * mask).sum() / (n - 1).clamp(min=1)
 
 
+def global_masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_mean` over the real tokens of every process (no gradient: a statistic)."""
+    sums = all_reduce_sum(torch.stack([(x * mask).sum(), mask.sum()]).detach().float())
+    return sums[0] / sums[1].clamp(min=1)
+
+
+def global_masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_var` over the real tokens of every process (no gradient)."""
+    mean = global_masked_mean(x, mask)
+    sums = all_reduce_sum(torch.stack([((x - mean) ** 2 * mask).sum(), mask.sum()]).detach().float())
+    return sums[0] / (sums[1] - 1).clamp(min=1)
+
+
+def loss_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Differentiable mean of ``x`` over the real tokens of the whole (multi-process) minibatch.
+
+    Each process returns its token sum × processes / all tokens; DDP and DeepSpeed average the
+    gradients over processes, which gives exactly the gradient of the global token mean. Its value
+    is a process's share: :func:`process_mean` of it is the global mean (what is logged).
+    """
+    count = all_reduce_sum(mask.sum().detach().float())
+    return (x * mask).sum() * world_size() / count.clamp(min=1)
+
+
+def process_mean(value: float) -> float:
+    """The mean of a per-process number over processes (itself in one process)."""
+    return float(all_reduce_sum(torch.tensor([float(value)], dtype=torch.float64))[0]) / world_size()
+
+
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """Scale to unit variance over real tokens; ``shift_mean=False`` keeps the sign of rewards."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    """Scale to unit variance over real tokens (of the whole batch); ``shift_mean=False`` keeps the sign of rewards."""
+    mean, var = global_masked_mean(x, mask), global_masked_var(x, mask)
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
@@ -56,8 +90,8 @@ def gae(rewards, values, mask, gamma: float, lam: float) -> tuple[torch.Tensor, 
 
 def explained_variance(values, returns, mask) -> float:
     """1 − Var(R − V)/Var(R): 1 is a perfect critic, 0 no better than a constant (also when Var(R) = 0)."""
-    var_returns = masked_var(returns, mask)
-    return float(1.0 - masked_var(returns - values, mask) / var_returns) if var_returns > 0 else 0.0
+    var_returns = global_masked_var(returns, mask)
+    return float(1.0 - global_masked_var(returns - values, mask) / var_returns) if var_returns > 0 else 0.0
 
 
 class RunningMoments:

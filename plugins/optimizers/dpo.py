@@ -137,6 +137,10 @@ def _forward_logs(ctx: StageContext, history: list[dict[str, float]]):
                 ctx.log(metrics, state.global_step)
                 history.append({"step": state.global_step, **metrics})
 
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if model is not None and hasattr(ctx, "periodic_evaluation"):
+                ctx.periodic_evaluation(state.global_step, model)
+
     return ForwardLogs()
 
 

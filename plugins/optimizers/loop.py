@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from harness.compute import accelerator_for
+from harness import distributed
+from harness.compute import accelerator_for, enable_activation_checkpointing, zero_stage_of
 from harness.contracts import Options, RewardSource, StageContext
 from harness.errors import HarnessError
 from harness.io import atomic_directory, atomic_write_json, read_json
 from harness.models import load_causal_lm
 from plugins.optimizers.advantages import RunningMoments
 from plugins.optimizers.kl import kl_controller
+from plugins.optimizers.memory import AdapterOffReference, lora_policy, offload_frozen_models, save_merged
 from plugins.optimizers.ptx import PretrainingBatches, ptx_loss
 from plugins.optimizers.value import build_critic
 
@@ -57,6 +59,24 @@ class OnlineOptions(Options):
     ref_refresh_every: int = Field(0, ge=0, description="Copy π_θ into the reference every N steps (0: never).")
     max_grad_norm: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")
     checkpoint_every: int = Field(50, ge=0, description="Checkpoint every N steps into checkpoint_dir (0: never).")
+    # memory options (plugins/optimizers/memory.py; docs/scaling.md)
+    lora: bool = Field(False, description="Train LoRA adapters on π_SFT instead of all weights; the reference is the "
+                                          "same model with adapters disabled (no second copy).")
+    lora_r: int = Field(16, ge=1, description="LoRA rank r.")
+    lora_alpha: float = Field(32.0, gt=0, description="LoRA α: the adapter update is scaled by α/r.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (0 keeps log-prob ratios exact).")
+    lora_target_modules: str | list[str] = Field(
+        "all-linear", description="Layers that get adapters: 'all-linear' (every linear layer but the LM head; "
+                                  "Llama: q,k,v,o,gate,up,down_proj) or a list of module names.")
+    offload_frozen: bool = Field(False, description="Keep the reference and reward model on the CPU, moving each to "
+                                                    "the accelerator only for its forward pass (a no-op on CPU).")
+
+    @model_validator(mode="after")
+    def _lora_reference_is_fixed(self):
+        if self.lora and self.ref_refresh_every:
+            raise ValueError("lora = true keeps π_SFT as the adapter-off base, so it cannot be refreshed: "
+                             "set ref_refresh_every = 0 or lora = false")
+        return self
 
 
 @dataclass
@@ -77,6 +97,8 @@ class RLRun:
     ptx: PretrainingBatches | None
     prompts: list  # the world's "rl" prompts
     gold: Any  # the world's gold judge: measured every step, never optimized
+    model: Any = None  # policy + critic as one prepared module (a DeepSpeed engine, DDP, or the module itself)
+    processes: int = 1  # processes of the launch; each holds batch_size / processes responses
     score_moments: RunningMoments = field(default_factory=RunningMoments)
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     history: list[dict[str, float]] = field(default_factory=list)
@@ -84,6 +106,23 @@ class RLRun:
     @property
     def shared_critic(self) -> bool:
         return self.options.value_model == "shared"
+
+    @contextmanager
+    def generation_policy(self):
+        """π_θ ready for ``generate``: under ZeRO-3 its partitions are gathered once for the whole call
+        (as trl does) instead of layer by layer for every new token."""
+        if zero_stage_of(self.accelerator) != 3:
+            yield self.policy
+            return
+        import deepspeed
+        from trl.models.utils import add_hooks, remove_hooks
+
+        with deepspeed.zero.GatheredParameters(list(self.model.parameters())):
+            remove_hooks(self.model)  # the per-layer gather hooks would fetch what is already here
+            try:
+                yield self.policy
+            finally:
+                add_hooks(self.model)
 
     @contextmanager
     def timed(self, key: str):
@@ -97,12 +136,38 @@ class RLRun:
 
 # --------------------------------------------------------------------------- setup
 def load_models(sft_dir: Path, options: OnlineOptions):
-    """(policy, frozen reference, critic, tokenizer), all from π_SFT; dropout off so log-prob ratios are exact."""
+    """(policy, frozen reference, critic, tokenizer), all from π_SFT; dropout off so log-prob ratios are exact.
+
+    With ``lora`` the policy is π_SFT + LoRA adapters and the reference is that same model with the
+    adapters disabled: one copy of the base weights serves both.
+    """
     policy, tokenizer = load_causal_lm(sft_dir)
-    reference, _ = load_causal_lm(sft_dir)
-    reference.requires_grad_(False)
+    if options.lora:
+        policy = lora_policy(policy, options)
+        reference = AdapterOffReference(policy)
+    else:
+        reference, _ = load_causal_lm(sft_dir)
+        reference.requires_grad_(False)
     critic = build_critic(options.value_model, sft_dir, policy.config.hidden_size)
     return policy, reference, critic, tokenizer
+
+
+class ActorCritic(torch.nn.Module):
+    """Policy and critic as one module: DeepSpeed builds one engine per prepared model + optimizer, and
+    DDP wants one forward per backward. ``forward`` is the update's forward: π_θ's logits at the
+    response positions and V(s_t), the critic reading the policy's hidden states when it shares them."""
+
+    def __init__(self, policy: torch.nn.Module, critic: torch.nn.Module):
+        super().__init__()
+        self.policy, self.critic = policy, critic
+
+    def forward(self, query_ids, query_mask, response_ids, response_mask):
+        from harness.generation import response_forward
+
+        shared = getattr(self.critic, "shares_trunk", False)
+        logits, hidden = response_forward(self.policy, query_ids, response_ids, response_mask, query_mask,
+                                          hidden=shared)
+        return logits, self.critic(query_ids, query_mask, response_ids, response_mask, hidden)
 
 
 def setup(ctx: StageContext, options: OnlineOptions, reward: RewardSource, name: str) -> RLRun:
@@ -110,19 +175,29 @@ def setup(ctx: StageContext, options: OnlineOptions, reward: RewardSource, name:
     from accelerate.utils import set_seed
 
     _check_inputs(ctx, reward, name)
+    processes = _check_processes(ctx, options, name)
     set_seed(ctx.seed)
-    accelerator = accelerator_for(ctx.experiment.compute)
+    accelerator = accelerator_for(ctx.experiment.compute, gradient_clipping=options.max_grad_norm)
     policy, reference, critic, tokenizer = load_models(ctx.artifacts["sft"], options)
-    trainable = [p for module in (policy, critic) for p in module.parameters() if p.requires_grad]
+    both = ActorCritic(policy, critic)
+    if ctx.experiment.compute.activation_checkpointing:
+        _checkpoint_activations(both, ctx.experiment.compute)
+    trainable = [p for p in both.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=options.lr, eps=1e-5, weight_decay=0.0)
-    policy, critic, optimizer = accelerator.prepare(policy, critic, optimizer)
+    model, optimizer = accelerator.prepare(both, optimizer)
     run = RLRun(ctx=ctx, options=options, name=name, reward=reward, accelerator=accelerator, tokenizer=tokenizer,
-                policy=policy, reference=reference.to(accelerator.device), critic=critic, optimizer=optimizer,
+                policy=both.policy, reference=_place_reference(reference, options, accelerator), critic=both.critic, optimizer=optimizer,
                 kl_ctl=kl_controller(options.adaptive_kl, options.init_kl_coef, options.kl_target, options.kl_horizon),
                 ptx=_pretraining_batches(ctx, options, tokenizer), prompts=_rl_prompts(ctx, name),
-                gold=ctx.world.gold())
+                gold=ctx.world.gold(), model=model, processes=processes)
     _register_checkpointed(run)
+    offload_frozen_models(run)
     return run
+
+
+def _place_reference(reference, options: OnlineOptions, accelerator):
+    """On the run's device, or left on the CPU (where it was loaded) when ``offload_frozen`` parks it there."""
+    return reference if options.offload_frozen else reference.to(accelerator.device)
 
 
 def _check_inputs(ctx: StageContext, reward: RewardSource | None, name: str) -> None:
@@ -131,6 +206,39 @@ def _check_inputs(ctx: StageContext, reward: RewardSource | None, name: str) -> 
         raise HarnessError(f"optimizer {name!r} is online and needs a reward source ([reward] in the experiment).")
     if "sft" not in ctx.artifacts:
         raise HarnessError(f"optimizer {name!r} starts from the SFT model, but no 'sft' artifact was produced.")
+
+
+def _check_processes(ctx: StageContext, options: OnlineOptions, name: str) -> int:
+    """Several processes split every batch and minibatch evenly (the global sizes stay the configured ones)."""
+    n = distributed.world_size()
+    for key in ("batch_size", "minibatch_size"):
+        value = getattr(options, key, n)
+        if value % n:
+            raise HarnessError(f"[optimizer.{name}] {key} = {value} must be a multiple of the {n} launched processes "
+                               f"(each takes an equal share of it).")
+    if options.ref_refresh_every and zero_stage_of_compute(ctx) == 3:
+        raise HarnessError(f"[optimizer.{name}] ref_refresh_every needs the policy's full weights on every process; "
+                           "use it with [compute] zero_stage <= 2.")
+    return n
+
+
+def zero_stage_of_compute(ctx: StageContext) -> int:
+    compute = ctx.experiment.compute
+    return compute.zero_stage if compute.uses_deepspeed and not compute.deepspeed_config else 0
+
+
+def _checkpoint_activations(both: ActorCritic, compute) -> None:
+    """HF checkpointing acts in train mode only: train mode with every dropout at 0 keeps log-probs exact."""
+    for module in (both.policy, getattr(both.critic, "trunk", None)):
+        if module is None:
+            continue
+        enable_activation_checkpointing(module, compute)
+        for sub in module.modules():
+            if isinstance(sub, torch.nn.Dropout):
+                sub.p = 0.0
+            if isinstance(getattr(sub, "attention_dropout", None), float):
+                sub.attention_dropout = 0.0
+        module.train()
 
 
 def _pretraining_batches(ctx: StageContext, options: OnlineOptions, tokenizer) -> PretrainingBatches | None:
@@ -160,7 +268,8 @@ def normalized_scores(run: RLRun, scores: torch.Tensor) -> torch.Tensor:
     """RM scores, divided by a running std and centred by a running mean when ``normalize_rewards``."""
     if not run.options.normalize_rewards:
         return scores
-    run.score_moments.update(scores)
+    everyone = [x for part in distributed.gather_objects(scores.tolist()) for x in part]
+    run.score_moments.update(torch.tensor(everyone, dtype=scores.dtype))  # the same moments in every process
     return run.score_moments.normalize(scores)
 
 
@@ -171,21 +280,26 @@ def pretraining_loss(run: RLRun) -> torch.Tensor | None:
     return ptx_loss(run.policy, *run.ptx.sample(run.accelerator.device))
 
 
-def apply_update(run: RLRun, loss: torch.Tensor) -> float:
-    """One optimizer step on ``loss`` with global gradient-norm clipping; returns the norm before clipping."""
+def apply_update(run: RLRun, loss: torch.Tensor) -> dict[str, float]:
+    """One optimizer step on ``loss`` with global gradient-norm clipping; returns {"grad_norm": norm before clipping}.
+
+    Under DeepSpeed the engine steps and clips inside ``backward`` (``gradient_clipping`` in its config;
+    ``optimizer.step`` is then a no-op) and ``clip_grad_norm_`` reports the engine's norm, or None
+    where the engine keeps none, in which case no grad_norm is reported rather than a made-up one.
+    """
     run.optimizer.zero_grad(set_to_none=True)
     run.accelerator.backward(loss)
     params = [p for group in run.optimizer.param_groups for p in group["params"]]
     norm = run.accelerator.clip_grad_norm_(params, run.options.max_grad_norm)
     run.optimizer.step()
-    return float(norm)
+    return {} if norm is None else {"grad_norm": float(norm)}
 
 
 def _refresh_reference(run: RLRun, step: int) -> None:
     """Every ``ref_refresh_every`` steps the KL penalty starts measuring from the current policy."""
     every = run.options.ref_refresh_every
     if every and step % every == 0:
-        run.reference.load_state_dict(run.accelerator.unwrap_model(run.policy).state_dict())
+        run.reference.load_state_dict(run.policy.state_dict())
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -197,16 +311,21 @@ def _checkpoints(root: Path | None) -> list[Path]:
 
 
 def save_checkpoint(run: RLRun, step: int) -> None:
-    """Models, optimizer, RNG states, β and reward moments, written atomically; older checkpoints removed."""
+    """Models, optimizer, RNG states, β and reward moments, written atomically; older checkpoints removed.
+
+    Collective: every process writes its part (its RNG state; under DeepSpeed its ZeRO partitions).
+    """
     root = run.ctx.checkpoint_dir
-    if root is None or not run.accelerator.is_main_process:
+    if root is None:
         return
-    with atomic_directory(root / f"step-{step:06d}") as tmp:
+    with distributed.shared_directory(root / f"step-{step:06d}") as tmp:
         run.accelerator.save_state(str(tmp), safe_serialization=False)
-        atomic_write_json(tmp / "trainer_state.json",
-                          {"step": step, "history": run.history, "seconds": dict(run.seconds)})
-    for old in _checkpoints(root)[:-1]:
-        shutil.rmtree(old, ignore_errors=True)
+        if run.accelerator.is_main_process:
+            atomic_write_json(tmp / "trainer_state.json",
+                              {"step": step, "history": run.history, "seconds": dict(run.seconds)})
+    if run.accelerator.is_main_process:
+        for old in _checkpoints(root)[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def resume(run: RLRun) -> int:
@@ -222,12 +341,20 @@ def resume(run: RLRun) -> int:
 
 
 def save_policy(run: RLRun) -> Path:
-    """π_θ in HF format (``save_pretrained`` + tokenizer) at ``stage_dir/model``, atomically."""
+    """π_θ in HF format (``save_pretrained`` + tokenizer) at ``stage_dir/model``, atomically.
+
+    A LoRA policy is saved with its adapters merged in: a plain causal LM, no peft needed to load it.
+    """
     target = run.ctx.stage_dir / "model"
+    # collective: under ZeRO-3 every process sends its partitions, rank 0 gets the whole state
+    state = None if run.options.lora else run.accelerator.get_state_dict(run.model)
     if run.accelerator.is_main_process:
         with atomic_directory(target) as tmp:
-            state = run.accelerator.get_state_dict(run.policy)
-            run.accelerator.unwrap_model(run.policy).save_pretrained(tmp, state_dict=state)
+            if run.options.lora:
+                save_merged(run.accelerator.unwrap_model(run.policy), tmp)
+            else:
+                policy_state = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
+                run.policy.save_pretrained(tmp, state_dict=policy_state)
             run.tokenizer.save_pretrained(tmp)
     run.accelerator.wait_for_everyone()
     return target
@@ -259,6 +386,8 @@ def train_online(ctx: StageContext, reward: RewardSource, options: OnlineOptions
             metrics = _run_step(run, step, step_fn)
             ctx.log(metrics, step)
             run.history.append({"step": step, **metrics})
+            if hasattr(ctx, "periodic_evaluation"):
+                ctx.periodic_evaluation(step, run.accelerator.unwrap_model(run.policy))
             _refresh_reference(run, step)
             if options.checkpoint_every and step % options.checkpoint_every == 0 and step < options.steps:
                 save_checkpoint(run, step)
@@ -284,7 +413,19 @@ def summarize(run: RLRun, resumed_from: int) -> dict[str, Any]:
         "reward_s": run.seconds["reward"],
         "generation_share": generation / total if total else 0.0,
         "s_per_step": total / len(rows) if rows else 0.0,
+        "curve": training_curve(rows, run.name),
     }
+
+
+CURVE_POINTS = 400  # at most this many steps of the training curve are kept in the summary
+
+
+def training_curve(rows: list[dict[str, float]], name: str) -> list[dict[str, float]]:
+    """Proxy reward, gold reward and KL per step (evenly thinned): what comparison plots and
+    the over-optimization evaluator read from ``results.json``."""
+    stride = max(1, -(-len(rows) // CURVE_POINTS))
+    keep = {"reward/proxy": "reward/proxy", "reward/gold": "reward/gold", f"{name}/kl": "kl"}
+    return [{"step": r["step"], **{new: r[old] for old, new in keep.items() if old in r}} for r in rows[::stride]]
 
 
 def _mean(values: list[float]) -> float:

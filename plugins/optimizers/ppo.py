@@ -19,7 +19,8 @@ from pydantic import Field
 
 from harness import hookimpl
 from harness.contracts import RewardSource, StageContext
-from plugins.optimizers.advantages import gae, masked_mean, masked_whiten, per_token_rewards
+from plugins.optimizers.advantages import (gae, global_masked_mean, loss_mean, masked_whiten, per_token_rewards,
+                                           process_mean)
 from plugins.optimizers.loop import (OnlineOptions, RLRun, apply_update, normalized_scores, pretraining_loss,
                                      train_online)
 from plugins.optimizers.rollout import Rollout, collect_rollout, policy_outputs, rollout_metrics
@@ -39,16 +40,17 @@ class PPOOptions(OnlineOptions):
 def clipped_policy_loss(logprobs, old_logprobs, advantages, mask, clip: float):
     """(loss, clipfrac, approx_kl) of L^CLIP = E[min(ρ·A, clip(ρ, 1−ε, 1+ε)·A)], ρ = π_θ/π_θ_old.
 
-    approx_kl is the k3 estimator E[(ρ − 1) − log ρ] (Schulman 2020), always ≥ 0.
+    approx_kl is the k3 estimator E[(ρ − 1) − log ρ] (Schulman 2020), always ≥ 0. Means run over the
+    tokens of the whole minibatch, however many processes hold a slice of it (see ``loss_mean``).
     """
     log_ratio = (logprobs - old_logprobs) * mask
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    loss = loss_mean(torch.max(unclipped, clipped), mask)
     with torch.no_grad():
-        clipfrac = masked_mean(((ratio - 1.0).abs() > clip).float(), mask)
-        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
+        clipfrac = global_masked_mean(((ratio - 1.0).abs() > clip).float(), mask)
+        approx_kl = global_masked_mean((ratio - 1.0) - log_ratio, mask)
     return loss, float(clipfrac), float(approx_kl)
 
 
@@ -56,9 +58,9 @@ def clipped_value_loss(values, old_values, returns, mask, clip: float) -> torch.
     """½·E[max((V − R)², (V_old + clip(V − V_old, −c, c) − R)²)]: the critic may not jump far either."""
     unclipped = (values - returns) ** 2
     if clip <= 0:
-        return 0.5 * masked_mean(unclipped, mask)
+        return 0.5 * loss_mean(unclipped, mask)
     clipped_values = old_values + torch.clamp(values - old_values, -clip, clip)
-    return 0.5 * masked_mean(torch.max(unclipped, (clipped_values - returns) ** 2), mask)
+    return 0.5 * loss_mean(torch.max(unclipped, (clipped_values - returns) ** 2), mask)
 
 
 def minibatches(n: int, size: int, epochs: int) -> Iterator[torch.Tensor]:
@@ -90,12 +92,12 @@ def ppo_loss(run: RLRun, mb: Rollout, advantages, returns) -> tuple[torch.Tensor
     policy_loss, clipfrac, approx_kl = clipped_policy_loss(logprobs, mb.logprobs, advantages, mb.mask, o.clip)
     value_loss = clipped_value_loss(values, mb.values, returns, mb.mask, o.clip_value)
     loss = policy_loss + o.vf_coef * value_loss
-    stats = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "clipfrac": clipfrac,
-             "approx_kl": approx_kl}
+    stats = {"policy_loss": process_mean(policy_loss.item()), "value_loss": process_mean(value_loss.item()),
+             "clipfrac": clipfrac, "approx_kl": approx_kl}
     ptx = pretraining_loss(run)  # PPO-ptx: maximizing γ·E_pretrain[log π_θ] adds γ·(LM loss)
     if ptx is not None:
         loss = loss + o.ptx_coef * ptx
-        stats["ptx_loss"] = ptx.item()
+        stats["ptx_loss"] = process_mean(ptx.item())
     return loss, stats
 
 
@@ -107,14 +109,17 @@ def ppo_update(run: RLRun, batch: Rollout, advantages, returns) -> dict[str, flo
     """
     o = run.options
     history: dict[str, list[float]] = defaultdict(list)
-    for index in minibatches(len(batch), o.minibatch_size, o.ppo_epochs):
+    updates = 0
+    # each process holds batch_size / processes responses and steps on its share of every minibatch
+    for index in minibatches(len(batch), o.minibatch_size // run.processes, o.ppo_epochs):
         loss, stats = ppo_loss(run, batch.select(index), advantages[index], returns[index])
-        if o.early_stop_kl and stats["approx_kl"] > o.early_stop_kl:
+        if o.early_stop_kl and stats["approx_kl"] > o.early_stop_kl:  # a global statistic: every process stops
             break
-        stats["grad_norm"] = apply_update(run, loss)
+        stats |= apply_update(run, loss)
+        updates += 1
         for key, value in stats.items():
             history[key].append(value)
-    return {k: sum(v) / len(v) for k, v in history.items()} | {"updates": float(len(history["grad_norm"]))}
+    return {k: sum(v) / len(v) for k, v in history.items()} | {"updates": float(updates)}
 
 
 def ppo_step(run: RLRun, step: int) -> dict[str, float]:
@@ -127,7 +132,7 @@ def ppo_step(run: RLRun, step: int) -> dict[str, float]:
     stats = ppo_update(run, batch, advantages, returns)
     metrics = rollout_metrics(run, batch, returns, "ppo")
     # 5. Adaptive β: move the KL penalty toward the target KL (a no-op for a fixed β).
-    run.kl_ctl.update(float(batch.kl.mean()), n_steps=len(batch))
+    run.kl_ctl.update(metrics["ppo/kl"], n_steps=run.options.batch_size)  # the whole batch's mean KL
     return metrics | {f"ppo/{k}": v for k, v in stats.items()}
 
 

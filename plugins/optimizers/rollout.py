@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from harness import distributed
 from harness.contracts import Prompt
 from harness.generation import generate_responses, response_forward, sequence_logprobs, token_logprobs
 from harness.text import encode_prompt
-from plugins.optimizers.advantages import explained_variance
+from plugins.optimizers.advantages import explained_variance, global_masked_mean
+from plugins.optimizers.memory import reference_modules, reward_modules, using
 
 if TYPE_CHECKING:  # pragma: no cover
     from plugins.optimizers.loop import RLRun
@@ -62,6 +64,11 @@ def sample_prompts(pool: Sequence[Prompt], batch_size: int, seed: int, step: int
     return rng.sample(list(pool), batch_size) if batch_size <= len(pool) else rng.choices(pool, k=batch_size)
 
 
+def sample_seed(seed: int, step: int, index: int) -> int:
+    """The sampling seed of the ``index``-th response of a step (the same in any process)."""
+    return random.Random(f"{seed}:{step}:{index}").getrandbits(63)
+
+
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     """H(π(·|s_t)) per position, from (temperature-scaled) logits."""
     logp = torch.log_softmax(logits.float(), dim=-1)
@@ -71,26 +78,33 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
 def policy_outputs(run: "RLRun", batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(log π_θ(y_t), entropy, V(s_t)) for a Generation or Rollout: the forward of the rollout and of every update."""
     ids, mask = batch.response_ids, batch.response_mask
-    logits, hidden = response_forward(run.policy, batch.query_ids, ids, mask, batch.query_mask,
-                                      hidden=run.shared_critic)
+    logits, values = run.model(batch.query_ids, batch.query_mask, ids, mask)  # one forward of policy + critic
     logits = logits / run.options.temperature
-    values = run.critic(batch.query_ids, batch.query_mask, ids, mask, hidden)
     return token_logprobs(logits, ids) * mask, token_entropy(logits), values * mask
 
 
 @torch.no_grad()
 def collect_rollout(run: "RLRun", step: int) -> Rollout:
-    """Sample a response per prompt from π_θ, score it with the reward source, and run every model once."""
-    prompts = sample_prompts(run.prompts, run.options.batch_size, run.ctx.seed, step)
+    """Sample a response per prompt from π_θ, score it with the reward source, and run every model once.
+
+    Launched as several processes, each takes every n-th prompt of the step's batch (the global batch
+    stays ``batch_size``); each response is sampled from its own seed (seed, step, index in the batch),
+    so the batch's responses are the same whatever the number of processes.
+    """
+    everyone = sample_prompts(run.prompts, run.options.batch_size, run.ctx.seed, step)
+    rank, n = distributed.rank(), distributed.world_size()
+    prompts = everyone[rank::n]
+    seeds = [sample_seed(run.ctx.seed, step, i) for i in range(rank, len(everyone), n)]
     prompt_ids = [encode_prompt(run.tokenizer, run.ctx.world.chat_text(p)) for p in prompts]
-    with run.timed("generation"):
-        gen = generate_responses(run.policy, run.tokenizer, prompt_ids, max_new_tokens=run.options.max_new_tokens,
-                                 temperature=run.options.temperature)
-    with run.timed("reward"):
+    with run.timed("generation"), run.generation_policy() as policy:
+        gen = generate_responses(policy, run.tokenizer, prompt_ids, max_new_tokens=run.options.max_new_tokens,
+                                 temperature=run.options.temperature, row_seeds=seeds)
+    with run.timed("reward"), using(run, reward_modules(run.reward)):  # offload_frozen: on the device only now
         scores = run.reward.score(prompts, gen.texts)
     logprobs, entropy, values = policy_outputs(run, gen)
-    ref_logprobs = sequence_logprobs(run.reference, gen.query_ids, gen.response_ids, gen.response_mask,
-                                     gen.query_mask, temperature=run.options.temperature)
+    with using(run, reference_modules(run)):
+        ref_logprobs = sequence_logprobs(run.reference, gen.query_ids, gen.response_ids, gen.response_mask,
+                                         gen.query_mask, temperature=run.options.temperature)
     return Rollout(prompts, gen.texts, gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask,
                    logprobs, ref_logprobs, values, entropy, torch.as_tensor(scores, dtype=torch.float32).to(values.device))
 
@@ -102,16 +116,26 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
 
 
 def rollout_metrics(run: "RLRun", batch: Rollout, returns: torch.Tensor, name: str) -> dict[str, float]:
-    """What every online optimizer reports about its samples. Gold reward is measured, never optimized."""
+    """What every online optimizer reports about its samples. Gold reward is measured, never optimized.
+
+    Every number is over the whole batch, also when processes hold slices of it.
+    """
     gold = run.gold
-    lengths = batch.mask.sum(-1).float()
-    return {
-        "reward/proxy": float(batch.scores.mean()),
-        "reward/gold": sum(gold.score(p, t) for p, t in zip(batch.prompts, batch.texts)) / len(batch),
-        f"{name}/kl": float(batch.kl.mean()),
+    per_response = torch.ones_like(batch.scores)
+    texts = [t for part in distributed.gather_objects(batch.texts) for t in part]
+    metrics = {
+        "reward/proxy": float(global_masked_mean(batch.scores, per_response)),
+        f"{name}/kl": float(global_masked_mean(batch.kl, per_response)),
         f"{name}/kl_coef": float(run.kl_ctl.value),
-        "policy/entropy": float((batch.entropy * batch.mask).sum() / batch.mask.sum()),
-        "policy/response_len": float(lengths.mean()),
-        "policy/distinct_2": distinct_n(batch.texts, 2),
+        "policy/entropy": float(global_masked_mean(batch.entropy, batch.mask)),
+        "policy/response_len": float(global_masked_mean(batch.mask.sum(-1).float(), per_response)),
+        "policy/distinct_2": distinct_n(texts, 2),
         f"{name}/explained_variance": explained_variance(batch.values, returns, batch.mask),
     }
+    if gold is not None:  # a world of real data has no gold judge: the metric is left out, never faked
+        golds = torch.tensor([gold.score(p, t) for p, t in zip(batch.prompts, batch.texts)], dtype=torch.float32)
+        metrics["reward/gold"] = float(global_masked_mean(golds, torch.ones_like(golds)))
+    diagnostics = getattr(run.reward, "diagnostics", None)  # e.g. an ensemble's disagreement, a judge's cache hits
+    if callable(diagnostics):
+        metrics.update({k: float(v) for k, v in diagnostics().items()})
+    return metrics

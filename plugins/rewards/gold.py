@@ -11,6 +11,7 @@ import torch
 
 from harness import hookimpl
 from harness.contracts import NoOptions, Prompt, StageContext
+from harness.errors import HarnessError
 
 
 class GoldReward:
@@ -24,6 +25,9 @@ class GoldReward:
 
     def prepare(self, ctx: StageContext) -> None:
         self._judge = ctx.world.gold()
+        if self._judge is None:
+            raise HarnessError(f"reward source 'gold': world {ctx.world.name!r} has no gold judge (real data); "
+                               f"use [reward] name = \"learned\" (or another reward source).")
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
         return torch.tensor([self._judge.score(p, r) for p, r in zip(prompts, responses)], dtype=torch.float32)

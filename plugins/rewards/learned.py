@@ -39,10 +39,15 @@ class LearnedReward:
         path = Path(ctx.artifacts["reward_model"]) / "model"
         if not (path / "config.json").exists():
             raise HarnessError(f"reward source 'learned': no trained reward model at {path}; run the reward_model stage first.")
+        self.load(path, ctx)
+
+    def load(self, path: Path, ctx: StageContext) -> "LearnedReward":
+        """Load the reward model saved in ``path`` (an HF directory with its normalization offset)."""
         self.model, self.tokenizer = load_reward_model(path)
         self.model.eval().to(_device(ctx))
         self.offset = read_offset(path)
         self.world = ctx.world
+        return self
 
     @torch.no_grad()
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:

@@ -37,6 +37,7 @@ from plugins.stages.training import (
     split_indices,
     steps_per_epoch,
     train_epoch,
+    trained_model,
 )
 
 
@@ -62,6 +63,8 @@ class NextTokenSFT:
         examples = [encode_pair(tokenizer, ctx.world, d.prompt, d.response) for d in demos]
         train, val = split_indices(len(examples), opts.val_fraction, ctx.seed)
         model, history = self._train(ctx, model, tokenizer, examples, train, val)
+        if model is None:  # not the main process: rank 0 saves and evaluates, the runner shares its summary
+            return {}
         save_model(model, tokenizer, ctx.stage_dir / "model")
         summary = {"train_loss": history[-1]["train_loss"], "val_loss": history[-1]["val_loss"],
                    "n_demonstrations": len(demos)}
@@ -69,9 +72,12 @@ class NextTokenSFT:
 
     # ------------------------------------------------------------------ training
     def _train(self, ctx, model, tokenizer, examples, train, val):
-        """Train (resuming from the last epoch checkpoint); returns (unwrapped model in eval mode, history)."""
+        """Train (resuming from the last epoch checkpoint); returns (trained model in eval mode, history).
+
+        The model is None on processes other than the main one (see :func:`trained_model`).
+        """
         opts = self.options
-        accelerator = make_accelerator(ctx)
+        accelerator = make_accelerator(ctx, model)
         n_steps = steps_per_epoch(len(train), opts.batch_size, accelerator)
         optimizer, scheduler = make_optimizer(model, opts, n_steps * opts.epochs)
         wrapped, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -90,7 +96,8 @@ class NextTokenSFT:
                 ctx.log({"sft/val_loss": val_loss}, (epoch + 1) * n_steps)
                 meta = {"epoch": epoch, "history": meta["history"] + [{"train_loss": float(np.mean(losses)), "val_loss": val_loss}]}
                 save_checkpoint(accelerator, checkpoint, meta)
-        return accelerator.unwrap_model(wrapped).eval(), meta["history"]
+        fresh = lambda: load_causal_lm(ctx.artifacts["base"])[0]  # noqa: E731 - the architecture, for ZeRO-3
+        return trained_model(accelerator, wrapped, fresh), meta["history"]
 
     def _epoch(self, ctx, model, optimizer, scheduler, accelerator, train, epoch, batch, bar) -> list[float]:
         """One pass in a fixed shuffled order; returns the batch losses."""
@@ -105,6 +112,8 @@ class NextTokenSFT:
     # ------------------------------------------------------------------ evaluation
     def _gold_comparison(self, ctx, sft_model, tokenizer) -> dict[str, float]:
         """Mean gold score of one sample per held-out prompt, from the base and from the SFT model."""
+        if ctx.world.gold() is None:  # a world of real data has no gold judge: nothing to report
+            return {}
         prompts = ctx.world.prompts("eval")[: self.options.eval_samples]
         if not prompts:
             return {"gold_score": float("nan"), "base_gold_score": float("nan")}

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from harness.compute import ComputeOptions, accelerator_for
+from harness.compute import ComputeOptions, accelerator_for, enable_activation_checkpointing, zero_stage_of
 from harness.contracts import Options
-from harness.io import atomic_directory, atomic_write_json, read_json
+from harness.distributed import shared_directory
+from harness.io import atomic_write_json, read_json
 
 META = "trainer_state.json"
 
@@ -35,9 +36,31 @@ class TrainOptions(Options):
     log_every: int = Field(10, ge=1, description="Optimizer steps between train-loss log lines.")
 
 
-def make_accelerator(ctx):
-    compute = getattr(ctx.experiment, "compute", None) or ComputeOptions()
-    return accelerator_for(compute)
+def compute_options(ctx) -> ComputeOptions:
+    return getattr(ctx.experiment, "compute", None) or ComputeOptions()
+
+
+def make_accelerator(ctx, model=None):
+    """The stage's Accelerator; ``model`` gets activation checkpointing when ``[compute]`` asks for it."""
+    if model is not None:
+        enable_activation_checkpointing(model, compute_options(ctx))
+    return accelerator_for(compute_options(ctx))
+
+
+def trained_model(accelerator, wrapped, fresh_model):
+    """The trained weights as a plain eval-mode module on the main process, None on the others.
+
+    Every process must call it: under ZeRO-3 the parameters are partitioned, so they are gathered
+    (``get_state_dict``, collective) into ``fresh_model()``, an untrained copy of the architecture.
+    """
+    if zero_stage_of(accelerator) == 3:
+        state = accelerator.get_state_dict(wrapped)
+        if not accelerator.is_main_process:
+            return None
+        model = fresh_model()
+        model.load_state_dict(state)
+        return model.eval()
+    return accelerator.unwrap_model(wrapped).eval() if accelerator.is_main_process else None
 
 
 def make_optimizer(model, options: TrainOptions, total_steps: int):
@@ -63,25 +86,36 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], li
 
 
 def epoch_batches(indices: list[int], batch_size: int, seed: int, epoch: int, accelerator) -> list[list[int]]:
-    """This process's batches for one epoch: a fixed shuffle per (seed, epoch), sharded by rank."""
+    """This process's share of each batch of one epoch (a fixed shuffle per (seed, epoch)).
+
+    Every batch of ``batch_size`` examples is split across the processes, so an optimizer step sees
+    the same examples however many processes there are, and every process takes the same number of
+    steps (a last batch too small to give each process one example is dropped).
+    """
     order = list(indices)
     random.Random(f"{seed}/{epoch}").shuffle(order)
+    n = accelerator.num_processes
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    return batches[accelerator.process_index :: accelerator.num_processes]
+    return [b[accelerator.process_index :: n] for b in batches if len(b) >= n]
 
 
 def steps_per_epoch(n: int, batch_size: int, accelerator) -> int:
-    return math.ceil(math.ceil(n / batch_size) / accelerator.num_processes)
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= accelerator.num_processes else 0)
 
 
 # ----------------------------------------------------------------- checkpoints
 def save_checkpoint(accelerator, directory: Path | None, meta: dict[str, Any]) -> None:
-    """Model, optimizer, scheduler and RNG states (``accelerator.save_state``) + ``meta``, atomically."""
+    """Model, optimizer, scheduler and RNG states (``accelerator.save_state``) + ``meta``, atomically.
+
+    Collective: every process writes its part (DeepSpeed: its ZeRO partitions; all: its RNG state).
+    """
     if directory is None:
         return
-    with atomic_directory(directory) as tmp:
+    with shared_directory(directory) as tmp:
         accelerator.save_state(str(tmp), safe_serialization=False)
-        atomic_write_json(tmp / META, meta)
+        if accelerator.is_main_process:
+            atomic_write_json(tmp / META, meta)
 
 
 def load_checkpoint(accelerator, directory: Path | None) -> dict[str, Any] | None:

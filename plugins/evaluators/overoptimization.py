@@ -1,0 +1,93 @@
+"""Evaluator ``overoptimization``: is the policy climbing the proxy at the gold reward's expense?
+
+Goodhart's law in RLHF (Gao et al. 2022): past some KL, optimizing a learned reward keeps
+raising it while the true quality turns down. This evaluator reports the signals a reader needs
+to see that happening, all in ``results.json`` under ``overoptimization``:
+
+* over training (from the policy stage's curve): the correlation of proxy and gold reward across
+  steps, the gold reward's peak (step, KL) against its final value, and the proxy's gain;
+* on the held-out samples: how strongly response length drives the proxy and the gold reward
+  (a length-hacking policy shows a proxy–length correlation the gold judge does not share);
+* for an ensemble reward source: the members' disagreement on policy vs SFT samples (it grows
+  where the policy has left the reward models' training distribution).
+"""
+from __future__ import annotations
+
+import math
+from statistics import fmean
+from typing import Any, Sequence
+
+from harness import hookimpl
+from harness.contracts import EvalSamples, NoOptions, StageContext
+
+SMOOTH = 10  # training-curve statistics use a moving average over this many steps
+
+
+def pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Pearson correlation (NaN when either side is constant or there are fewer than 3 points)."""
+    if len(xs) < 3 or len(xs) != len(ys):
+        return float("nan")
+    mx, my = fmean(xs), fmean(ys)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+
+
+def moving_average(values: Sequence[float], window: int = SMOOTH) -> list[float]:
+    out = []
+    for i in range(len(values)):
+        chunk = values[max(0, i - window + 1): i + 1]
+        out.append(sum(chunk) / len(chunk))
+    return out
+
+
+def curve_signals(curve: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Proxy–gold correlation over training, gold peak vs final, proxy gain (smoothed)."""
+    rows = [c for c in curve if "reward/proxy" in c and c.get("reward/gold") is not None]
+    if len(rows) < 3:
+        return {}
+    proxy = moving_average([r["reward/proxy"] for r in rows])
+    gold = moving_average([r["reward/gold"] for r in rows])
+    peak = max(range(len(gold)), key=gold.__getitem__)
+    return {
+        "train_proxy_gold_corr": pearson([r["reward/proxy"] for r in rows], [r["reward/gold"] for r in rows]),
+        "proxy_gain": proxy[-1] - proxy[0],
+        "gold_gain": gold[-1] - gold[0],
+        "gold_peak": gold[peak],
+        "gold_peak_step": float(rows[peak]["step"]),
+        "gold_peak_kl": float(rows[peak].get("kl", float("nan"))),
+        "gold_final": gold[-1],
+        "gold_drop_from_peak": gold[peak] - gold[-1],
+    }
+
+
+class OverOptimization:
+    """Proxy vs gold over training and KL, length–reward correlations, ensemble disagreement."""
+
+    Options = NoOptions
+    periodic = True  # also runs mid-training on the in-memory policy ([evaluation] every)
+
+    def __init__(self, options: NoOptions) -> None:
+        self.options = options
+
+    def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict[str, Any]:
+        prompts, policy = list(samples.prompts), list(samples.policy)
+        reward, gold = ctx.components["reward"], ctx.world.gold()
+        lengths = [float(len(t.split())) for t in policy]
+        proxy = reward.score(prompts, policy).tolist()
+        out: dict[str, Any] = {"length_proxy_corr": pearson(lengths, proxy), "kl": fmean(samples.kl)}
+        if gold is not None:
+            gold_scores = [gold.score(p, t) for p, t in zip(prompts, policy)]
+            out["length_gold_corr"] = pearson(lengths, gold_scores)
+            out["proxy_gold_corr"] = pearson(proxy, gold_scores)
+        out.update(curve_signals(ctx.summaries.get("policy", {}).get("curve", [])))
+        if hasattr(reward, "member_scores"):
+            out["ensemble_std_policy"] = float(reward.member_scores(prompts, policy).std(0).mean())
+            out["ensemble_std_sft"] = float(reward.member_scores(prompts, list(samples.sft)).std(0).mean())
+        ctx.log({f"overoptimization/{k}": v for k, v in out.items()}, 0)
+        return {"overoptimization": out}
+
+
+@hookimpl
+def register_evaluators(register):
+    register("overoptimization", OverOptimization)

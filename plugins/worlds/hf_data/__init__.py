@@ -1,0 +1,18 @@
+"""World ``hf_data``: real RLHF data from Hugging Face datasets (a hub id, or local JSONL/Parquet).
+
+Modules, one job each: ``options`` (the ``[world.hf_data]`` table and its column mappings),
+``sources`` (reading a table with ``datasets``), ``transcripts`` (Anthropic HH dialogues),
+``records`` (rows → Prompts, Demonstrations, feedback records), ``world`` (``HFDataWorld``).
+This module holds the plugin's hook; it imports nothing heavy, so validating an experiment
+never loads ``datasets`` nor touches the hub.
+"""
+from __future__ import annotations
+
+from harness import hookimpl
+
+
+@hookimpl
+def register_worlds(register):
+    from .world import HFDataWorld
+
+    register("hf_data", HFDataWorld)

@@ -1,0 +1,159 @@
+"""Comparisons: [compare] variants, shared stages, the report and ``harness compare``."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import build_cli
+from harness.config import load_experiment
+from harness.errors import ConfigError, HarnessError
+from harness.plugins import get_plugin_manager
+from harness.report import load_runs
+from harness.runner import run_experiment
+from harness.variants import expand
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "data" / "tiny.toml"
+COMPARE = ROOT / "tests" / "data" / "tiny-compare.toml"
+
+
+@pytest.fixture(scope="module")
+def host():
+    return get_plugin_manager(autoload=False)
+
+
+# ----------------------------------------------------------------- variants
+def test_axes_form_a_grid_with_readable_labels():
+    variants = expand({"optimizer": {"name": ["ppo", "a2c"], "ppo": {"init_kl_coef": [0.1, 0.0]}}}, "x.toml")
+    assert list(variants) == ["ppo,init_kl_coef=0.1", "ppo,init_kl_coef=0.0", "a2c,init_kl_coef=0.1",
+                              "a2c,init_kl_coef=0.0"]
+    assert variants["a2c,init_kl_coef=0.0"] == {"optimizer.name": "a2c", "optimizer.ppo.init_kl_coef": 0.0}
+
+
+def test_named_variants_take_dotted_or_nested_overrides():
+    variants = expand({"variants": {"plain": {}, "ptx": {"optimizer.ppo.ptx_coef": 1.0},
+                                    "ptx2": {"optimizer": {"ppo": {"ptx_coef": 2.0}}}}}, "x.toml")
+    assert variants == {"plain": {}, "ptx": {"optimizer.ppo.ptx_coef": 1.0}, "ptx2": {"optimizer.ppo.ptx_coef": 2.0}}
+
+
+@pytest.mark.parametrize("compare, message", [
+    ({"optimizer": {"name": "ppo"}}, "optimizer.name = 'ppo': expected a non-empty list"),
+    ({"variants": {"a b": {}}}, "variant label names a directory"),
+    ({}, "names no variants"),
+])
+def test_bad_compare_tables_say_what_to_write(compare, message):
+    with pytest.raises(ConfigError, match=message):
+        expand(compare, "x.toml")
+
+
+def test_a_bad_variant_fails_validation_before_anything_runs(host, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.read_text() + '\n[compare]\n"optimizer.ppo.clip" = [0.2, "wide"]\n')
+    with pytest.raises(ConfigError, match=r"variant 'clip=wide'.*\[optimizer.ppo\] clip = 'wide': expected a number"):
+        load_experiment(bad, host.registry)
+
+
+def test_variants_are_resolved_experiments(host):
+    exp = load_experiment(COMPARE, host.registry)
+    assert list(exp.variants) == ["ppo", "a2c", "dpo"]
+    assert {label: v.choice("optimizer").name for label, v in exp.variants.items()} == {"ppo": "ppo", "a2c": "a2c", "dpo": "dpo"}
+    assert all(v.variant == label and not v.variants for label, v in exp.variants.items())
+    # only the optimizer differs, so SFT and RM configs hash alike across variants
+    assert len({v.hash_of("model", "world", "sft", "feedback", "reward_model") for v in exp.variants.values()}) == 1
+
+
+# ----------------------------------------------------------------- a comparison run
+@pytest.fixture(scope="module")
+def compared(host, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(cache)
+    out = tmp_path_factory.mktemp("runs")
+    try:
+        summary = run_experiment(load_experiment(COMPARE, host.registry), host, out, show_progress=False,
+                                 echo=lambda s: None)
+    finally:
+        if old is None:
+            os.environ.pop("HARNESS_CACHE_DIR")
+        else:
+            os.environ["HARNESS_CACHE_DIR"] = old
+    return out / "tiny-compare", summary
+
+
+def test_shared_stages_are_trained_once(compared):
+    root, summary = compared
+    assert set(summary["variants"]) == {"ppo", "a2c", "dpo"} and not summary["failed"]
+    for stage in ("sft", "reward_model"):
+        assert (root / "ppo" / stage).is_dir() and not (root / "ppo" / stage).is_symlink()
+        for other in ("a2c", "dpo"):
+            assert (root / other / stage).is_symlink()
+            assert (root / other / stage).resolve() == (root / "ppo" / stage).resolve()
+    for variant in ("ppo", "a2c", "dpo"):  # each optimizer trained its own policy
+        assert not (root / variant / "policy").is_symlink()
+        results = json.loads((root / variant / "results.json").read_text())
+        assert results["variant"] == variant and results["policy"]["optimizer"] == variant
+        assert {"overoptimization", "diversity", "win_rate_vs_sft"} <= set(results)
+
+
+def test_the_report_compares_every_variant(compared):
+    root, summary = compared
+    report = root / "report"
+    assert Path(summary["report"]) == report / "report.md"
+    text = (report / "report.md").read_text()
+    for variant in ("ppo", "a2c", "dpo"):
+        assert f"| {variant} | {variant} |" in text
+    assert "win rate vs SFT [95% CI]" in text and "KL (nats)" in text
+    for plot in ("win_rate.png", "reward_vs_kl.png", "gold_vs_proxy.png"):
+        assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({plot})" in text
+    html = (report / "report.html").read_text()
+    assert "<table>" in html and "dpo" in html
+    rows = (report / "report.csv").read_text().splitlines()
+    assert rows[0].startswith("variant,optimizer") and len(rows) == 4
+
+
+def test_online_runs_carry_their_training_curve(compared):
+    root, _ = compared
+    runs = {r["label"]: r for r in load_runs([root / v for v in ("ppo", "a2c", "dpo")])}
+    assert [c["step"] for c in runs["ppo"]["curve"]] == [1, 2, 3]
+    assert {"reward/proxy", "reward/gold", "kl"} <= set(runs["a2c"]["curve"][0])
+    assert runs["dpo"]["curve"] == []
+    over = json.loads((root / "ppo" / "results.json").read_text())["overoptimization"]
+    assert {"length_proxy_corr", "proxy_gain", "gold_peak_step", "train_proxy_gold_corr"} <= set(over)
+
+
+def test_every_optimizer_evaluates_mid_training(compared):
+    root, _ = compared
+    for variant in ("ppo", "a2c", "dpo"):
+        periodic = json.loads((root / variant / "results.json").read_text())["policy"]["train"]["periodic"]
+        assert periodic and all(row["step"] % 2 == 0 for row in periodic)
+        assert {"win_rate_vs_sft/rate", "policy/reward_gold", "diversity/policy/distinct_2"} <= set(periodic[0])
+        assert 0.0 <= periodic[0]["win_rate_vs_sft/rate"] <= 1.0 and periodic[0]["win_rate_vs_sft/n"] == 8
+    logged = [json.loads(l) for l in (root / "ppo" / "policy" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged if "eval/win_rate_vs_sft/rate" in row] == [2]
+    assert (root / "report" / "periodic.png").is_file()
+
+
+def test_rerunning_a_comparison_reuses_every_stage(compared, host):
+    root, _ = compared
+    lines = []
+    run_experiment(load_experiment(COMPARE, host.registry), host, root.parent, show_progress=False, echo=lines.append)
+    assert not [l for l in lines if l.startswith("· ") and "reusing" not in l], lines
+
+
+def test_compare_command_writes_a_report_for_chosen_runs(compared, host, tmp_path):
+    root, _ = compared
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(build_cli(host), ["compare", str(root / "ppo"), str(root / "a2c"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "ppo" in result.output and "a2c" in result.output and "win rate vs SFT" in result.output
+    assert (out / "report.md").is_file() and "dpo |" not in (out / "report.md").read_text()
+
+
+def test_compare_names_a_directory_that_is_not_a_run(compared, host, tmp_path):
+    root, _ = compared
+    result = CliRunner().invoke(build_cli(host), ["compare", str(root)])
+    assert result.exit_code == 1 and "no results.json" in result.output and "variant directories" in result.output
