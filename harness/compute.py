@@ -105,6 +105,20 @@ def deepspeed_config(options: ComputeOptions, gradient_clipping: float | None = 
     return config
 
 
+def trainer_deepspeed_config(options: ComputeOptions) -> dict[str, Any]:
+    """The DeepSpeed config for an HF/trl ``Trainer`` (its ``deepspeed=`` argument): batch sizes and clipping
+    left ``"auto"`` so the Trainer fills them from its own arguments, as its integration expects."""
+    config = read_deepspeed_json(options.deepspeed_config) if options.deepspeed_config else _from_knobs(options)
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size",
+                "gradient_clipping"):
+        config.setdefault(key, "auto")
+    config.setdefault("zero_optimization", {}).setdefault("stage3_gather_16bit_weights_on_model_save", True)
+    config.setdefault("zero_allow_untested_optimizer", True)
+    config.setdefault("zero_force_ds_cpu_optimizer", False)
+    config.setdefault("steps_per_print", 10**9)
+    return config
+
+
 def _from_knobs(options: ComputeOptions) -> dict[str, Any]:
     zero: dict[str, Any] = {"stage": options.zero_stage}
     pin = torch.cuda.is_available()

@@ -191,3 +191,15 @@ def test_every_process_splits_the_batch(tmp_path, monkeypatch):
     with pytest.raises(HarnessError, match="batch_size = 8 must be a multiple of the 3 launched processes"):
         _check_processes(ctx, PPOOptions(batch_size=8, minibatch_size=4), "ppo")
     assert _check_processes(ctx, PPOOptions(batch_size=6, minibatch_size=3), "ppo") == 3
+
+
+def test_dpo_runs_its_trl_trainer_on_deepspeed(env, one_process, tmp_path):
+    """DPO honours [compute] through trl's ``deepspeed=`` argument (one process, ZeRO-2, CPU)."""
+    run_dir = tmp_path / "tiny"
+    for stage in ("sft", "reward_model"):
+        shutil.copytree(one_process / stage, run_dir / stage, symlinks=True)
+    harness_run(env, tmp_path, "compute.backend='deepspeed'", "compute.zero_stage=2", "optimizer.name='dpo'",
+                "optimizer.dpo.batch_size=8")
+    train = json.loads((run_dir / "results.json").read_text())["policy"]["train"]
+    assert train["optimizer"] == "dpo" and train["deepspeed"] is True and train["steps"] > 0
+    assert (run_dir / "policy" / "model" / "model.safetensors").is_file()

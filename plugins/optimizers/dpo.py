@@ -33,6 +33,7 @@ from pydantic import Field
 from harness import hookimpl
 from harness.contracts import Options, PreferenceGroup, RewardSource, StageContext
 from harness.errors import HarnessError
+from harness.io import atomic_directory
 from harness.models import load_causal_lm
 from harness.text import encode_prompt, encode_response
 from plugins.stages.common import save_model, seed_everything
@@ -145,17 +146,46 @@ def _forward_logs(ctx: StageContext, history: list[dict[str, float]]):
 
 
 def dpo_config(ctx: StageContext, options: DPOOptions):
+    """trl's config from the options and ``[compute]``: GPU when visible (unless backend = "cpu"), its mixed
+    precision, and ``deepspeed=`` for backend = "deepspeed" (on CPU too, with launcher variables set)."""
     from trl import DPOConfig
 
+    from harness import distributed
+    from harness.compute import ComputeOptions, check_mixed_precision, trainer_deepspeed_config
+
+    compute = getattr(ctx.experiment, "compute", None) or ComputeOptions()
+    on_gpu = torch.cuda.is_available() and compute.backend != "cpu"
+    check_mixed_precision(compute, on_gpu)
+    deepspeed = None
+    if compute.uses_deepspeed:
+        distributed.single_process_defaults()
+        deepspeed = trainer_deepspeed_config(compute)
     return DPOConfig(
         output_dir=str(ctx.stage_dir / "trainer"), report_to=[], save_strategy="no", disable_tqdm=True,
-        use_cpu=True, bf16=False, fp16=False, activation_checkpointing=False,
+        use_cpu=not on_gpu, bf16=compute.mixed_precision == "bf16", fp16=compute.mixed_precision == "fp16",
+        deepspeed=deepspeed, activation_checkpointing=compute.activation_checkpointing,
         beta=options.beta, loss_type=[options.loss_type], learning_rate=options.lr,
         num_train_epochs=options.epochs, per_device_train_batch_size=options.batch_size,
         max_length=options.max_length, truncation_mode="keep_start", max_grad_norm=options.max_grad_norm,
         logging_steps=options.log_every, logging_first_step=True, lr_scheduler_type="linear", warmup_steps=0,
         seed=ctx.seed, data_seed=ctx.seed, dataloader_num_workers=0, dataset_num_proc=None,
     )
+
+
+def _save_policy(trainer, tokenizer, target: Path) -> None:
+    """π_θ in HF format; under DeepSpeed the weights are gathered first (a collective: every process calls
+    it) and the main process alone writes."""
+    accelerator = trainer.accelerator
+    model = accelerator.unwrap_model(trainer.model)
+    if not getattr(trainer, "is_deepspeed_enabled", False):
+        save_model(model, tokenizer, target)
+        return
+    state = accelerator.get_state_dict(trainer.model)
+    if accelerator.is_main_process:
+        with atomic_directory(target) as tmp:
+            model.save_pretrained(tmp, state_dict=state)
+            tokenizer.save_pretrained(tmp)
+    accelerator.wait_for_everyone()
 
 
 def _remove_if_empty(path: Path) -> None:
@@ -200,12 +230,13 @@ class DPO:
         trainer.remove_callback(PrinterCallback)  # with disable_tqdm, HF prints every log dict to stdout
         result = trainer.train()
         _remove_if_empty(ctx.stage_dir / "trainer")  # output_dir: nothing is saved there (save_strategy="no")
-        save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, ctx.stage_dir / "model")
+        _save_policy(trainer, tokenizer, ctx.stage_dir / "model")
         final = {k: v for k, v in history[-1].items() if k != "step"} if history else {}
         return {
             "optimizer": "dpo",
             "steps": int(trainer.state.global_step),
             "pairs": len(pairs),
+            "deepspeed": bool(getattr(trainer, "is_deepspeed_enabled", False)),
             "groups": len(groups),
             "train_loss": float(result.training_loss),
             "final": final,
