@@ -156,8 +156,17 @@ def _quiet_libraries(hide_progress: bool) -> None:
 
     from transformers.utils import logging as hf_logging
 
+    import warnings
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # trl → transformers
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()  # trl's per-dataset Map/Filter bars
+    except ImportError:  # pragma: no cover
+        pass
     if hide_progress:
         os.environ["TQDM_DISABLE"] = "1"  # lm-eval's own bars
 
