@@ -199,6 +199,10 @@ def _strip_local_rank(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
+    if "--no-progress" in argv:  # before any plugin imports tqdm: it reads TQDM_DISABLE when first imported
+        import os
+
+        os.environ["TQDM_DISABLE"] = "1"
     try:
         host = get_plugin_manager(_prescan_plugins(argv))
     except HarnessError as err:
