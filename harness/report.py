@@ -152,6 +152,10 @@ def _markdown(df, runs, plots, title, description) -> str:
     lines += ["", *_notes(df), ""]
     for name in plots:
         lines += [f"![{name[:-4]}]({name})", ""]
+    if "gold_vs_proxy.png" in plots:
+        lines += ["Training curves are means over each step's rollout batch; every variant sees the same prompts at a "
+                  "given step, so batch difficulty moves their gold curves together. The held-out numbers (table, "
+                  "frontier points, mid-training evaluations) are on fixed prompts.", ""]
     lines += ["Runs:", *[f"- {r['label']}: `{r['dir']}`" for r in runs], ""]
     return "\n".join(lines)
 
