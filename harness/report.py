@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, read_json
+from harness.stats import moving_average
 
 CURVE_KEYS = ("reward/proxy", "reward/gold", "kl")
 SMOOTH = 10  # training curves are shown as a moving average over this many steps
@@ -319,13 +320,10 @@ def _plot_tax_vs_reward(df, path: Path) -> bool:
 
 # --------------------------------------------------------------------------- small helpers
 def _smooth(values: list) -> list[float]:
+    """A curve as plotted: its moving average, or nothing when a point is missing."""
     if not values or any(v is None for v in values):
         return []
-    out, window = [], []
-    for v in values:
-        window = (window + [float(v)])[-SMOOTH:]
-        out.append(sum(window) / len(window))
-    return out
+    return moving_average([float(v) for v in values], SMOOTH)
 
 
 def _num(value: Any) -> bool:

@@ -1,7 +1,8 @@
-"""Intervals for the numbers every run reports (win rates, means)."""
+"""Intervals and small statistics for the numbers every run reports (win rates, means, curves)."""
 from __future__ import annotations
 
 import math
+from statistics import fmean
 from typing import Sequence
 
 Z95 = 1.959963984540054
@@ -26,3 +27,23 @@ def mean_and_ci(values: Sequence[float], z: float = Z95) -> tuple[float, float, 
     var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
     half = z * math.sqrt(var / n)
     return (mean, mean - half, mean + half)
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over up to ``window`` points (the first points average what there is so far)."""
+    out = []
+    for i in range(len(values)):
+        chunk = values[max(0, i - window + 1): i + 1]
+        out.append(sum(chunk) / len(chunk))
+    return out
+
+
+def pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Pearson correlation (NaN when either side is constant or there are fewer than 3 points)."""
+    n = len(xs)
+    if n < 3 or n != len(ys):
+        return float("nan")
+    mx, my = fmean(xs), fmean(ys)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")

@@ -13,32 +13,14 @@ to see that happening, all in ``results.json`` under ``overoptimization``:
 """
 from __future__ import annotations
 
-import math
 from statistics import fmean
 from typing import Any, Sequence
 
 from harness import hookimpl
 from harness.contracts import EvalSamples, NoOptions, StageContext
+from harness.stats import moving_average, pearson
 
 SMOOTH = 10  # training-curve statistics use a moving average over this many steps
-
-
-def pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Pearson correlation (NaN when either side is constant or there are fewer than 3 points)."""
-    if len(xs) < 3 or len(xs) != len(ys):
-        return float("nan")
-    mx, my = fmean(xs), fmean(ys)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
-
-
-def moving_average(values: Sequence[float], window: int = SMOOTH) -> list[float]:
-    out = []
-    for i in range(len(values)):
-        chunk = values[max(0, i - window + 1): i + 1]
-        out.append(sum(chunk) / len(chunk))
-    return out
 
 
 def curve_signals(curve: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -46,8 +28,8 @@ def curve_signals(curve: Sequence[dict[str, float]]) -> dict[str, float]:
     rows = [c for c in curve if "reward/proxy" in c and c.get("reward/gold") is not None]
     if len(rows) < 3:
         return {}
-    proxy = moving_average([r["reward/proxy"] for r in rows])
-    gold = moving_average([r["reward/gold"] for r in rows])
+    proxy = moving_average([r["reward/proxy"] for r in rows], SMOOTH)
+    gold = moving_average([r["reward/gold"] for r in rows], SMOOTH)
     peak = max(range(len(gold)), key=gold.__getitem__)
     return {
         "train_proxy_gold_corr": pearson([r["reward/proxy"] for r in rows], [r["reward/gold"] for r in rows]),
