@@ -25,6 +25,7 @@ from harness.compute import ComputeOptions
 from harness.contracts import Options
 from harness.errors import ConfigError
 from harness.registry import Registry
+from harness.tables import NotATable, deep_merge, set_dotted
 
 # slot -> (component family, default component name)
 SLOTS: dict[str, tuple[str, str]] = {
@@ -162,16 +163,8 @@ def read_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: [experiment] extends = {extends!r} makes a cycle of experiment files.")
     if not base_path.is_file():
         raise ConfigError(f"{path}: [experiment] extends = {extends!r}: no such file ({base_path}).")
-    return _merge_tables(read_with_bases(base_path, (*seen, path.resolve())), raw)
-
-
-def _merge_tables(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge_tables(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
+    merged = read_with_bases(base_path, (*seen, path.resolve()))
+    deep_merge(merged, raw)  # both freshly parsed: nothing shared to copy
     return merged
 
 
@@ -182,13 +175,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], source: str) 
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set optimizer.ppo.kl_coef=0.05.")
-        *tables, leaf = [k.strip() for k in key.split(".")]
-        node = data
-        for t in tables:
-            node = node.setdefault(t, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {t!r} is a value, not a table, in {source}.")
-        node[leaf] = _parse_value(text)
+        try:
+            set_dotted(data, [k.strip() for k in key.split(".")], _parse_value(text))
+        except NotATable as err:
+            raise ConfigError(f"--set {item!r}: {err.args[0]!r} is a value, not a table, in {source}.") from None
     return data
 
 

@@ -21,6 +21,7 @@ from harness.io import atomic_write_json, atomic_write_text
 from harness.models import resolve_base
 from harness.plugins import PluginHost
 from harness.runstore import RunStore, StageRecord, peak_rss_mib
+from harness.tables import deep_merge
 
 # stage -> (config tables it depends on, upstream stages)
 STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -206,16 +207,8 @@ def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
     fragment: dict[str, Any] = {}
     for name, options in run.experiment.evaluators.items():
         evaluator = run.host.registry.get("evaluator", name).factory(options)
-        _deep_merge(fragment, evaluator.evaluate(ctx, samples))
+        deep_merge(fragment, evaluator.evaluate(ctx, samples))
     return fragment
-
-
-def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _deep_merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def _results(run: Run, wall_s: float) -> dict[str, Any]:
@@ -233,7 +226,7 @@ def _results(run: Run, wall_s: float) -> dict[str, Any]:
         "wall_s": wall_s,
         "peak_rss_mib": peak_rss_mib(),
     }
-    _deep_merge(results, evaluation)
+    deep_merge(results, evaluation)
     return results
 
 

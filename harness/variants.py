@@ -21,11 +21,13 @@ are shared rather than retrained.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from typing import Any, Mapping
 
 from harness.errors import ConfigError
+from harness.tables import NotATable, set_dotted
 
 Overrides = dict[str, Any]
 
@@ -60,17 +62,12 @@ def expand(compare: Mapping[str, Any], source: str) -> dict[str, Overrides]:
 
 def apply(raw: Mapping[str, Any], overrides: Overrides) -> dict[str, Any]:
     """A deep copy of ``raw`` with every ``dotted.key = value`` set (tables created as needed)."""
-    import copy
-
     data = copy.deepcopy(dict(raw))
     for key, value in overrides.items():
-        *tables, leaf = key.split(".")
-        node = data
-        for t in tables:
-            node = node.setdefault(t, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"[compare] {key}: {t!r} is a value, not a table, in the base experiment.")
-        node[leaf] = value
+        try:
+            set_dotted(data, key.split("."), value)
+        except NotATable as err:
+            raise ConfigError(f"[compare] {key}: {err.args[0]!r} is a value, not a table, in the base experiment.") from None
     return data
 
 

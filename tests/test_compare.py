@@ -14,7 +14,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.plugins import get_plugin_manager
 from harness.report import load_runs
 from harness.runner import run_experiment
-from harness.variants import expand
+from harness.variants import apply, expand
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.toml"
@@ -48,6 +48,13 @@ def test_named_variants_take_dotted_or_nested_overrides():
 def test_bad_compare_tables_say_what_to_write(compare, message):
     with pytest.raises(ConfigError, match=message):
         expand(compare, "x.toml")
+
+
+def test_a_variant_cannot_set_through_a_value():
+    with pytest.raises(ConfigError, match=r"\[compare\] experiment.name.x: 'name' is a value, not a table"):
+        apply({"experiment": {"name": "base"}}, {"experiment.name.x": 1})
+    assert apply({"experiment": {"name": "base"}}, {"optimizer.ppo.clip": 0.1}) == {
+        "experiment": {"name": "base"}, "optimizer": {"ppo": {"clip": 0.1}}}
 
 
 def test_a_bad_variant_fails_validation_before_anything_runs(host, tmp_path):

@@ -95,3 +95,29 @@ def test_hash_changes_only_with_the_tables_it_covers(tmp_path, registry):
     b = load_experiment(path, registry, ["optimizer.ppo.kl_coef=0.2"])
     assert a.hash_of("sft", "model") == b.hash_of("sft", "model")
     assert a.hash_of("optimizer") != b.hash_of("optimizer")
+
+
+def test_extends_merges_tables_key_by_key(tmp_path, registry):
+    (tmp_path / "base.toml").write_text('[experiment]\nname = "base"\nseed = 3\n[optimizer.ppo]\nclip = 0.3\nkl_coef = 0.2\n')
+    child = tmp_path / "child.toml"
+    child.write_text('[experiment]\nname = "child"\nextends = "base.toml"\n[optimizer.ppo]\nkl_coef = 0.01\n')
+    exp = load_experiment(child, registry)
+    ppo = exp.choice("optimizer").options
+    assert exp.name == "child" and exp.seed == 3 and ppo.clip == 0.3 and ppo.kl_coef == 0.01
+
+
+def test_extends_errors_name_the_file_and_the_problem(tmp_path, registry):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text('[experiment]\nname = "a"\nextends = "b.toml"\n')
+    b.write_text('[experiment]\nname = "b"\nextends = "a.toml"\n')
+    with pytest.raises(ConfigError, match=r"extends = 'a.toml' makes a cycle"):
+        load_experiment(a, registry)
+    a.write_text('[experiment]\nname = "a"\nextends = "missing.toml"\n')
+    with pytest.raises(ConfigError, match=r"a.toml: \[experiment\] extends = 'missing.toml': no such file"):
+        load_experiment(a, registry)
+
+
+def test_set_through_a_value_says_so(tmp_path, registry):
+    path = write(tmp_path, '[experiment]\nname = "x"\n')
+    with pytest.raises(ConfigError, match=r"--set 'experiment.name.x=1': 'name' is a value, not a table"):
+        load_experiment(path, registry, ["experiment.name.x=1"])
