@@ -92,14 +92,15 @@ def compare_command(host, run_dirs, out, title):
     """Compare finished runs: report.md, report.html, report.csv and PNG plots."""
     from pathlib import Path
 
-    from harness.report import headline, load_runs, table, write_report
+    from harness.report import headline, load_runs, render_report, table
 
     dirs = [Path(d) for d in run_dirs]
     parents = {d.resolve().parent for d in dirs}
     parent = parents.pop() if len(parents) == 1 else Path.cwd()
     out = Path(out) if out else parent / "report"
-    report = write_report(dirs, out, title=title or parent.name)
-    df = table(load_runs(dirs))
+    runs = load_runs(dirs)
+    report = render_report(runs, out, title=title or parent.name)
+    df = table(runs)
     cols = headline(df)
     widths = [max(len(t), *(len(c) for c in cells)) for t, cells in cols]
     name_w = max(len("variant"), *(len(str(i)) for i in df.index))

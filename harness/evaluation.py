@@ -7,7 +7,7 @@ evaluators all read these, so they judge exactly the same responses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -15,6 +15,7 @@ from harness.config import EvaluationTable
 from harness.contracts import EvalSamples, Prompt, World
 from harness.generation import generate_responses, sequence_logprobs
 from harness.models import load_causal_lm
+from harness.tables import deep_merge
 from harness.text import encode_prompt
 
 
@@ -62,3 +63,21 @@ def _sequence_kl(policy, reference, gen) -> torch.Tensor:
     lp = sequence_logprobs(policy, gen.query_ids, gen.response_ids, gen.response_mask, query_mask=gen.query_mask)
     lr = sequence_logprobs(reference, gen.query_ids, gen.response_ids, gen.response_mask, query_mask=gen.query_mask)
     return ((lp - lr) * gen.response_mask).sum(-1)
+
+
+def build_evaluators(registry, experiment, *, periodic_only: bool = False) -> dict[str, Any]:
+    """Instances of the experiment's evaluators, in order (only those with ``periodic = True`` if asked)."""
+    found = {}
+    for name, options in experiment.evaluators.items():
+        factory = registry.get("evaluator", name).factory
+        if not periodic_only or getattr(factory, "periodic", False):
+            found[name] = factory(options)
+    return found
+
+
+def run_evaluators(evaluators: dict[str, Any], ctx, samples: EvalSamples) -> dict[str, Any]:
+    """Every evaluator on the same samples; their fragments deep-merged in order."""
+    fragment: dict[str, Any] = {}
+    for evaluator in evaluators.values():
+        deep_merge(fragment, evaluator.evaluate(ctx, samples))
+    return fragment

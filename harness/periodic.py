@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.contracts import StageContext
-from harness.evaluation import sample_texts, samples_from_models
+from harness.evaluation import run_evaluators, sample_texts, samples_from_models
 from harness.models import load_causal_lm
 
 
@@ -57,20 +57,8 @@ class PeriodicEvaluation:
         samples = samples_from_models(self.ctx.world, model, self._reference, self._tokenizer, self._prompts,
                                       self._sft_texts, options, self.ctx.seed)
         quiet = replace(self.ctx, log=lambda metrics, s: None)  # evaluators' own end-of-run logs stay out
-        numbers: dict[str, float] = {}
-        for evaluator in self.evaluators.values():
-            numbers.update(flatten_numbers(evaluator.evaluate(quiet, samples)))
+        numbers = flatten_numbers(run_evaluators(self.evaluators, quiet, samples))
         metrics = {f"eval/{k}": v for k, v in numbers.items()}
         self.ctx.log(metrics, step)
         self.history.append({"step": step, **numbers})
         return metrics
-
-
-def periodic_evaluators(registry, experiment) -> dict[str, Any]:
-    """Instances of the configured evaluators that can run mid-training."""
-    found = {}
-    for name, options in experiment.evaluators.items():
-        factory = registry.get("evaluator", name).factory
-        if getattr(factory, "periodic", False):
-            found[name] = factory(options)
-    return found

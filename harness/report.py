@@ -100,8 +100,12 @@ def table(runs: list[dict[str, Any]]):
 
 # --------------------------------------------------------------------------- writing
 def write_report(run_dirs: Sequence[Path], out: Path, *, title: str = "comparison", description: str = "") -> Path:
-    """Write the report into ``out`` (created); returns the path of ``report.md``."""
-    runs = load_runs(run_dirs)
+    """Write the report of the runs in ``run_dirs`` into ``out`` (created); returns the path of ``report.md``."""
+    return render_report(load_runs(run_dirs), out, title=title, description=description)
+
+
+def render_report(runs: list[dict[str, Any]], out: Path, *, title: str, description: str = "") -> Path:
+    """Write the report of runs already loaded by :func:`load_runs`; returns the path of ``report.md``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     df = table(runs)

@@ -176,11 +176,12 @@ def _silent(text: str) -> None:
 
 def _train_policy(run: Run, ctx: StageContext, optimizer, reward) -> dict[str, Any]:
     """The optimizer's training, with mid-training evaluation every ``[evaluation] every`` steps."""
-    from harness.periodic import PeriodicEvaluation, periodic_evaluators
+    from harness.evaluation import build_evaluators
+    from harness.periodic import PeriodicEvaluation
 
     periodic = None
     if run.experiment.evaluation.every:
-        periodic = PeriodicEvaluation(ctx, periodic_evaluators(run.host.registry, run.experiment))
+        periodic = PeriodicEvaluation(ctx, build_evaluators(run.host.registry, run.experiment, periodic_only=True))
         ctx.evaluate, ctx.evaluate_every = periodic, run.experiment.evaluation.every
     summary = optimizer.train(ctx, reward if optimizer.mode == "online" else None)
     if periodic is not None and periodic.history:
@@ -196,7 +197,7 @@ def _prep_context(run: Run) -> StageContext:
 
 
 def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
-    from harness.evaluation import draw_eval_samples
+    from harness.evaluation import build_evaluators, draw_eval_samples, run_evaluators
 
     samples = draw_eval_samples(run.world, run.artifacts["policy"], run.artifacts["sft"],
                                 run.experiment.evaluation, run.experiment.seed)
@@ -204,11 +205,7 @@ def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
         {"prompt": p.text, "kind": p.kind, "policy": a, "sft": b, "kl": k}
         for p, a, b, k in zip(samples.prompts, samples.policy, samples.sft, samples.kl)
     ])
-    fragment: dict[str, Any] = {}
-    for name, options in run.experiment.evaluators.items():
-        evaluator = run.host.registry.get("evaluator", name).factory(options)
-        deep_merge(fragment, evaluator.evaluate(ctx, samples))
-    return fragment
+    return run_evaluators(build_evaluators(run.host.registry, run.experiment), ctx, samples)
 
 
 def _results(run: Run, wall_s: float) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from harness.cli import build_cli
 from harness.config import load_experiment
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError
 from harness.plugins import get_plugin_manager
 from harness.report import load_runs
 from harness.runner import run_experiment

@@ -14,7 +14,7 @@ import torch
 
 from harness import distributed
 from harness.contracts import Prompt
-from harness.generation import generate_responses, response_forward, sequence_logprobs, token_logprobs
+from harness.generation import generate_responses, sequence_logprobs, token_logprobs
 from harness.text import encode_prompt
 from plugins.optimizers.advantages import explained_variance, global_masked_mean
 from plugins.optimizers.memory import reference_modules, reward_modules, using
