@@ -66,7 +66,7 @@ def run_command(host, experiment_file, output, overrides, no_progress, plugins):
     from harness.summary import format_summary
 
     experiment = load_experiment(experiment_file, host.registry, overrides)
-    _quiet_libraries(hide_progress=no_progress)
+    _quiet_libraries()
     results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo)
     from harness import distributed
 
@@ -151,25 +151,17 @@ def plugins_command(host, as_json, plugins):
     click.echo(f"\nplugins loaded: {', '.join(plugin_names(host.pm))}")
 
 
-def _quiet_libraries(hide_progress: bool) -> None:
-    """Keep a run's output to its own lines: no load reports or per-call bars from transformers/lm-eval."""
-    import os
-
-    from transformers.utils import logging as hf_logging
-
+def _quiet_libraries() -> None:
+    """Keep a run's output to its own lines: no load reports or per-call bars from transformers/datasets."""
     import warnings
+
+    from datasets import disable_progress_bars
+    from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    disable_progress_bars()  # trl's per-dataset Map/Filter bars
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # trl → transformers
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()  # trl's per-dataset Map/Filter bars
-    except ImportError:  # pragma: no cover
-        pass
-    if hide_progress:
-        os.environ["TQDM_DISABLE"] = "1"  # lm-eval's own bars
 
 
 def _prescan_plugins(argv: list[str]) -> list[str]:
@@ -200,7 +192,9 @@ def _strip_local_rank(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
-    if "--no-progress" in argv:  # before any plugin imports tqdm: it reads TQDM_DISABLE when first imported
+    # tqdm reads TQDM_DISABLE once, when it is first imported, so this must precede every plugin import.
+    # It hides the bars of libraries that leave `disable` at its default; lm-eval passes it explicitly.
+    if "--no-progress" in argv:
         import os
 
         os.environ["TQDM_DISABLE"] = "1"
