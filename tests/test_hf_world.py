@@ -27,6 +27,7 @@ from plugins.feedback.ranking import Ranking
 from plugins.worlds.hf_data.options import HFDataOptions
 from plugins.worlds.hf_data.transcripts import TranscriptError, split_transcript, turns
 from plugins.worlds.hf_data.world import HFDataWorld
+from tests.tiny_models import save_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "hf_world"
@@ -315,19 +316,9 @@ def _word_tokenizer(words):
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     text = (DATA / "hh_pairwise.jsonl").read_text()
     tok = _word_tokenizer(re.findall(r"\w+|[^\w\s]", json.dumps([json.loads(l) for l in text.splitlines()])))
-    torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         intermediate_size=64, vocab_size=len(tok), max_position_embeddings=128, tie_word_embeddings=True,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
-    path = tmp_path_factory.mktemp("hf-base")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_llama(tmp_path_factory.mktemp("hf-base"), tok, positions=128, tie=True)
 
 
 TINY_RUN = """

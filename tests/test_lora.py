@@ -16,6 +16,7 @@ from plugins.optimizers.ppo import PPOOptions, ppo_step
 from plugins.optimizers.rollout import collect_rollout
 from tests.test_ppo import FAST, GoodWordReward, make_ctx, mean_reward, sft_dir, train  # noqa: F401 - fixture
 from tests.test_stages import base_dir, sft_run  # noqa: F401 - fixtures
+from tests.tiny_models import save_tiny_llama
 
 # On this random-init 2-layer model the fastest route to "good" is the LM head, so it gets adapters too
 # (the default, 'all-linear', leaves the LM head out); measured: +0.7 proxy reward in 15 steps vs +0.07 without.
@@ -198,7 +199,7 @@ def test_lora_target_modules_that_do_not_exist_say_so(tmp_path, sft_dir):
 def test_a_reward_model_can_start_from_a_smaller_model_with_its_own_tokenizer(sft_run, tmp_path):
     """``[reward_model.bradley_terry] base``: a half-width RM whose token ids differ from the policy's."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     from harness.models import load_causal_lm
     from plugins.feedback.ranking import Ranking
@@ -212,13 +213,7 @@ def test_a_reward_model_can_start_from_a_smaller_model_with_its_own_tokenizer(sf
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>")
-    torch.manual_seed(1)
-    config = LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                         intermediate_size=32, vocab_size=len(tok), max_position_embeddings=64,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
-    small = tmp_path / "small"
-    LlamaForCausalLM(config).save_pretrained(small)
-    tok.save_pretrained(small)
+    small = save_tiny_llama(tmp_path / "small", tok, hidden=16, layers=1, seed=1)
 
     ctx, _ = stage_ctx(tmp_path, "reward_model", {"sft": sft_run.model_dir}, feedback=Ranking(Ranking.Options(k=4)))
     summary = BradleyTerryRM(RM_OPTIONS.model_copy(update={"base": str(small), "lr": 1e-2})).run(ctx)

@@ -16,6 +16,7 @@ import torch
 
 from harness.compute import ComputeOptions
 from harness.contracts import Prompt, StageContext
+from tests.tiny_models import save_tiny_llama
 
 WORDS = "good bad yes no the a cat dog runs sits and or is it".split()
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "User:", "Assistant:"]
@@ -35,16 +36,8 @@ def tiny_tokenizer():
 
 def save_tiny_sft(path: Path, hidden: int = 32) -> Path:
     """A randomly initialised 2-layer Llama + tokenizer in HF format: the "SFT" model of these tests."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = tiny_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_llama(path, tok, hidden=hidden, pad_id=tok.pad_token_id)
 
 
 class Gold:

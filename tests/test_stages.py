@@ -12,7 +12,7 @@ import pluggy
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness import hookspecs
 from harness.compute import ComputeOptions
@@ -25,6 +25,7 @@ from plugins.rewards.learned import LearnedReward
 from plugins.stages.common import IGNORE, lm_batch, sample_responses, token_loss_sum
 from plugins.stages.reward_model import BradleyTerryRM, Encoded, bt_loss
 from plugins.stages.sft import NextTokenSFT
+from tests.tiny_models import save_tiny_llama
 
 TOPICS = ["cats", "dogs", "birds", "fish", "trees", "rivers", "stars", "roads"]
 VALUE = {"good": 3.0, "great": 2.5, "nice": 2.0, "fine": 1.0, "odd": 0.0, "dull": -1.0, "poor": -2.0, "bad": -3.0}
@@ -105,15 +106,7 @@ def _restore_torch_threads():
 
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    tok = make_tokenizer()
-    config = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         intermediate_size=64, vocab_size=len(tok), max_position_embeddings=64, tie_word_embeddings=True,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
-    path = tmp_path_factory.mktemp("base")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_llama(tmp_path_factory.mktemp("base"), make_tokenizer(), tie=True)
 
 
 def make_ctx(tmp_path, stage, artifacts, seed=0, **components):
