@@ -65,6 +65,11 @@ class ComputeOptions(Options):
     def uses_deepspeed(self) -> bool:
         return self.backend == "deepspeed"
 
+    @property
+    def uses_gpu(self) -> bool:
+        """A CUDA GPU is visible and the backend does not ask for the CPU."""
+        return torch.cuda.is_available() and self.backend != "cpu"
+
 
 def read_deepspeed_json(path: str) -> dict[str, Any]:
     """A user's DeepSpeed JSON; harness builds the optimizer and schedule itself, so those blocks are refused."""
@@ -156,7 +161,7 @@ def accelerator_for(options: ComputeOptions, *, gradient_clipping: float | None 
 
     from harness import distributed
 
-    on_gpu = torch.cuda.is_available() and options.backend != "cpu"
+    on_gpu = options.uses_gpu
     check_mixed_precision(options, on_gpu)
     if not on_gpu:
         torch.set_num_threads(options.threads)

@@ -154,7 +154,7 @@ def dpo_config(ctx: StageContext, options: DPOOptions):
     from harness.compute import ComputeOptions, check_mixed_precision, trainer_deepspeed_config
 
     compute = getattr(ctx.experiment, "compute", None) or ComputeOptions()
-    on_gpu = torch.cuda.is_available() and compute.backend != "cpu"
+    on_gpu = compute.uses_gpu
     check_mixed_precision(compute, on_gpu)
     deepspeed = None
     if compute.uses_deepspeed:

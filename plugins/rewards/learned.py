@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 
 from harness import hookimpl
+from harness.compute import ComputeOptions
 from harness.contracts import Options, Prompt, StageContext
 from harness.errors import HarnessError
 from plugins.stages.common import score_texts
@@ -60,9 +61,8 @@ class LearnedReward:
 
 def _device(ctx: StageContext) -> torch.device:
     """GPU when the run's compute options allow one, as for training."""
-    compute = getattr(ctx.experiment, "compute", None)
-    use_cpu = compute is not None and compute.backend == "cpu"
-    return torch.device("cuda" if torch.cuda.is_available() and not use_cpu else "cpu")
+    compute = getattr(ctx.experiment, "compute", None) or ComputeOptions()
+    return torch.device("cuda" if compute.uses_gpu else "cpu")
 
 
 @hookimpl
