@@ -18,12 +18,14 @@ from harness import hookspecs
 from harness.compute import ComputeOptions
 from harness.models import load_causal_lm
 from harness.contracts import Demonstration, Prompt, StageContext
+from harness.errors import HarnessError
 from harness.text import encode_prompt, encode_response
+from plugins.feedback.candidates import candidate_source, sample_distinct
 from plugins.feedback.pairwise import Pairwise
 from plugins.feedback.ranking import Ranking
 from plugins.rewards.learned import LearnedReward
 from plugins.stages.common import IGNORE, lm_batch, sample_responses, token_loss_sum
-from plugins.stages.reward_model import BradleyTerryRM, Encoded, bt_loss
+from plugins.stages.reward_model import BradleyTerryRM, Encoded, bt_loss, feedback_source
 from plugins.stages.sft import NextTokenSFT
 from tests.tiny_models import save_tiny_llama
 
@@ -300,3 +302,53 @@ def test_stages_and_reward_register_through_the_hooks():
     pm.hook.register_stages(register=stages.__setitem__)
     pm.hook.register_reward_sources(register=rewards.__setitem__)
     assert stages == {"next_token": NextTokenSFT, "bradley_terry": BradleyTerryRM} and rewards == {"learned": LearnedReward}
+
+
+# ----------------------------------------------------------------- feedback on π_SFT samples
+def test_sft_candidates_are_distinct_samples_whatever_the_batching(sft_run):
+    policy, tok = load_causal_lm(sft_run.model_dir)
+    prompts = ToyWorld().prompts("rm")[:6]
+    big = sample_distinct(policy, tok, ToyWorld(), prompts, 3, seed=5, max_new_tokens=6, batch_size=64)
+    small = sample_distinct(policy, tok, ToyWorld(), prompts, 3, seed=5, max_new_tokens=6, batch_size=4)
+    assert big == small and set(big) == {p.id for p in prompts}
+    assert all(len(set(texts)) == len(texts) and all(t.strip() for t in texts) for texts in big.values())
+    assert sample_distinct(policy, tok, ToyWorld(), prompts, 3, seed=6, max_new_tokens=6) != big
+
+
+def test_mixed_candidates_take_half_from_sft_and_top_up_from_the_world():
+    import random
+
+    prompt = ToyWorld().prompts("rm")[0]
+    samples = {prompt.id: ["cats are good", "cats are nice", "cats are odd"]}
+    mixed, sources = candidate_source(ToyWorld(), "mixed", samples)(prompt, 5, random.Random(0))
+    assert mixed[:3] == samples[prompt.id] and sources == ["sft"] * 3 + ["world"] * 2 and len(set(mixed)) == 5
+    short = {prompt.id: ["cats are good"]}  # the model repeated itself: the world's writers fill the rest
+    texts, sources = candidate_source(ToyWorld(), "sft", short)(prompt, 4, random.Random(0))
+    assert texts[0] == "cats are good" and sources == ["sft", "world", "world", "world"] and len(set(texts)) == 4
+
+
+def test_rm_trained_on_sft_samples_records_their_source(sft_run, tmp_path):
+    feedback = Ranking(Ranking.Options(k=4, overlap=0.2, candidates="sft"))
+    ctx, _ = make_ctx(tmp_path, "reward_model", {"sft": sft_run.model_dir}, feedback=feedback)
+    summary = BradleyTerryRM(RM_OPTIONS).run(ctx)
+    records = [json.loads(line) for line in (ctx.stage_dir / "feedback.jsonl").read_text().splitlines()]
+    policy, tok = load_causal_lm(sft_run.model_dir)
+    prompts = ToyWorld().prompts("rm")
+    drawn = sample_distinct(policy, tok, ToyWorld(), prompts, 4, seed=0, max_new_tokens=RM_OPTIONS.max_new_tokens)
+    for r in records:
+        own = [t for t, s in zip(r["responses"], r["sources"]) if s == "sft"]
+        assert own == drawn[r["prompt_id"]] and len(set(r["responses"])) == 4
+    assert summary["n_records"] == len(records) and summary["accuracy"] > 0.5
+
+
+def test_sft_candidates_with_recorded_feedback_name_the_option(tmp_path):
+    class Recorded(ToyWorld):
+        def recorded_feedback(self, field):
+            return []
+
+    feedback = Ranking(Ranking.Options(candidates="sft"))
+    ctx, _ = make_ctx(tmp_path, "reward_model", {}, feedback=feedback)
+    ctx.world = Recorded()
+    ctx.experiment.slots = {"feedback": SimpleNamespace(name="ranking")}
+    with pytest.raises(HarnessError, match=r"\[feedback.ranking\] candidates = 'sft'.*recorded feedback"):
+        feedback_source(ctx, feedback, ctx.world.prompts("rm"), 8)

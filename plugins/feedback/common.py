@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Sequence
 from pydantic import Field
 
 from harness.contracts import Annotator, Options, PreferenceGroup, Prompt, RecordedFeedback, World
+from plugins.feedback.candidates import Candidates, CandidateSource
 
 Record = dict[str, Any]
 Pair = tuple[int, int, float]
@@ -36,6 +37,9 @@ class FeedbackOptions(Options):
 
     overlap: float = Field(0.1, ge=0.0, le=1.0, description="Fraction of items labelled by several annotators (to measure agreement).")
     raters_per_overlap_item: int = Field(3, ge=2, description="Distinct annotators per overlap item (capped by the pool size).")
+    candidates: Candidates = Field("world", description="Responses annotators compare: 'world' (the world's writers), "
+                                                        "'sft' (distinct samples of π_SFT, as InstructGPT's labelers "
+                                                        "ranked model outputs) or 'mixed' (half each).")
 
 
 class FeedbackFormatBase:
@@ -59,9 +63,12 @@ class FeedbackFormatBase:
         raise NotImplementedError
 
     # ------------------------------------------------------------- the contract
-    def collect(self, world: World, prompts: Sequence[Prompt], rng: random.Random) -> list[Record]:
+    def collect(self, world: World, prompts: Sequence[Prompt], rng: random.Random,
+                source: CandidateSource | None = None) -> list[Record]:
         """One record per (prompt, annotator asked); deterministic given ``rng``.
 
+        ``source`` supplies each item's responses and where they came from (see
+        :mod:`plugins.feedback.candidates`); without it they are ``world.candidate_responses``.
         A world with recorded human feedback (:class:`RecordedFeedback`) hands over its records of
         ``prompts`` instead: real labels, nobody simulated.
         """
@@ -74,11 +81,14 @@ class FeedbackFormatBase:
         overlap = set(rng.sample(range(len(prompts)), round(self.options.overlap * len(prompts))))
         records = []
         for i, prompt in enumerate(prompts):
-            responses = list(world.candidate_responses(prompt, self.k, rng))
+            if source is None:
+                responses, sources = list(world.candidate_responses(prompt, self.k, rng)), None
+            else:
+                responses, sources = source(prompt, self.k, rng)
             n_raters = min(self.options.raters_per_overlap_item, len(pool)) if i in overlap else 1
             for annotator in rng.sample(pool, n_raters):
                 answer = self.annotate(annotator, prompt, responses, rng)
-                records.append(make_record(prompt, responses, annotator.name, self.field, answer))
+                records.append(make_record(prompt, responses, annotator.name, self.field, answer, sources))
         return records
 
     def preference_groups(self, records: Sequence[Record]) -> list[PreferenceGroup]:
@@ -96,14 +106,18 @@ class FeedbackFormatBase:
         return {"n_items": len(items), **self.item_agreement(items)}
 
 
-def make_record(prompt: Prompt, responses: list[str], annotator: str, field: str, answer: Any) -> Record:
-    return {
+def make_record(prompt: Prompt, responses: list[str], annotator: str, field: str, answer: Any,
+                sources: list[str] | None = None) -> Record:
+    record = {
         "prompt_id": prompt.id,
         "prompt": dataclasses.asdict(prompt),
         "responses": list(responses),
         "annotator": annotator,
         field: answer,
     }
+    if sources is not None:  # which response came from π_SFT and which from the world's writers
+        record["sources"] = list(sources)
+    return record
 
 
 def prompt_from_dict(data: dict[str, Any]) -> Prompt:

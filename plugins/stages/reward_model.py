@@ -34,10 +34,12 @@ from pydantic import Field
 
 from harness import distributed, hookimpl
 from harness.compute import zero_stage_of
-from harness.contracts import PreferenceGroup, StageContext
+from harness.contracts import PreferenceGroup, RecordedFeedback, StageContext
+from harness.errors import HarnessError
 from harness.io import atomic_write_text, read_json
 from harness.models import load_causal_lm, resolve_base
 from harness.text import encode_prompt, encode_response
+from plugins.feedback.candidates import CandidateSource, candidate_source, policy_share, sample_distinct
 from plugins.stages.common import (
     ensure_pad,
     prepare_reward_model,
@@ -70,7 +72,8 @@ class BradleyTerryOptions(TrainOptions):
     batch_size: int = Field(8, ge=1, description="Feedback records (preference groups) per optimizer step.")
     patience: int = Field(2, ge=1, description="Epochs without better held-out accuracy before stopping.")
     normalization_samples: int = Field(64, ge=1, description="SFT samples (on rm prompts) whose mean reward becomes 0.")
-    max_new_tokens: int = Field(32, ge=1, description="Longest SFT sample drawn for the normalization.")
+    max_new_tokens: int = Field(32, ge=1, description="Longest SFT sample drawn for the normalization (and for feedback "
+                                                      "candidates when the format's candidates option asks for them).")
     members: int = Field(1, ge=1, description="Reward models trained (an ensemble for reward source 'ensemble' when ≥ 2).")
     bootstrap: bool = Field(True, description="Members after the first train on a bootstrap resample (by prompt, "
                                               "with replacement) of the training feedback; false: seed differs only.")
@@ -97,7 +100,7 @@ class BradleyTerryRM:
     def run(self, ctx: StageContext) -> dict[str, Any]:
         seed_everything(ctx.seed)
         feedback = ctx.components["feedback"]
-        records = load_or_collect_feedback(ctx, feedback)
+        records = load_or_collect_feedback(ctx, feedback, self.options.max_new_tokens)
         tokenizer = load_reward_tokenizer(self._start(ctx))
         groups = encode_groups(tokenizer, ctx.world, feedback.preference_groups(records), self.options.max_length)
         train, heldout = split_by_prompt(records, groups, self.options.val_fraction, ctx.seed)
@@ -293,15 +296,32 @@ def accuracies(gold, heldout: list[Encoded], rewards: list[torch.Tensor]) -> dic
 
 
 # ----------------------------------------------------------------- data
-def load_or_collect_feedback(ctx: StageContext, feedback) -> list[dict[str, Any]]:
+def load_or_collect_feedback(ctx: StageContext, feedback, max_new_tokens: int = 32) -> list[dict[str, Any]]:
     """Records from ``feedback.jsonl`` if an earlier attempt wrote it, else collected now (and written atomically)."""
     path = ctx.stage_dir / "feedback.jsonl"
     if path.exists():
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    records = feedback.collect(ctx.world, ctx.world.prompts("rm"), random.Random(ctx.seed))
+    prompts = ctx.world.prompts("rm")
+    records = feedback.collect(ctx.world, prompts, random.Random(ctx.seed), feedback_source(ctx, feedback, prompts, max_new_tokens))
     if distributed.is_main_process():  # every process collected the same records (from the seed); one writes
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
     return records
+
+
+def feedback_source(ctx: StageContext, feedback, prompts, max_new_tokens: int) -> CandidateSource | None:
+    """Where the annotators' responses come from: None (the world's writers) or π_SFT samples as the
+    format's ``candidates`` option asks (drawn here, where π_SFT is at hand)."""
+    mode = getattr(feedback.options, "candidates", "world")
+    if mode == "world":
+        return None
+    if isinstance(ctx.world, RecordedFeedback):
+        raise HarnessError(f"[feedback.{ctx.experiment.slots['feedback'].name}] candidates = {mode!r}: world {ctx.world.name!r} hands over "
+                           f"recorded feedback, whose responses are fixed; remove the option (or set it to 'world').")
+    policy, tokenizer = load_causal_lm(ctx.artifacts["sft"])
+    n = policy_share(mode, feedback.k)
+    samples = sample_distinct(policy, tokenizer, ctx.world, prompts, n, seed=ctx.seed,
+                              max_new_tokens=max_new_tokens)
+    return candidate_source(ctx.world, mode, samples)
 
 
 def read_offset(model_dir) -> float:
