@@ -129,7 +129,18 @@ def test_online_runs_carry_their_training_curve(compared):
     assert {"reward/proxy", "reward/gold", "kl"} <= set(runs["a2c"]["curve"][0])
     assert runs["dpo"]["curve"] == []
     over = json.loads((root / "ppo" / "results.json").read_text())["overoptimization"]
-    assert {"length_proxy_corr", "proxy_gain", "gold_peak_step", "train_proxy_gold_corr"} <= set(over)
+    assert {"length_proxy_corr", "proxy_gain", "gold_peak_step", "train_proxy_gold_corr", "proxy_gold_pairs"} <= set(over)
+    if over["proxy_gold_pairs"]:
+        assert 0.0 <= over["proxy_gold_pair_agreement"] <= 1.0
+
+
+def test_proxy_gold_pair_agreement_counts_only_pairs_gold_decides():
+    from plugins.evaluators.overoptimization import pair_agreement
+
+    # pairs: proxy right, proxy wrong, gold tie (left out), proxy right
+    found = pair_agreement([1.0, 0.0, 5.0, -1.0], [0.0, 1.0, 0.0, 0.0], [2.0, 2.0, 1.0, -3.0], [1.0, 1.0, 1.0, 0.0])
+    assert found == {"proxy_gold_pair_agreement": 2 / 3, "proxy_gold_pairs": 3.0}
+    assert pair_agreement([1.0], [0.0], [1.0], [1.0]) == {"proxy_gold_pairs": 0.0}
 
 
 def test_every_optimizer_evaluates_mid_training(compared):

@@ -7,7 +7,10 @@ to see that happening, all in ``results.json`` under ``overoptimization``:
 * over training (from the policy stage's curve): the correlation of proxy and gold reward across
   steps, the gold reward's peak (step, KL) against its final value, and the proxy's gain;
 * on the held-out samples: how strongly response length drives the proxy and the gold reward
-  (a length-hacking policy shows a proxy–length correlation the gold judge does not share);
+  (a length-hacking policy shows a proxy–length correlation the gold judge does not share), and
+  how often the proxy orders a (policy, SFT) pair of responses to the same prompt as gold does
+  (``proxy_gold_pair_agreement``, gold ties left out). A reward model can score 0.70 on its
+  held-out feedback and still be at chance here: the policy's text is not what it was trained on;
 * for an ensemble reward source: the members' disagreement on policy vs SFT samples (it grows
   where the policy has left the reward models' training distribution).
 """
@@ -43,6 +46,15 @@ def curve_signals(curve: Sequence[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def pair_agreement(proxy_a, proxy_b, gold_a, gold_b, tol: float = 1e-9) -> dict[str, float]:
+    """Share of the pairs (a_i, b_i) that gold does not tie on which the proxy agrees with gold's order."""
+    decided = [(pa - pb, ga - gb) for pa, pb, ga, gb in zip(proxy_a, proxy_b, gold_a, gold_b) if abs(ga - gb) > tol]
+    if not decided:
+        return {"proxy_gold_pairs": 0.0}
+    agree = sum((dp > 0) == (dg > 0) for dp, dg in decided)
+    return {"proxy_gold_pair_agreement": agree / len(decided), "proxy_gold_pairs": float(len(decided))}
+
+
 class OverOptimization:
     """Proxy vs gold over training and KL, length–reward correlations, ensemble disagreement."""
 
@@ -62,6 +74,9 @@ class OverOptimization:
             gold_scores = [gold.score(p, t) for p, t in zip(prompts, policy)]
             out["length_gold_corr"] = pearson(lengths, gold_scores)
             out["proxy_gold_corr"] = pearson(proxy, gold_scores)
+            sft_proxy = reward.score(prompts, list(samples.sft)).tolist()
+            sft_gold = [gold.score(p, t) for p, t in zip(prompts, samples.sft)]
+            out |= pair_agreement(proxy, sft_proxy, gold_scores, sft_gold)
         out.update(curve_signals(ctx.summaries.get("policy", {}).get("curve", [])))
         if hasattr(reward, "member_scores"):
             out["ensemble_std_policy"] = float(reward.member_scores(prompts, policy).std(0).mean())
