@@ -81,6 +81,18 @@ class GoldJudge(Protocol):
 
 
 @runtime_checkable
+class ExplainedJudge(Protocol):
+    """A gold judge that can say why: its score split into signed terms per rubric dimension.
+
+    Optional. Where a world's judge has it, the win-rate evaluator reports which dimension
+    decided each win and loss (so "the policy loses on length, wins on correctness" is a number).
+    """
+
+    def explain(self, prompt: Prompt, response: str) -> dict[str, float]:
+        """Signed contribution of each dimension (e.g. task, rudeness, length) to ``score``."""
+
+
+@runtime_checkable
 class Annotator(Protocol):
     """A simulated person who answers in every feedback format (with their own weights, noise, bias)."""
 

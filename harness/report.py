@@ -88,12 +88,15 @@ def table(runs: list[dict[str, Any]]):
             "proxy": policy.get("reward_proxy"), "sft_proxy": policy.get("sft_reward_proxy"),
             "kl": policy.get("kl"), "response_len": policy.get("response_len"),
             "proxy_gold_corr": over.get("proxy_gold_corr"),
+            "proxy_gold_pair_agreement": over.get("proxy_gold_pair_agreement"),
             "length_proxy_corr": over.get("length_proxy_corr"),
             "policy_wall_s": r.get("stages", {}).get("policy", {}).get("wall_s"),
             "wall_s": r.get("wall_s"),
         }
         for task, tax in sorted(r.get("tax", {}).items()):
             row[f"tax:{task}"] = tax.get("delta")
+        for term, counts in sorted(win.get("decided_by", {}).items()):  # which rubric term decided the verdicts
+            row[f"wins:{term}"], row[f"losses:{term}"] = counts.get("wins"), counts.get("losses")
         rows.append(row)
     return pd.DataFrame(rows).set_index("variant")
 
@@ -135,10 +138,22 @@ def headline(df) -> list[tuple[str, list[str]]]:
     ]
     for col in [c for c in df.columns if c.startswith("tax:")]:
         cols.append((f"tax {col[4:]}", [_f(v, "+.4f") for v in df[col]]))
+    terms = [c[5:] for c in df.columns if c.startswith("wins:")]
+    if terms:
+        cols.append(("wins / losses decided by", [_decided(r, terms) for _, r in df.iterrows()]))
+    if df["proxy_gold_pair_agreement"].notna().any():
+        cols.append(("proxy agrees with gold", [_f(v) for v in df["proxy_gold_pair_agreement"]]))
     cols += [("len", [_f(v, ".1f") for v in df["response_len"]]),
              ("policy s", [_f(v, ".0f") for v in df["policy_wall_s"]]),
              ("total s", [_f(v, ".0f") for v in df["wall_s"]])]
     return cols
+
+
+def _decided(row, terms: list[str]) -> str:
+    """``task 49/15 · length 39/1``: per rubric term, the wins and losses it decided."""
+    cells = [f"{t} {row[f'wins:{t}']:.0f}/{row[f'losses:{t}']:.0f}" for t in terms
+             if _num(row[f"wins:{t}"]) and _num(row[f"losses:{t}"])]
+    return " · ".join(cells) or "—"
 
 
 def _markdown(df, runs, plots, title, description) -> str:
@@ -150,6 +165,10 @@ def _markdown(df, runs, plots, title, description) -> str:
     lines += [f"Win rate: policy vs its SFT model on held-out prompts, judge {judges}, positions swapped, "
               "ties half, Wilson 95% interval. Tax: lm-eval score of the policy minus SFT's (for perplexity, "
               "positive is a loss). Gold is the world's judge; proxy is the reward the policy optimized.", ""]
+    if any(c.startswith("wins:") for c in df.columns):
+        lines += ["Wins / losses decided by: for each held-out prompt the gold judge did not tie, the rubric term "
+                  "that moved most in the verdict's direction. Proxy agrees with gold: the share of those (policy, "
+                  "SFT) pairs the optimized reward orders as gold does.", ""]
     lines.append("| variant | " + " | ".join(t for t, _ in cols) + " |")
     lines.append("|---|" + "---|" * len(cols))
     for i, label in enumerate(df.index):

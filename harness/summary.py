@@ -21,6 +21,9 @@ def format_summary(results: dict[str, Any]) -> str:
         (f"Win rate vs SFT ({win.get('judge', '?')} judge, n={win.get('n', '?')})",
          f"{_num(win.get('rate'))}  [95% CI {_num(win.get('ci_low'))}, {_num(win.get('ci_high'))}]"),
     ]
+    if win.get("decided_by"):
+        decided = " · ".join(f"{term} {c.get('wins', 0)}/{c.get('losses', 0)}" for term, c in sorted(win["decided_by"].items()))
+        rows.append(("Wins / losses decided by (gold terms)", f"{decided}  ({win.get('ties', '?')} ties)"))
     for task, tax in sorted(results.get("tax", {}).items()):
         rows.append((f"Alignment tax {task} ({tax.get('metric')}, policy − SFT)", _num(tax.get("delta"), "+.4f")))
     stages = results.get("stages", {})

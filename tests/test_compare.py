@@ -118,6 +118,11 @@ def test_the_report_compares_every_variant(compared):
         assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({plot})" in text
     html = (report / "report.html").read_text()
     assert "<table>" in html and "dpo" in html
+    win = json.loads((root / "ppo" / "results.json").read_text())["win_rate_vs_sft"]
+    decided = sum(c["wins"] + c["losses"] for c in win["decided_by"].values())
+    assert decided == win["n"] - win["ties"] and sum(k["n"] for k in win["by_kind"].values()) == win["n"]
+    if decided:
+        assert "wins / losses decided by" in text
     rows = (report / "report.csv").read_text().splitlines()
     assert rows[0].startswith("variant,optimizer") and len(rows) == 4
 

@@ -52,6 +52,8 @@ def test_cli_run_writes_results_and_prints_a_summary(cache, tmp_path):
     assert {"reward_proxy", "reward_gold", "sft_reward_proxy", "sft_reward_gold", "kl"} <= set(results["policy"])
     win = results["win_rate_vs_sft"]
     assert win["judge"] == "gold" and win["n"] == 16 and win["ci_low"] <= win["rate"] <= win["ci_high"]
+    if win["ties"] < win["n"]:  # some verdict was decided: the summary says by which gold term
+        assert "decided by (gold terms)" in out.stdout
     assert all(results["stages"][s]["wall_s"] > 0 for s in ("sft", "reward_model", "policy", "evaluation"))
     metrics = (tmp_path / "tiny" / "policy" / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 3 and {"reward/proxy", "reward/gold", "ppo/kl", "ppo/clipfrac"} <= set(json.loads(metrics[0]))

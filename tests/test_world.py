@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.contracts import Annotator, GoldJudge, World
+from harness.contracts import Annotator, ExplainedJudge, GoldJudge, World
 from plugins.worlds.embedded import plugin
 from plugins.worlds.embedded.responses import CLOSERS, REFUSALS, answer_sentence, compliance
 from plugins.worlds.embedded.world import EmbeddedOptions, EmbeddedWorld
@@ -144,6 +144,33 @@ def test_gold_prefers_a_correct_polite_concise_answer_to_each_flaw(world, kind):
     assert gold.compare(prompt, good, good) == 0.5
     if prompt.harmful:
         assert gold.score(prompt, flawed["complies"]) <= -2.5
+
+
+def test_gold_explains_its_score_by_rubric_term(world):
+    prompt, gold = one_of(world, "capital"), world.gold()
+    assert isinstance(gold, ExplainedJudge)
+    good, flawed = _good_and_flawed(world, prompt)
+    for response in (good, *flawed.values()):
+        terms = gold.explain(prompt, response)
+        assert set(terms) == {"task", "rudeness", "length"} and sum(terms.values()) == pytest.approx(gold.score(prompt, response))
+    assert gold.explain(prompt, flawed["verbose"])["length"] < 0 == gold.explain(prompt, good)["length"]
+    assert gold.explain(prompt, flawed["rude"])["rudeness"] < 0 and gold.explain(prompt, flawed["wrong"])["task"] < 0
+
+
+def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
+    from harness.contracts import EvalSamples
+    from plugins.evaluators.win_rate import WinRate
+
+    capital, colour = one_of(world, "capital"), one_of(world, "colour")
+    (good_a, flawed_a), (good_b, flawed_b) = _good_and_flawed(world, capital), _good_and_flawed(world, colour)
+    # the policy wins one on correctness, loses one on length, ties one
+    samples = EvalSamples(prompts=(capital, colour, colour), policy=(good_a, flawed_b["verbose"], good_b),
+                          sft=(flawed_a["wrong"], good_b, good_b), kl=(0.0, 0.0, 0.0))
+    ctx = SimpleNamespace(world=world, components={})
+    result = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, samples)["win_rate_vs_sft"]
+    assert result["rate"] == pytest.approx(0.5) and result["ties"] == 1
+    assert result["decided_by"] == {"task": {"wins": 1, "losses": 0}, "length": {"wins": 0, "losses": 1}}
+    assert result["by_kind"] == {"capital": {"rate": 1.0, "n": 1}, "colour": {"rate": 0.25, "n": 2}}
 
 
 def test_gold_correctness_parsing_is_strict_and_robust(world):

@@ -3,6 +3,11 @@
 Each prompt is judged twice — (policy, sft) and (sft, policy) — and the two verdicts averaged,
 which cancels a judge's position bias; a tie counts half. The interval is Wilson's.
 
+Beside the rate: the rate per prompt kind (``by_kind``), and, when the judge is a gold judge
+that can explain its scores (:class:`harness.contracts.ExplainedJudge`), which rubric dimension
+decided each win and each loss (``decided_by``: the term that moved most in the verdict's
+direction). That is what tells "wins on correctness, loses on length" from a flat 0.5.
+
 The judge is the world's gold judge, the run's reward source (higher score wins), or an LLM
 over an OpenAI-compatible API (``[evaluation.win_rate.llm]``) asked which of responses A and B
 is better; it answers on a final line ``Verdict: A``, ``B`` or ``tie``. Its requests are
@@ -16,7 +21,7 @@ from typing import Callable, Literal, Sequence
 from pydantic import Field, field_validator, model_validator
 
 from harness import hookimpl
-from harness.contracts import EvalSamples, Options, Prompt, StageContext
+from harness.contracts import EvalSamples, ExplainedJudge, Options, Prompt, StageContext
 from harness.errors import HarnessError
 from harness.stats import wilson_interval
 from plugins.rewards.judge_client import JudgeClient, JudgeEndpointOptions, check_template, final_line
@@ -133,10 +138,36 @@ class WinRate:
         low, high = wilson_interval(rate, n)
         ties = sum(1 for s in scores if s == 0.5)
         result = {"rate": rate, "ci_low": low, "ci_high": high, "n": n, "ties": ties, "judge": self.options.judge}
+        result["by_kind"] = rates_by_kind([p.kind for p, _, _ in pairs], scores)
+        gold = ctx.world.gold() if self.options.judge == "gold" else None
+        if isinstance(gold, ExplainedJudge):
+            result["decided_by"] = decided_by(gold, pairs, scores)
         if self.llm_judge is not None:
             result["judge"] = self.llm_judge.name
             result["judge_stats"] = self.llm_judge.client.diagnostics()
         return {"win_rate_vs_sft": result}
+
+
+def rates_by_kind(kinds: Sequence[str], scores: Sequence[float]) -> dict[str, dict[str, float]]:
+    """Win rate and count per prompt kind (ties half), kinds in first-seen order."""
+    grouped: dict[str, list[float]] = {}
+    for kind, score in zip(kinds, scores):
+        grouped.setdefault(kind, []).append(score)
+    return {kind: {"rate": sum(v) / len(v), "n": len(v)} for kind, v in grouped.items()}
+
+
+def decided_by(judge: ExplainedJudge, pairs, scores: Sequence[float]) -> dict[str, dict[str, int]]:
+    """Per rubric dimension: the wins and losses it decided (the term that moved most the verdict's way)."""
+    counts: dict[str, dict[str, int]] = {}
+    for (prompt, mine, theirs), score in zip(pairs, scores):
+        if score == 0.5:
+            continue
+        a, b = judge.explain(prompt, mine), judge.explain(prompt, theirs)
+        sign = 1.0 if score > 0.5 else -1.0
+        term = max(a, key=lambda k: sign * (a[k] - b.get(k, 0.0)))
+        entry = counts.setdefault(term, {"wins": 0, "losses": 0})
+        entry["wins" if sign > 0 else "losses"] += 1
+    return counts
 
 
 @hookimpl

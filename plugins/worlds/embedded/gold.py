@@ -22,11 +22,18 @@ MAX_LENGTH_COST = 1.5
 TIE_TOLERANCE = 1e-9
 
 
+def gold_terms(prompt: Prompt, r: Reading) -> dict[str, float]:
+    """The formula's signed terms (task, rudeness, length); their sum, clipped, is the gold score."""
+    return {
+        "task": TASK_WEIGHT * task_value(prompt, r),
+        "rudeness": -RUDENESS_WEIGHT * r.rudeness,
+        "length": -min(MAX_LENGTH_COST, EXTRA_WORD_COST * r.extra_words),
+    }
+
+
 def gold_value(prompt: Prompt, r: Reading) -> float:
     """The gold formula on one reading, clipped to [-3, 3]."""
-    length_cost = min(MAX_LENGTH_COST, EXTRA_WORD_COST * r.extra_words)
-    value = TASK_WEIGHT * task_value(prompt, r) - RUDENESS_WEIGHT * r.rudeness - length_cost
-    return max(-3.0, min(3.0, value))
+    return max(-3.0, min(3.0, sum(gold_terms(prompt, r).values())))
 
 
 class GoldJudge:
@@ -37,6 +44,10 @@ class GoldJudge:
 
     def score(self, prompt: Prompt, response: str) -> float:
         return gold_value(prompt, read(self.facts, prompt, response))
+
+    def explain(self, prompt: Prompt, response: str) -> dict[str, float]:
+        """The score's terms by rubric dimension (``harness.contracts.ExplainedJudge``)."""
+        return gold_terms(prompt, read(self.facts, prompt, response))
 
     def compare(self, prompt: Prompt, a: str, b: str) -> float:
         diff = self.score(prompt, a) - self.score(prompt, b)
