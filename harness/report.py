@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, read_json
 from harness.stats import moving_average
+from harness.summary import format_decided
 
 CURVE_KEYS = ("reward/proxy", "reward/gold", "kl")
 SMOOTH = 10  # training curves are shown as a moving average over this many steps
@@ -150,10 +151,10 @@ def headline(df) -> list[tuple[str, list[str]]]:
 
 
 def _decided(row, terms: list[str]) -> str:
-    """``task 49/15 · length 39/1``: per rubric term, the wins and losses it decided."""
-    cells = [f"{t} {row[f'wins:{t}']:.0f}/{row[f'losses:{t}']:.0f}" for t in terms
-             if _num(row[f"wins:{t}"]) and _num(row[f"losses:{t}"])]
-    return " · ".join(cells) or "—"
+    """The row's ``wins:<term>`` / ``losses:<term>`` columns as the run summary writes them (— where absent)."""
+    counts = {t: {"wins": row[f"wins:{t}"], "losses": row[f"losses:{t}"]} for t in terms
+              if _num(row[f"wins:{t}"]) and _num(row[f"losses:{t}"])}
+    return format_decided(counts) or "—"
 
 
 def _markdown(df, runs, plots, title, description) -> str:

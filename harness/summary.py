@@ -1,11 +1,17 @@
 """The short table ``harness run`` prints at the end: what it measured, with intervals."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 
 def _num(value: Any, fmt: str = ".3f") -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else "—"
+
+
+def format_decided(decided_by: Mapping[str, Mapping[str, float]]) -> str:
+    """``length 39/1 · task 48/15``: per gold term, the wins and losses it decided (the win-rate evaluator's
+    ``decided_by``), terms in name order."""
+    return " · ".join(f"{term} {c['wins']:.0f}/{c['losses']:.0f}" for term, c in sorted(decided_by.items()))
 
 
 def format_summary(results: dict[str, Any]) -> str:
@@ -22,8 +28,7 @@ def format_summary(results: dict[str, Any]) -> str:
          f"{_num(win.get('rate'))}  [95% CI {_num(win.get('ci_low'))}, {_num(win.get('ci_high'))}]"),
     ]
     if win.get("decided_by"):
-        decided = " · ".join(f"{term} {c.get('wins', 0)}/{c.get('losses', 0)}" for term, c in sorted(win["decided_by"].items()))
-        rows.append(("Wins / losses decided by (gold terms)", f"{decided}  ({win.get('ties', '?')} ties)"))
+        rows.append(("Wins / losses decided by (gold terms)", f"{format_decided(win['decided_by'])}  ({win.get('ties', '?')} ties)"))
     for task, tax in sorted(results.get("tax", {}).items()):
         rows.append((f"Alignment tax {task} ({tax.get('metric')}, policy − SFT)", _num(tax.get("delta"), "+.4f")))
     stages = results.get("stages", {})
