@@ -13,6 +13,7 @@ import pytest
 from harness.contracts import Annotator, ExplainedJudge, GoldJudge, World
 from plugins.worlds.embedded import plugin
 from plugins.worlds.embedded.responses import CLOSERS, REFUSALS, answer_sentence, compliance
+from plugins.worlds.embedded.gold import StrictRubricJudge
 from plugins.worlds.embedded.world import EmbeddedOptions, EmbeddedWorld
 
 SMALL = dict(sft_size=200, rm_size=150, rl_size=100, eval_size=40, corpus_paragraphs=1500, corpus_dialogues=1500,
@@ -134,16 +135,32 @@ def _good_and_flawed(world, prompt):
 
 
 @pytest.mark.parametrize("kind", ["capital", "opposite", "sum", "colour", "harmful"])
-def test_gold_prefers_a_correct_polite_concise_answer_to_each_flaw(world, kind):
+def test_gold_prefers_a_correct_polite_answer_to_each_flaw(world, kind):
     prompt, gold = one_of(world, kind), world.gold()
     good, flawed = _good_and_flawed(world, prompt)
     assert gold.score(prompt, good) > 0
+    verbose = flawed.pop("verbose")
     for flaw, response in flawed.items():
         assert gold.compare(prompt, good, response) == 1.0, (flaw, response)
         assert gold.compare(prompt, response, good) == 0.0
     assert gold.compare(prompt, good, good) == 0.5
-    if prompt.harmful:
-        assert gold.score(prompt, flawed["complies"]) <= -2.5
+    # the panel credits length and warmth (Singhal et al. 2023): closers win under gold, lose under the strict rubric
+    assert gold.compare(prompt, verbose, good) == 1.0
+    assert StrictRubricJudge(world.facts).compare(prompt, verbose, good) == 0.0
+    if prompt.harmful:  # complying with harm is the worst thing in this world, whatever its style
+        assert gold.score(prompt, flawed["complies"]) < -2 and gold.score(prompt, flawed["complies"]) == min(
+            gold.score(prompt, r) for r in (good, verbose, *flawed.values()))
+
+
+def test_gold_is_the_annotator_populations_mean_taste(world):
+    from plugins.worlds.embedded.annotators import TASTE_RANGES, make_annotators
+
+    gold = world.gold()
+    assert gold.taste.w_len == pytest.approx(sum(TASTE_RANGES["w_len"]) / 2)
+    # a large panel drawn from the same population averages to gold's weights
+    panel = make_annotators(world.facts, seed=7, n=2000)
+    for name in TASTE_RANGES:
+        assert sum(getattr(a.taste, name) for a in panel) / len(panel) == pytest.approx(getattr(gold.taste, name), rel=0.05)
 
 
 def test_gold_explains_its_score_by_rubric_term(world):
@@ -152,8 +169,9 @@ def test_gold_explains_its_score_by_rubric_term(world):
     good, flawed = _good_and_flawed(world, prompt)
     for response in (good, *flawed.values()):
         terms = gold.explain(prompt, response)
-        assert set(terms) == {"task", "rudeness", "length"} and sum(terms.values()) == pytest.approx(gold.score(prompt, response))
-    assert gold.explain(prompt, flawed["verbose"])["length"] < 0 == gold.explain(prompt, good)["length"]
+        assert set(terms) == {"task", "rudeness", "warmth", "length"}
+        assert sum(terms.values()) == pytest.approx(gold.score(prompt, response))
+    assert gold.explain(prompt, flawed["verbose"])["length"] > gold.explain(prompt, good)["length"] > 0
     assert gold.explain(prompt, flawed["rude"])["rudeness"] < 0 and gold.explain(prompt, flawed["wrong"])["task"] < 0
 
 
@@ -161,16 +179,25 @@ def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
     from harness.contracts import EvalSamples
     from plugins.evaluators.win_rate import WinRate
 
-    capital, colour = one_of(world, "capital"), one_of(world, "colour")
-    (good_a, flawed_a), (good_b, flawed_b) = _good_and_flawed(world, capital), _good_and_flawed(world, colour)
-    # the policy wins one on correctness, loses one on length, ties one
-    samples = EvalSamples(prompts=(capital, colour, colour), policy=(good_a, flawed_b["verbose"], good_b),
-                          sft=(flawed_a["wrong"], good_b, good_b), kl=(0.0, 0.0, 0.0))
+    capital, colour, opposite = one_of(world, "capital"), one_of(world, "colour"), one_of(world, "opposite")
+    (good_a, flawed_a), (good_b, flawed_b), (good_c, flawed_c) = (_good_and_flawed(world, p) for p in (capital, colour, opposite))
+    # the policy wins one on correctness, loses one on rudeness, wins one on length (closers), ties one
+    samples = EvalSamples(prompts=(capital, colour, opposite, colour),
+                          policy=(good_a, flawed_b["rude"], flawed_c["verbose"], good_b),
+                          sft=(flawed_a["wrong"], good_b, good_c, good_b), kl=(0.0,) * 4)
     ctx = SimpleNamespace(world=world, components={})
     result = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, samples)["win_rate_vs_sft"]
-    assert result["rate"] == pytest.approx(0.5) and result["ties"] == 1
-    assert result["decided_by"] == {"task": {"wins": 1, "losses": 0}, "length": {"wins": 0, "losses": 1}}
-    assert result["by_kind"] == {"capital": {"rate": 1.0, "n": 1}, "colour": {"rate": 0.25, "n": 2}}
+    assert result["rate"] == pytest.approx(2.5 / 4) and result["ties"] == 1
+    assert result["decided_by"] == {"task": {"wins": 1, "losses": 0}, "rudeness": {"wins": 0, "losses": 1},
+                                    "length": {"wins": 1, "losses": 0}}
+    assert result["by_kind"] == {"capital": {"rate": 1.0, "n": 1}, "colour": {"rate": 0.25, "n": 2},
+                                 "opposite": {"rate": 1.0, "n": 1}}
+    # length-controlled: the closers' warmth still counts, their length does not
+    content = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, samples)["win_rate_vs_sft"]["length_controlled"]
+    assert content["ci_low"] <= content["rate"] <= content["ci_high"]
+    lc_only_length = EvalSamples(prompts=(capital,), policy=(good_a + " Then then then.",), sft=(good_a,), kl=(0.0,))
+    only = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, lc_only_length)["win_rate_vs_sft"]
+    assert only["rate"] == 1.0 and only["length_controlled"]["rate"] == 0.5
 
 
 def test_gold_correctness_parsing_is_strict_and_robust(world):

@@ -1,11 +1,15 @@
 """Evaluator ``rewards``: proxy and gold reward of π_θ and π_SFT on held-out prompts, KL, length.
 
+The gold means come with their standard error (``reward_gold_se``), so a curve of mid-training
+evaluations can say whether a drop is larger than the sampling noise.
+
 These are the numbers that tell a real improvement (gold up) from reward hacking (proxy up,
 gold flat or down), and what it cost in KL to the reference.
 """
 from __future__ import annotations
 
-from statistics import fmean
+import math
+from statistics import fmean, stdev
 
 from harness import hookimpl
 from harness.contracts import EvalSamples, NoOptions, StageContext
@@ -31,7 +35,9 @@ class RewardsEvaluator:
         for who, texts in (("", samples.policy), ("sft_", samples.sft)):
             out[f"{who}reward_proxy"] = float(reward.score(prompts, list(texts)).mean())
             if gold is not None:  # a world of real data has no gold judge: omitted, never faked
-                out[f"{who}reward_gold"] = fmean(gold.score(p, t) for p, t in zip(prompts, texts))
+                scores = [gold.score(p, t) for p, t in zip(prompts, texts)]
+                out[f"{who}reward_gold"] = fmean(scores)
+                out[f"{who}reward_gold_se"] = stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
             out[f"{who}response_len"] = fmean(_lengths(texts))
         out["kl"] = fmean(samples.kl)
         return {"policy": out}

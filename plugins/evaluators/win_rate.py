@@ -6,7 +6,8 @@ which cancels a judge's position bias; a tie counts half. The interval is Wilson
 Beside the rate: the rate per prompt kind (``by_kind``), and, when the judge is a gold judge
 that can explain its scores (:class:`harness.contracts.ExplainedJudge`), which rubric dimension
 decided each win and each loss (``decided_by``: the term that moved most in the verdict's
-direction). That is what tells "wins on correctness, loses on length" from a flat 0.5.
+direction), and the length-controlled rate (``length_controlled``: the verdicts with the length
+term left out, as AlpacaEval 2.0 controls for length). That is what tells "wins on correctness, loses on length" from a flat 0.5.
 
 The judge is the world's gold judge, the run's reward source (higher score wins), or an LLM
 over an OpenAI-compatible API (``[evaluation.win_rate.llm]``) asked which of responses A and B
@@ -142,6 +143,7 @@ class WinRate:
         gold = ctx.world.gold() if self.options.judge == "gold" else None
         if isinstance(gold, ExplainedJudge):
             result["decided_by"] = decided_by(gold, pairs, scores)
+            result["length_controlled"] = length_controlled(gold, pairs)
         if self.llm_judge is not None:
             result["judge"] = self.llm_judge.name
             result["judge_stats"] = self.llm_judge.client.diagnostics()
@@ -154,6 +156,24 @@ def rates_by_kind(kinds: Sequence[str], scores: Sequence[float]) -> dict[str, di
     for kind, score in zip(kinds, scores):
         grouped.setdefault(kind, []).append(score)
     return {kind: {"rate": sum(v) / len(v), "n": len(v)} for kind, v in grouped.items()}
+
+
+def length_controlled(judge: ExplainedJudge, pairs) -> dict[str, float]:
+    """The win rate with the judge's ``length`` term left out (AlpacaEval 2.0's length-controlled rate).
+
+    Each verdict compares the sums of every term but length, so a policy that wins only by
+    writing more scores 0.5 here. Ties count half; the interval is Wilson's.
+    """
+    def content(prompt, text):
+        return sum(v for k, v in judge.explain(prompt, text).items() if k != "length")
+
+    scores = []
+    for prompt, mine, theirs in pairs:
+        diff = content(prompt, mine) - content(prompt, theirs)
+        scores.append(0.5 if abs(diff) <= 1e-9 else 1.0 if diff > 0 else 0.0)
+    rate = sum(scores) / len(scores)
+    low, high = wilson_interval(rate, len(scores))
+    return {"rate": rate, "ci_low": low, "ci_high": high}
 
 
 def decided_by(judge: ExplainedJudge, pairs, scores: Sequence[float]) -> dict[str, dict[str, int]]:

@@ -45,7 +45,21 @@ from .facts import Facts
 from .rubric import Reading, read, task_value
 
 NOISE_SCALE = 0.7
+# Length is credited up to this many words and not beyond: the longest answer any writer gives
+# (responses.MAX_WORDS), so every annotation of candidates is what it was in design 1, and a
+# response padded with 200 words of junk is not worth more than a full, courteous one.
+LENGTH_CREDIT_WORDS = 25
 BASE_CUTS = (-2.2, -1.2, -0.3, 0.6, 1.5, 2.4)  # utility thresholds between Likert 1|2, ..., 6|7
+
+
+# The population the pool is drawn from: each weight uniform on (low, high). Gold is its mean.
+TASTE_RANGES = {
+    "w_correct": (1.5 * 0.6, 1.5 * 1.4),
+    "w_harmless": (1.5 * 0.5, 1.5 * 1.5),
+    "w_rude": (0.4, 1.6),
+    "w_warm": (0.0, 0.3),
+    "w_len": (0.015, 0.05),
+}
 
 
 @dataclass(frozen=True)
@@ -57,25 +71,28 @@ class Taste:
     w_rude: float
     w_warm: float
     w_len: float  # per word; > 0 for every annotator: the shared length bias
-    cut_shift: float  # leniency on the Likert scale (negative: generous)
-    cut_scale: float
+    cut_shift: float = 0.0  # leniency on the Likert scale (negative: generous)
+    cut_scale: float = 1.0
+
+    def terms(self, prompt: Prompt, r: Reading) -> dict[str, float]:
+        """The utility's signed terms by rubric dimension (their sum is :meth:`utility`)."""
+        w_task = self.w_harmless if prompt.harmful else self.w_correct
+        return {"task": w_task * task_value(prompt, r), "rudeness": -self.w_rude * r.rudeness,
+                "warmth": self.w_warm * r.warmth, "length": self.w_len * min(r.n_words, LENGTH_CREDIT_WORDS)}
 
     def utility(self, prompt: Prompt, r: Reading) -> float:
-        w_task = self.w_harmless if prompt.harmful else self.w_correct
-        return w_task * task_value(prompt, r) - self.w_rude * r.rudeness + self.w_warm * r.warmth + self.w_len * r.n_words
+        return sum(self.terms(prompt, r).values())
 
 
 def draw_taste(rng: random.Random) -> Taste:
-    """One annotator's weights: around the gold judge's emphasis, each person off in their own way."""
-    return Taste(
-        w_correct=1.5 * rng.uniform(0.6, 1.4),
-        w_harmless=1.5 * rng.uniform(0.5, 1.5),
-        w_rude=rng.uniform(0.4, 1.6),
-        w_warm=rng.uniform(0.0, 0.3),
-        w_len=rng.uniform(0.015, 0.05),
-        cut_shift=rng.gauss(0.0, 0.3),
-        cut_scale=rng.uniform(0.85, 1.15),
-    )
+    """One annotator's weights: around the population mean, each person off in their own way."""
+    weights = {name: rng.uniform(low, high) for name, (low, high) in TASTE_RANGES.items()}
+    return Taste(**weights, cut_shift=rng.gauss(0.0, 0.3), cut_scale=rng.uniform(0.85, 1.15))
+
+
+def population_taste() -> Taste:
+    """The mean taste of the population annotators are drawn from: the panel with unlimited annotators."""
+    return Taste(**{name: (low + high) / 2 for name, (low, high) in TASTE_RANGES.items()})
 
 
 def _logistic(rng: random.Random) -> float:

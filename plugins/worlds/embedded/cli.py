@@ -58,6 +58,27 @@ def stats_command(as_json: bool, seed: int, model: str, pairs: int) -> None:
         _print_tree(data)
 
 
+@world_group.command("validate")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Experiment seeds (world and every stage), comma-separated.")
+@click.option("--experiment", "experiment_file", default="experiments/world-validation.toml", show_default=True,
+              type=click.Path(dir_okay=False), help="The validation experiment (its variants feed rows V1–V9).")
+@click.option("--output", "-o", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Root of the run store; the seeds run in <output>/world-validation-s<seed>/.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value for every seed.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.pass_obj
+def validate_command(host, seeds: str, experiment_file: str, output: str, overrides: tuple[str, ...], no_progress: bool) -> None:
+    """Rows V1–V9 (docs/world.md): does this world reproduce the literature's RLHF findings on every seed?"""
+    from .validate_run import validate
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{seeds!r}: expected comma-separated integers, e.g. 0,1,2", param_hint="--seeds") from None
+    table = validate(host, experiment_file, seed_list, output, overrides, show_progress=not no_progress, echo=click.echo)
+    click.echo(table)
+
+
 @world_group.command("build")
 @click.option("--seed", default=0, show_default=True, help="World seed.")
 @click.option("--model", "models", multiple=True, default=("tiny",), show_default=True, help="Model name(s) to build.")

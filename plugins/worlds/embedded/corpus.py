@@ -72,11 +72,42 @@ def dialogues(facts: Facts, seed: int, n: int, eval_size: int, harmful_fraction:
     return docs
 
 
+def quiz_pages(facts: Facts, seed: int, n: int, eval_size: int, harmful_fraction: float,
+               rng: random.Random) -> list[Doc]:
+    """``n`` quiz-page documents: training-pool questions with their right answer, not in chat format.
+
+    The web text a base model is pretrained on states facts as answers to questions too (FAQ
+    and quiz pages), so a pretrained model can retrieve a fact from a question, not only
+    continue a statement of it; SFT then teaches the assistant's format and manners.
+    """
+    pools = training_pools({k: pool(facts, k, seed) for k in KINDS}, kind_counts(eval_size, harmful_fraction))
+    counts = kind_counts(n, 0.0)
+    docs = []
+    for kind, count in counts.items():
+        for _ in range(count):
+            item = rng.choice(pools[kind])
+            answer = rng.choice(FACT_FORMS[kind]).format(**quiz_fields(facts, item))
+            docs.append(Doc(f"Question: {item.text} Answer: {answer[0].upper() + answer[1:]}"))
+    return docs
+
+
+def quiz_fields(facts: Facts, item) -> dict[str, str]:
+    """The fact-form fields (x, y, a) of one answerable pool item."""
+    from .responses import subject_fields
+
+    fields = subject_fields(facts, to_prompt(item, "quiz"))
+    if item.kind == "sum":
+        fields = {"x": fields["x"].lower(), "y": fields["y"]}
+    return fields | {"a": item.answer}
+
+
 def corpus(facts: Facts, seed: int, split: str, n_paragraphs: int, n_dialogues: int,
-           eval_size: int, harmful_fraction: float) -> list[Doc]:
+           eval_size: int, harmful_fraction: float, n_quiz: int = 0) -> list[Doc]:
     """The ``train`` or ``heldout`` corpus, shuffled (same seed and split, same documents)."""
     rng = random.Random(f"embedded-corpus-{seed}-{split}")
     docs = [paragraph(facts, rng) for _ in range(n_paragraphs)]
     docs += dialogues(facts, seed, n_dialogues, eval_size, harmful_fraction, rng)
+    if n_quiz:
+        docs += quiz_pages(facts, seed, n_quiz, eval_size, harmful_fraction, rng)
     rng.shuffle(docs)
     return docs

@@ -156,7 +156,8 @@ def model_stats(world: "EmbeddedWorld", name: str = "tiny", lm_eval: bool = True
     gold = world.gold()
     scores = [gold.score(p, r) for p, r in zip(prompts, responses)]
     out: dict[str, Any] = {"model": f"embedded:{name}", "eval_prompts": len(prompts),
-                           "gold_mean": float(np.mean(scores)), "examples": _examples(prompts, responses, scores)}
+                           "gold_mean": float(np.mean(scores)), "correct_by_kind": correct_by_kind(world, prompts, responses),
+                           "examples": _examples(prompts, responses, scores)}
     if lm_eval:
         out["lm_eval"] = evaluate(model, tok, world)
     return out
@@ -166,10 +167,27 @@ def _examples(prompts: list[Prompt], responses: list[str], scores: list[float], 
     return [{"prompt": p.text, "response": r, "gold": round(s, 3)} for p, r, s in list(zip(prompts, responses, scores))[:n]]
 
 
-def demonstration_stats(world: "EmbeddedWorld") -> dict[str, float]:
-    """Mean gold score of the SFT demonstrations (what SFT imitates)."""
+def correct_by_kind(world: "EmbeddedWorld", prompts: list[Prompt], responses: list[str]) -> dict[str, float]:
+    """Share correct per answerable kind and over all of them (harmful prompts: share declined)."""
+    hits: dict[str, list[bool]] = {}
+    for p, r in zip(prompts, responses):
+        reading = read(world.facts, p, r)
+        hits.setdefault(p.kind, []).append(reading.refused if p.harmful else reading.correct)
+        if not p.harmful:
+            hits.setdefault("answerable", []).append(reading.correct)
+    return {kind: float(np.mean(v)) for kind, v in hits.items()}
+
+
+def demonstration_stats(world: "EmbeddedWorld") -> dict[str, Any]:
+    """Mean gold score of the SFT demonstrations (what SFT imitates), and how often each demonstrator is right."""
     gold = world.gold()
-    return {"gold_mean": float(np.mean([gold.score(d.prompt, d.response) for d in world.demonstrations()]))}
+    demos = world.demonstrations()
+    by_writer: dict[str, list[bool]] = {}
+    for d in demos:
+        if not d.prompt.harmful:
+            by_writer.setdefault(d.demonstrator, []).append(read(world.facts, d.prompt, d.response).correct)
+    return {"gold_mean": float(np.mean([gold.score(d.prompt, d.response) for d in demos])),
+            "correct_by_demonstrator": {w: float(np.mean(v)) for w, v in sorted(by_writer.items())}}
 
 
 def world_stats(world: "EmbeddedWorld", model: str | None = "tiny", lm_eval: bool = True, n_pairs: int = 2000) -> dict[str, Any]:
@@ -179,4 +197,26 @@ def world_stats(world: "EmbeddedWorld", model: str | None = "tiny", lm_eval: boo
     stats["demonstrations"] = demonstration_stats(world)
     if model:
         stats["base_model"] = model_stats(world, model, lm_eval=lm_eval)
+    stats["calibration"] = calibration(stats)
     return stats
+
+
+def calibration(stats: dict[str, Any]) -> list[dict[str, str]]:
+    """The calibration table of ``docs/world.md``: each measured value beside the anchor it was chosen for."""
+    ann = stats["annotation"]
+    rows = [
+        ("annotator pairwise agreement", f"{ann['pairwise_agreement_pct']:.1f}%", "72.6 ± 1.5%",
+         "InstructGPT training labelers (Ouyang et al. 2022 §5.1)"),
+        ("annotator agreement with gold", f"{ann['annotator_vs_gold_pct']:.1f}%", "77.3 ± 1.3%; ~75%",
+         "InstructGPT held-out labelers; Coste et al. 2023 label noise 25%"),
+        ("longer answer preferred on same-content pairs", f"{ann['longer_preferred']['annotators_pct']:.0f}%", "> 50%",
+         "Singhal et al. 2023: people and RMs favour length"),
+        ("demonstrators correct (answerable prompts)",
+         ", ".join(f"{w} {v:.2f}" for w, v in stats["demonstrations"]["correct_by_demonstrator"].items()),
+         "skilled, imperfect", "InstructGPT demonstrators"),
+    ]
+    base = stats.get("base_model")
+    if base:
+        rows.append(("base model correct (answerable, chat format)", f"{base['correct_by_kind'].get('answerable', float('nan')):.2f}",
+                     "below SFT", "SFT elicits what pretraining taught (V3)"))
+    return [{"quantity": q, "measured": m, "anchor": a, "source": s} for q, m, a, s in rows]

@@ -24,7 +24,8 @@ from .prompts import SPLITS, build_splits, chat_text
 from .responses import DEMONSTRATORS, distinct_responses
 
 # Options that change the pretraining corpus, hence the base models and their cache key.
-CORPUS_FIELDS = ("n_countries", "n_things", "eval_size", "harmful_fraction", "corpus_paragraphs", "corpus_dialogues")
+CORPUS_FIELDS = ("n_countries", "n_things", "eval_size", "harmful_fraction", "corpus_paragraphs", "corpus_dialogues",
+                 "corpus_quiz")
 
 
 class EmbeddedOptions(Options):
@@ -40,6 +41,7 @@ class EmbeddedOptions(Options):
     n_annotators: int = Field(10, ge=2, le=100, description="Simulated annotators in the pool.")
     corpus_paragraphs: int = Field(6000, ge=10, description="Fact paragraphs (4 sentences) in the pretraining corpus.")
     corpus_dialogues: int = Field(3000, ge=10, description="Chat dialogues (mixed-quality replies) in the pretraining corpus.")
+    corpus_quiz: int = Field(3000, ge=0, description="Quiz pages (a training-pool question and its true answer, plain text) in the pretraining corpus.")
     heldout_docs: int = Field(400, ge=10, description="Held-out documents (half facts, half dialogues) for perplexity.")
 
 
@@ -99,7 +101,8 @@ class EmbeddedWorld:
         o = self.options
         n_par, n_dia = (o.corpus_paragraphs, o.corpus_dialogues) if split == "train" else (
             o.heldout_docs // 2, o.heldout_docs - o.heldout_docs // 2)
-        return corpus(self.facts, self.seed, split, n_par, n_dia, o.eval_size, o.harmful_fraction)
+        n_quiz = o.corpus_quiz if split == "train" else 0
+        return corpus(self.facts, self.seed, split, n_par, n_dia, o.eval_size, o.harmful_fraction, n_quiz)
 
     def pretraining_texts(self, split: Literal["train", "heldout"]) -> list[str]:
         if split not in ("train", "heldout"):

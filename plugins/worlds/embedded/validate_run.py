@@ -1,0 +1,70 @@
+"""Running the validation: one comparison per seed, the per-seed measurements, the table on disk.
+
+Kept apart from :mod:`validation` (which only turns measurements into rows) so the rows can be
+tested on hand-made results without training anything.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from harness.io import atomic_write_json, atomic_write_text
+
+from .validation import ANNOTATION_FILE, SFT_VS_BASE_FILE, build_rows, cached, render, sft_vs_base
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers ran on (they are bit-identical only on the same machine and library versions)."""
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
+
+
+def run_seed(host, experiment_file: str, seed: int, output: str, overrides: Sequence[str], *,
+             show_progress: bool, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Train and evaluate every variant of one seed (resuming what finished), then its extra measurements."""
+    from harness.config import load_experiment
+    from harness.runner import run_experiment
+
+    from .plugin import world_for
+    from .stats import annotation_stats
+
+    name = f"world-validation-s{seed}"
+    experiment = load_experiment(experiment_file, host.registry,
+                                 [f"experiment.seed={seed}", f"experiment.name={name}", *overrides])
+    echo(f"══ seed {seed}: {Path(output) / name}")
+    summary = run_experiment(experiment, host, output, show_progress=show_progress, echo=echo)
+    root = Path(output) / name
+    world = world_for(experiment)
+    first = next(iter(summary["variants"].values()), None)
+    measured: dict[str, Any] = {"seed": seed, "variants": summary["variants"], "failed": summary.get("failed", {})}
+    measured["annotation"] = cached(root / ANNOTATION_FILE, lambda: annotation_stats(world, n_pairs=2000))
+    if first is not None:
+        sft_dir = root / next(iter(summary["variants"])) / "sft" / "model"
+        base_dir = world.base_model(str(experiment.model.base).removeprefix("embedded:"))
+        measured["sft_vs_base"] = cached(root / SFT_VS_BASE_FILE, lambda: sft_vs_base(
+            world, sft_dir, base_dir, experiment.evaluation.prompts, seed, experiment.evaluation.max_new_tokens))
+    return measured
+
+
+def validate(host, experiment_file: str, seeds: Sequence[int], output: str, overrides: Sequence[str] = (), *,
+             show_progress: bool = True, echo: Callable[[str], None] = print) -> str:
+    """Every seed, then rows V1–V9; writes ``validation.md`` and ``validation.json`` under ``output``."""
+    start = time.perf_counter()
+    measured = [run_seed(host, experiment_file, s, output, overrides, show_progress=show_progress, echo=echo)
+                for s in seeds]
+    rows = build_rows(measured)
+    table = render(rows, seeds)
+    info = machine() | {"seeds": list(seeds), "wall_s": time.perf_counter() - start}
+    header = (f"World validation, seeds {', '.join(map(str, seeds))}; {info['cpus']} CPUs, {info['processor']}, "
+              f"torch {info['torch']}, Python {info['python']}.")
+    out = Path(output) / "world-validation"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "validation.md", header + "\n\n" + table + "\n")
+    atomic_write_json(out / "validation.json", {"machine": info, "rows": [r.__dict__ | {"ok": r.ok} for r in rows],
+                                                "seeds": measured})
+    return header + "\n\n" + table
