@@ -25,6 +25,7 @@ from harness.compute import ComputeOptions
 from harness.contracts import Options
 from harness.errors import ConfigError
 from harness.registry import Registry
+from harness.secrets import scrub_data
 from harness.tables import NotATable, deep_merge, set_dotted
 
 # slot -> (component family, default component name)
@@ -314,5 +315,5 @@ def _describe(err: ValidationError, model: type[Options], values: Mapping[str, A
     expected = _EXPECTED.get(first["type"], first["msg"][0].lower() + first["msg"][1:])
     if first["type"] == "literal_error":
         expected = "expected " + first["msg"].removeprefix("Input should be ")
-    shown = f" = {values[key]!r}" if key in values else ""
+    shown = f" = {scrub_data(values[key], key)!r}" if key in values else ""  # a pasted key is never echoed
     return f"{source}: [{table}] {key}{shown}: {expected}{hint}."

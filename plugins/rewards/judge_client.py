@@ -32,6 +32,7 @@ from pydantic import Field, model_validator
 
 from harness.contracts import Options
 from harness.errors import HarnessError
+from harness.secrets import scrub
 
 T = TypeVar("T")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -312,7 +313,8 @@ class JudgeClient:
         return self._redact(text[:SHOWN_CHARS * 2])
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        """The key itself, and anything else shaped like a key (:func:`harness.secrets.scrub`), masked."""
+        return scrub(text.replace(self._key, "***") if self._key else text)
 
     def _count(self, name: str) -> None:
         with self._lock:
