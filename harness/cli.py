@@ -130,13 +130,24 @@ def compare_command(host, run_dirs, out, title):
 @click.pass_obj
 def validate_command(host, experiment_file, overrides, show, plugins):
     """Parse an experiment and resolve every plugin name and option; run nothing."""
+    from harness.checks import check_model_name, looks_like_path
     from harness.config import load_experiment
+    from harness.errors import ConfigError
 
     experiment = load_experiment(experiment_file, host.registry, overrides)
+    problems = [p for exp in (experiment, *experiment.variants.values())
+                for found in host.hook.check_experiment(experiment=exp) for p in found or ()]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s); fix this one and validate again)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
     if show:
         click.echo(json.dumps(scrub_data(experiment.to_dict()), indent=2))
     picked = ", ".join(f"{slot}={choice.name}" for slot, choice in experiment.slots.items())
     click.echo(f"{experiment_file}: ok ({picked}; evaluators={', '.join(experiment.evaluators)})")
+    base = experiment.model.base
+    if ":" not in base or looks_like_path(base):
+        note = check_model_name(base, "[model] base")[1] or f"[model] base = {base!r}: local model directory"
+        click.echo(f"  note: {scrub(note)}")
     for label, variant in experiment.variants.items():
         changed = ", ".join(f"{slot}={c.name}" for slot, c in variant.slots.items() if c != experiment.choice(slot))
         click.echo(f"  variant {label}: ok{f' ({changed})' if changed else ''}")

@@ -75,7 +75,7 @@ def read_jsonl(path: Path, fix: str = "delete it (or restore it from a backup) a
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise CorruptFileError(f"{path}:{number}", f"not valid JSON (column {err.colno}: {err.msg})", fix) from None
+                raise CorruptFileError(f"{path}:{number}", f"not valid JSON (character {err.pos + 1}: {err.msg})", fix) from None
             if not isinstance(row, dict):
                 raise CorruptFileError(f"{path}:{number}", f"expected a JSON object, found {type(row).__name__}", fix)
             rows.append(row)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from harness import hookimpl
 from harness.cli import build_cli
 from harness.errors import CorruptFileError, HarnessError
 from harness.io import atomic_write_json, read_json, read_jsonl, read_rebuildable_jsonl
@@ -42,13 +43,18 @@ def _validate(host, *sets: str, show: bool = False):
     [f"optimizer.ppo.no_such_key={SECRET}"],
     [f"evaluation.win_rate.judge={SECRET}"],
     [f"world.embedded={{seed_text='{SECRET}'}}"],
-    [f"model.base={SECRET}"],
+    [f"model.base=/{SECRET}/model"],
     [f"{SECRET}.x=1"],
 ])
 def test_no_error_path_that_prints_config_echoes_a_key(host, sets):
     result = _validate(host, *sets)
     assert SECRET not in result.output and "SECRET123" not in result.output, result.output
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_key_shaped_hub_id_is_not_echoed_in_the_validate_note(host):
+    result = _validate(host, f"model.base={SECRET}")
+    assert result.exit_code == 0 and SECRET not in result.output and "[model] base = '***': hub id" in result.output
 
 
 def test_validate_show_masks_key_shaped_values(host):
@@ -153,3 +159,89 @@ def test_compare_refuses_stale_and_corrupt_results_in_one_line(host, tmp_path):
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert f"{failed}: not comparable: its last run is failed (HarnessError: judge down)" in result.output
     assert f"{corrupt / 'results.json'}: not valid JSON (line 1" in result.output and "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------- validate checks local inputs
+HF = """[experiment]
+name = "hf"
+[model]
+base = "{base}"
+[world]
+name = "hf_data"
+[world.hf_data.feedback]
+path = "{path}"
+format = "pairwise"
+[feedback]
+name = "pairwise"
+"""
+
+
+def _hf(tmp_path, host, data: bytes | None, base: str = "", env=None):
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"x")
+    path = tmp_path / "fb.jsonl"
+    if data is not None:
+        path.write_bytes(data)
+    exp = tmp_path / "exp.toml"
+    exp.write_text(HF.format(base=base or model, path=path))
+    return CliRunner().invoke(build_cli(host), ["validate", str(exp)], env=env)
+
+
+ROW = b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
+
+
+@pytest.mark.parametrize("data, message", [
+    (ROW + b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n', "fb.jsonl:2: not UTF-8 text"),
+    (b"", "the file has no rows"),
+    (ROW + ROW + b'{"prompt": "p", "chosen": \n', "fb.jsonl:3: not valid JSON (character 28: Expecting value)"),
+    (b'{"prompt": "p", "chosen": "a"}\n', "role 'rejected' (column 'rejected' by default): no such column"),
+    (None, "path = '{tmp}/fb.jsonl': no such file"),
+])
+def test_validate_reads_local_data_files(host, tmp_path, data, message):
+    result = _hf(tmp_path, host, data)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "[world.hf_data.feedback]" in result.output and message.format(tmp=tmp_path) in result.output
+
+
+def test_the_same_data_errors_stop_a_run_with_the_same_line(tmp_path):
+    from harness.errors import ConfigError
+    from plugins.worlds.hf_data.options import FeedbackTable
+    from plugins.worlds.hf_data.sources import load
+
+    path = tmp_path / "fb.jsonl"
+    path.write_bytes(ROW + b"\xff\n")
+    with pytest.raises(ConfigError, match=r"\[w\] .*fb.jsonl:2: not UTF-8 text.*fix or remove that line"):
+        load(FeedbackTable(path=str(path), format="pairwise"), "w")
+
+
+@pytest.mark.parametrize("base, message", [
+    ("{tmp}/missing-model", "'{tmp}/missing-model': no such directory"),
+    ("{tmp}/fb.jsonl", "a file, not a model directory"),
+    ("{tmp}/empty", "no config.json in it"),
+])
+def test_validate_checks_a_local_base_model(host, tmp_path, base, message):
+    (tmp_path / "empty").mkdir()
+    result = _hf(tmp_path, host, ROW, base=base.format(tmp=tmp_path))
+    assert result.exit_code == 2 and "[model] base" in result.output, result.output
+    assert message.format(tmp=tmp_path) in result.output and "Repo id" not in result.output
+
+
+def test_hub_ids_are_reported_as_such_and_offline_mode_is_honoured_at_once(host, tmp_path):
+    online = _hf(tmp_path, host, ROW, base="someone/not-cached-model")
+    assert online.exit_code == 0 and "hub id, not checked here" in online.output, online.output
+    offline = _hf(tmp_path, host, ROW, base="someone/not-cached-model",
+                  env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert offline.exit_code == 2 and "not in the local cache, and HF_HUB_OFFLINE is set" in offline.output
+
+
+def test_a_plugins_check_experiment_problems_fail_validate(tmp_path):
+    class Strict:
+        @hookimpl
+        def check_experiment(self, experiment):
+            return [f"{experiment.source}: [model] base: not allowed here; pick another."]
+
+    host = get_plugin_manager(extra=[Strict()], autoload=False)
+    result = _validate(host)
+    assert result.exit_code == 2 and result.output.strip() == f"error: {TINY}: [model] base: not allowed here; pick another."
