@@ -245,3 +245,26 @@ def test_a_plugins_check_experiment_problems_fail_validate(tmp_path):
     host = get_plugin_manager(extra=[Strict()], autoload=False)
     result = _validate(host)
     assert result.exit_code == 2 and result.output.strip() == f"error: {TINY}: [model] base: not allowed here; pick another."
+
+
+# ----------------------------------------------------------------- strict option types
+@pytest.mark.parametrize("setting, message", [
+    ("optimizer.ppo.steps=true", "[optimizer.ppo] steps = true: expected an integer"),
+    ("optimizer.ppo.steps='3'", "[optimizer.ppo] steps = '3': expected an integer"),
+    ("optimizer.ppo.adaptive_kl='off'", "[optimizer.ppo] adaptive_kl = 'off': expected true or false"),
+    ("optimizer.ppo.adaptive_kl=1", "[optimizer.ppo] adaptive_kl = 1: expected true or false"),
+    ("optimizer.ppo.clip=true", "[optimizer.ppo] clip = true: expected a number"),
+    ("optimizer.ppo.clip='0.2'", "[optimizer.ppo] clip = '0.2': expected a number"),
+    ("optimizer.ppo.nokey=1", "[optimizer.ppo] unknown key 'nokey'"),
+])
+def test_option_types_are_strict_and_a_bad_set_is_blamed_on_the_set(host, setting, message):
+    result = _validate(host, setting)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert message in result.output and result.output.strip().endswith(f"(from --set {setting}).")
+
+
+def test_integers_are_still_numbers_for_float_options(host):
+    from harness.config import load_experiment
+
+    exp = load_experiment(TINY, host.registry, ["optimizer.ppo.clip=1", "optimizer.ppo.lr=1"])
+    assert exp.choice("optimizer").options.clip == 1.0 and isinstance(exp.choice("optimizer").options.clip, float)
