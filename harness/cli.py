@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 
 import click
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Interrupted
 from harness.plugins import get_plugin_manager, plugin_names
+from harness.secrets import scrub, scrub_data
 
 PLUGIN_HELP = "Load a plugin module (-p pkg.module) or block one (-p no:NAME). Repeatable."
 
@@ -25,7 +27,7 @@ class HarnessGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HarnessError as err:
-            click.secho(f"error: {err}", err=True, fg="red")
+            click.secho(f"error: {scrub(str(err))}", err=True, fg="red")
             ctx.exit(err.exit_code)
 
 
@@ -67,7 +69,17 @@ def run_command(host, experiment_file, output, overrides, no_progress, plugins):
 
     experiment = load_experiment(experiment_file, host.registry, overrides)
     _quiet_libraries()
-    results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo)
+    try:
+        with _signals_interrupt():
+            results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo)
+    except KeyboardInterrupt as err:
+        import signal
+
+        signum = getattr(err, "signum", signal.SIGINT)
+        click.secho(f"interrupted by {signal.Signals(signum).name}: the running stage is marked 'interrupted'; "
+                    f"rerun `harness run {experiment_file}` (same options) to resume from its last checkpoint.",
+                    err=True, fg="yellow")
+        sys.exit(128 + signum)
     from harness import distributed
 
     distributed.shutdown()
@@ -118,13 +130,24 @@ def compare_command(host, run_dirs, out, title):
 @click.pass_obj
 def validate_command(host, experiment_file, overrides, show, plugins):
     """Parse an experiment and resolve every plugin name and option; run nothing."""
+    from harness.checks import check_model_name, looks_like_path
     from harness.config import load_experiment
+    from harness.errors import ConfigError
 
     experiment = load_experiment(experiment_file, host.registry, overrides)
+    problems = [p for exp in (experiment, *experiment.variants.values())
+                for found in host.hook.check_experiment(experiment=exp) for p in found or ()]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s); fix this one and validate again)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
     if show:
-        click.echo(json.dumps(experiment.to_dict(), indent=2))
+        click.echo(json.dumps(scrub_data(experiment.to_dict()), indent=2))
     picked = ", ".join(f"{slot}={choice.name}" for slot, choice in experiment.slots.items())
     click.echo(f"{experiment_file}: ok ({picked}; evaluators={', '.join(experiment.evaluators)})")
+    base = experiment.model.base
+    if ":" not in base or looks_like_path(base):
+        note = check_model_name(base, "[model] base")[1] or f"[model] base = {base!r}: local model directory"
+        click.echo(f"  note: {scrub(note)}")
     for label, variant in experiment.variants.items():
         changed = ", ".join(f"{slot}={c.name}" for slot, c in variant.slots.items() if c != experiment.choice(slot))
         click.echo(f"  variant {label}: ok{f' ({changed})' if changed else ''}")
@@ -149,6 +172,28 @@ def plugins_command(host, as_json, plugins):
             click.secho(f"\n{family.replace('_', ' ')}s", bold=True)
         click.echo(f"  {r['name']:<{width}}  [{r['plugin']}]  {r['description']}")
     click.echo(f"\nplugins loaded: {', '.join(plugin_names(host.pm))}")
+
+
+@contextmanager
+def _signals_interrupt():
+    """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread, so the run store records the
+    stage as ``interrupted`` before the process exits; the previous handlers come back afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _quiet_libraries() -> None:
@@ -201,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         host = get_plugin_manager(_prescan_plugins(argv))
     except HarnessError as err:
-        click.secho(f"error: {err}", err=True, fg="red")
+        click.secho(f"error: {scrub(str(err))}", err=True, fg="red")
         sys.exit(err.exit_code)
     build_cli(host).main(args=argv, prog_name="harness")
 

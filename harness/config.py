@@ -25,6 +25,7 @@ from harness.compute import ComputeOptions
 from harness.contracts import Options
 from harness.errors import ConfigError
 from harness.registry import Registry
+from harness.secrets import scrub, scrub_data
 from harness.tables import NotATable, deep_merge, set_dotted
 
 # slot -> (component family, default component name)
@@ -195,10 +196,13 @@ def load_experiment(path: str | Path, registry: Registry, overrides: Iterable[st
     A ``[compare]`` table (see :mod:`harness.variants`) yields the base experiment with every
     variant resolved and validated in ``.variants``, so a bad variant fails before anything runs.
     """
-    source = str(path)
+    source, overrides = str(path), list(overrides)
     raw = apply_overrides(read_with_bases(Path(path)), overrides, source)
     compare = raw.pop("compare", None)
-    base = resolve(raw, registry, source)
+    try:
+        base = resolve(raw, registry, source)
+    except ConfigError as err:
+        raise _blame_override(err, overrides) from None
     if compare is None:
         return base
     resolved = {}
@@ -314,5 +318,24 @@ def _describe(err: ValidationError, model: type[Options], values: Mapping[str, A
     expected = _EXPECTED.get(first["type"], first["msg"][0].lower() + first["msg"][1:])
     if first["type"] == "literal_error":
         expected = "expected " + first["msg"].removeprefix("Input should be ")
-    shown = f" = {values[key]!r}" if key in values else ""
+    shown = f" = {_toml_repr(scrub_data(values[key], key))}" if key in values else ""  # a pasted key is never echoed
     return f"{source}: [{table}] {key}{shown}: {expected}{hint}."
+
+
+def _toml_repr(value: Any) -> str:
+    """How the user wrote it: ``true``, not ``True``."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _blame_override(err: ConfigError, overrides: Iterable[str]) -> ConfigError:
+    """Say so when the bad value came from a ``--set`` override, not from the file the message names."""
+    message = str(err)
+    for item in overrides:
+        parts = [k.strip() for k in item.partition("=")[0].split(".")]
+        for cut in range(len(parts) - 1, 0, -1):
+            table = "[" + ".".join(parts[:cut]) + "]"
+            if f"{table} {parts[cut]}" in message or f"{table} unknown key {parts[cut]!r}" in message:
+                return ConfigError(f"{message.rstrip('.')} (from --set {scrub(item)}).")
+        if f"[{parts[0]}]" in message and len(parts) == 1 or f"unknown table [{parts[0]}]" in message:
+            return ConfigError(f"{message.rstrip('.')} (from --set {scrub(item)}).")
+    return err

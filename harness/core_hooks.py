@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from harness.checks import check_model_name, looks_like_path
 from harness.errors import HarnessError
 
 from harness.hookspecs import hookimpl
@@ -15,9 +16,25 @@ from harness.hookspecs import hookimpl
 
 @hookimpl(trylast=True)
 def resolve_model(base, experiment):
-    """A local directory, or a hub id handed unchanged to ``from_pretrained``."""
+    """A local directory, or a hub id handed unchanged to ``from_pretrained``; a path that is missing
+    is said to be one (not passed on to be called a malformed hub id)."""
     path = Path(base).expanduser()
-    return path if path.is_dir() else base
+    if path.is_dir():
+        return path
+    if looks_like_path(base):
+        raise HarnessError(f"{experiment.source}: model {base!r} is a path, and there is no such directory; give "
+                           f"a directory saved with save_pretrained, a hub id, or 'embedded:<name>'.")
+    return base
+
+
+@hookimpl
+def check_experiment(experiment):
+    """``[model] base``, unless a world's scheme (``embedded:…``) names it."""
+    base = experiment.model.base
+    if ":" in base and not looks_like_path(base):
+        return None
+    problem, _ = check_model_name(base, f"{experiment.source}: [model] base")
+    return [problem] if problem else None
 
 
 @hookimpl(trylast=True)

@@ -16,3 +16,21 @@ class ConfigError(HarnessError):
     """An experiment file (or a ``--set`` override) that does not validate."""
 
     exit_code = 2
+
+
+class CorruptFileError(HarnessError):
+    """A file the harness wrote and reads back (manifest, results, checkpoint metadata) does not parse."""
+
+    exit_code = 2
+
+    def __init__(self, path, problem: str, fix: str) -> None:
+        super().__init__(f"{path}: {problem}; {fix}")
+        self.path = path
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: the running stage is marked ``interrupted`` and the CLI exits 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum

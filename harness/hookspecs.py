@@ -81,6 +81,12 @@ def resolve_model(base, experiment):
     """
 
 
+@hookspec
+def check_experiment(experiment):
+    """What ``harness validate`` can check without training: return a list of problems (each one line
+    naming the file or table, the field and the fix), or None. Local files should exist and parse."""
+
+
 @hookspec(firstresult=True)
 def optimizer_step(experiment, stage, step, run_step):
     """Run one optimizer step (rollout + update); stops at the first non-None result (its metrics dict).

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_text, read_json
+from harness.io import atomic_write_text
+from harness.results import StaleResults, load_current
 from harness.stats import moving_average
 from harness.summary import format_decided
 
@@ -35,20 +36,22 @@ SMOOTH = 10  # training curves are shown as a moving average over this many step
 
 # --------------------------------------------------------------------------- loading
 def load_runs(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
-    """(label, results, curve) per run directory; a clear error for a directory that is not a finished run."""
-    runs, seen = [], set()
+    """(label, results, curve) per run directory; one error naming every directory whose results are
+    missing, corrupt or not the current results of its config (:func:`harness.results.check_current`)."""
+    runs, seen, stale = [], set(), []
     for d in map(Path, run_dirs):
-        path = d / "results.json"
-        if not path.is_file():
-            hint = " It holds a comparison: pass its variant directories, or its report is in report/." \
-                if (d / "comparison.json").is_file() else " Did the run finish?"
-            raise HarnessError(f"{d}: no results.json.{hint}")
-        results = read_json(path)
+        try:
+            results = load_current(d)
+        except StaleResults as err:
+            stale.append(str(err))
+            continue
         label = results.get("variant") or d.name
         if label in seen:
             label = f"{label} ({d.parent.name})"
         seen.add(label)
         runs.append({"label": label, "dir": d, "results": results, "curve": _curve(d, results)})
+    if stale:
+        raise StaleResults(" | ".join(stale) + (" (compare the others by leaving it out)" if runs else ""))
     if not runs:
         raise HarnessError("harness compare: give at least one run directory.")
     return runs
@@ -62,8 +65,11 @@ def _curve(run_dir: Path, results: dict[str, Any]) -> list[dict[str, float]]:
     if not metrics.is_file():
         return []
     rows = []
-    for line in metrics.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line) if line.strip() else {}
+    for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line) if line.strip() else {}
+        except ValueError:  # a line torn by a killed run: the curve is a picture, skip it
+            continue
         kl = next((v for k, v in row.items() if k.endswith("/kl") and not k.startswith("reward")), None)
         if "reward/proxy" in row and kl is not None:
             rows.append({"step": row.get("step"), "reward/proxy": row["reward/proxy"],

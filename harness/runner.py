@@ -6,6 +6,7 @@ results.json; every piece of work is a component looked up by name in the regist
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -15,12 +16,15 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from harness import distributed
+from harness import results as results_file
 from harness.config import SLOTS, Experiment
 from harness.contracts import StageContext
+from harness.errors import HarnessError
 from harness.io import atomic_write_json, atomic_write_text
 from harness.models import resolve_base
 from harness.plugins import PluginHost
 from harness.runstore import RunStore, StageRecord, peak_rss_mib
+from harness.secrets import scrub, scrub_data
 from harness.tables import deep_merge
 
 # stage -> (config tables it depends on, upstream stages)
@@ -96,6 +100,9 @@ class Run:
         main = distributed.is_main_process()
         sync()  # the previous stage is finished (and written) everywhere
         record = share(self.store.begin(name, self.hashes[name], self.experiment.seed) if main else None)
+        for note in self.store.notes:
+            self.echo(f"! {name}: {note}")
+        self.store.notes.clear()
         if record.reused:
             self.echo(f"· {name}: reusing finished stage ({record.dir})")
             summary = record.manifest["summary"]
@@ -139,6 +146,20 @@ def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path 
     run_dir = Path(run_dir or Path(output or experiment.experiment.output) / experiment.name)
     distributed.init_process_group()  # several launched processes: rank 0 writes, the others follow
     main = distributed.is_main_process()
+    chash = experiment.hash_of(*experiment.to_dict())
+    if main:
+        ensure_writable(run_dir)
+        results_file.mark_started(run_dir, experiment.name, chash)
+    try:
+        return _run_stages(experiment, host, run_dir, peers, main, show_progress, echo)
+    except BaseException as err:
+        if main:
+            results_file.mark_ended(run_dir, experiment.name, chash, err)
+        raise
+
+
+def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, peers: tuple[Path, ...], main: bool,
+                show_progress: bool, echo: Callable[[str], None]) -> dict[str, Any]:
     run = Run(experiment, host, RunStore(run_dir, peers), show_progress=show_progress and main,
               echo=echo if main else _silent)
     if main:
@@ -168,6 +189,25 @@ def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path 
         host.hook.run_finished(experiment=experiment, run_dir=run_dir, results=results)
     distributed.barrier()  # every process of a launch ends together
     return results
+
+
+def ensure_writable(run_dir: Path) -> None:
+    """One clear error, before any work, when the run directory cannot be written (read-only disk or copy)."""
+    probe = None
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        for sub in [p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink()]:
+            if not os.access(sub, os.W_OK):
+                raise PermissionError(13, "Permission denied", str(sub))
+    except PermissionError as err:
+        raise HarnessError(f"{err.filename or run_dir}: not writable ({err.strerror}); a run writes its stages and "
+                           f"results there: make it writable (chmod -R u+w {run_dir}) or choose another --output.",
+                           ) from None
+    finally:
+        if probe is not None:
+            probe.unlink(missing_ok=True)
 
 
 def _silent(text: str) -> None:
@@ -213,7 +253,9 @@ def _results(run: Run, wall_s: float) -> dict[str, Any]:
     results: dict[str, Any] = {
         "experiment": run.experiment.name,
         "variant": run.experiment.variant,
+        "status": results_file.COMPLETE,
         "config_hash": run.experiment.hash_of(*run.experiment.to_dict()),
+        "stage_hashes": dict(run.hashes),
         "seed": run.experiment.seed,
         "components": {slot: choice.name for slot, choice in run.experiment.slots.items()},
         "sft": run.summaries["sft"],
@@ -230,7 +272,7 @@ def _results(run: Run, wall_s: float) -> dict[str, Any]:
 def _write_config(run: Run) -> None:
     """The resolved config (every default filled) and the source file, as run."""
     run.store.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.store.run_dir / "resolved_config.json", run.experiment.to_dict())
+    atomic_write_json(run.store.run_dir / "resolved_config.json", scrub_data(run.experiment.to_dict()))
     source = Path(run.experiment.source)
     if source.is_file():
-        atomic_write_text(run.store.run_dir / "experiment.toml", source.read_text(encoding="utf-8"))
+        atomic_write_text(run.store.run_dir / "experiment.toml", scrub(source.read_text(encoding="utf-8")))

@@ -20,7 +20,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Sequence
 
+from harness.errors import CorruptFileError
 from harness.io import atomic_write_json, read_json
+from harness.secrets import scrub
 
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = ("harness", "torch", "transformers", "trl", "accelerate", "deepspeed", "peft", "lm_eval", "pluggy")
@@ -65,20 +67,33 @@ class RunStore:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.peers = [Path(p) for p in peers if Path(p).resolve() != self.run_dir.resolve()]
+        self.notes: list[str] = []  # what begin() repaired (a corrupt manifest moved aside); the runner prints them
 
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / stage
 
     def manifest(self, stage: str) -> dict[str, Any] | None:
+        """The stage's manifest, None if absent; a :class:`CorruptFileError` if it does not parse."""
         path = self.stage_dir(stage) / MANIFEST
-        return read_json(path) if path.exists() else None
+        if not path.exists():
+            return None
+        manifest = read_json(path, fix=f"move the stage directory {self.stage_dir(stage)} aside and rerun")
+        if not isinstance(manifest.get("status"), str) or not isinstance(manifest.get("config_hash"), str):
+            raise CorruptFileError(path, "not a stage manifest (no status or config_hash)",
+                                   f"move the stage directory {self.stage_dir(stage)} aside and rerun")
+        return manifest
 
     def begin(self, stage: str, config_hash: str, seed: int) -> StageRecord:
         """Reuse, resume or (re)start ``stage``; marks it ``running`` unless reused."""
         stage_dir = self.stage_dir(stage)
         if stage_dir.is_symlink() and not stage_dir.exists():
             stage_dir.unlink()  # a link to a peer's stage that has since been moved aside: nothing of ours is lost
-        old = self.manifest(stage)
+        try:
+            old = self.manifest(stage)
+        except CorruptFileError as err:  # nothing in the stage can be trusted: keep it aside and redo it
+            moved = self._move_aside(stage, "corrupt")
+            self.notes.append(f"{str(err).split('; ')[0]}; moved the stage to {moved} and redoing it")
+            old = None
         if old and old.get("config_hash") == config_hash and old.get("status") == "finished":
             return StageRecord(stage, stage_dir, config_hash, True, False, old)
         shared = self._finished_peer(stage, config_hash)
@@ -114,7 +129,9 @@ class RunStore:
 
     def fail(self, record: StageRecord, error: BaseException) -> None:
         manifest = dict(record.manifest)
-        manifest.update(status="failed", failed_at=time.time(), error=f"{type(error).__name__}: {error}")
+        interrupted = isinstance(error, KeyboardInterrupt)
+        manifest.update(status="interrupted" if interrupted else "failed", failed_at=time.time(),
+                        error=scrub(f"{type(error).__name__}: {error}"))
         atomic_write_json(record.dir / MANIFEST, manifest)
 
     def _finished_peer(self, stage: str, config_hash: str) -> Path | None:
@@ -123,12 +140,16 @@ class RunStore:
             candidate = (peer / stage).resolve()
             manifest = candidate / MANIFEST
             if manifest.is_file():
-                found = read_json(manifest)
+                try:
+                    found = read_json(manifest)
+                except CorruptFileError:  # a peer's broken stage is the peer's problem: do not share it
+                    continue
                 if found.get("config_hash") == config_hash and found.get("status") == "finished":
                     return candidate
         return None
 
-    def _move_aside(self, stage: str, old_hash: str) -> None:
-        stale = self.run_dir / ".stale" / f"{stage}-{old_hash}-{int(time.time())}"
+    def _move_aside(self, stage: str, old_hash: str) -> Path:
+        stale = self.run_dir / ".stale" / f"{stage}-{old_hash}-{time.time_ns()}"
         stale.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(self.stage_dir(stage)), stale)
+        return stale

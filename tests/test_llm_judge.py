@@ -422,3 +422,12 @@ def test_llm_win_rate_needs_its_table(tmp_path, registry):
     path.write_text(JUDGED.format(extra="") + 'template = "{prompt} {response_a}"\n')
     with pytest.raises(ConfigError, match=r"\[evaluation.win_rate\] llm.template.*lacks placeholder\(s\) \{response_b\}"):
         load_experiment(path, registry)
+
+
+def test_the_first_hard_failure_cancels_the_rest_of_the_batch(judge):
+    """Time to fail stays within one request's budget: waiting retries give up, no new prompts start."""
+    judge.script = lambda n, body: (Reply(401, error="bad key") if n == 0
+                                    else Reply(429, headers={"Retry-After": "1.0"}, error="rate limited"))
+    with pytest.raises(HarnessError, match="refused the request: HTTP 401"):
+        scorer(judge, concurrency=3, max_retries=3, backoff_s=1.0).score(prompts(9), RESPONSES[:1] * 9)
+    assert time.monotonic() - judge.arrivals[0] < 0.5 and len(judge.requests) <= 3

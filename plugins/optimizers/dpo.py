@@ -22,7 +22,6 @@ Two trl 1.16 details this module works around:
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +32,7 @@ from pydantic import Field
 from harness import hookimpl
 from harness.contracts import Options, PreferenceGroup, RewardSource, StageContext
 from harness.errors import HarnessError
-from harness.io import atomic_directory
+from harness.io import atomic_directory, read_jsonl
 from harness.models import load_causal_lm
 from harness.text import encode_prompt, encode_response
 from plugins.stages.common import save_model, seed_everything
@@ -75,7 +74,7 @@ def read_feedback(ctx: StageContext) -> list[dict[str, Any]]:
     path = Path(ctx.artifacts["reward_model"]) / FEEDBACK_FILE
     if not path.is_file():
         raise HarnessError(f"optimizer 'dpo': no feedback records at {path}.")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(path, fix="rerun so the reward-model stage collects it again (move the reward_model stage directory aside)")
 
 
 def preference_pairs(groups: list[PreferenceGroup]) -> list[tuple[Any, str, str]]:

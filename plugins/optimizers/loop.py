@@ -334,7 +334,8 @@ def resume(run: RLRun) -> int:
     if not found:
         return 0
     run.accelerator.load_state(str(found[-1]))
-    state = read_json(found[-1] / "trainer_state.json")
+    state = read_json(found[-1] / "trainer_state.json", fix=f"delete the checkpoint directory {found[-1].name} "
+                      "and rerun (the stage resumes from an earlier checkpoint or restarts)")
     run.history = list(state["history"])
     run.seconds.update(state["seconds"])
     return int(state["step"])

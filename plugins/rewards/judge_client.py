@@ -32,6 +32,7 @@ from pydantic import Field, model_validator
 
 from harness.contracts import Options
 from harness.errors import HarnessError
+from harness.secrets import scrub
 
 T = TypeVar("T")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -159,6 +160,7 @@ class JudgeClient:
         self._key = ""
         self._lock = threading.Lock()
         self._stats = _empty_stats()
+        self._stop = threading.Event()  # set by the first hard failure of a batch: the other workers give up
 
     @property
     def endpoint(self) -> str:
@@ -213,14 +215,31 @@ class JudgeClient:
         if not todo:
             return {}
         pool = ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(todo)), thread_name_prefix="judge")
+        self._stop.clear()
         try:
-            futures = {pool.submit(self._ask, key, template.format(**fields), parse): key for key, fields in todo.items()}
+            futures = {pool.submit(self._ask_or_stop, key, template.format(**fields), parse): key
+                       for key, fields in todo.items()}
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in done:
-                future.result()  # the first error stops the batch; verdicts already cached stay cached
+            failed = [f for f in done if f.exception() is not None and not isinstance(f.exception(), _Cancelled)]
+            if failed:  # the first error stops the batch at once: no new prompts, no further retries or waits
+                self._stop.set()
+                raise failed[0].exception()
             return {key: future.result() for future, key in futures.items()}
         finally:
+            self._stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _ask_or_stop(self, key: str, content: str, parse) -> str:
+        """:meth:`_ask`, but a hard failure stops the batch before this worker can take another prompt."""
+        if self._stop.is_set():
+            raise _Cancelled()
+        try:
+            return self._ask(key, content, parse)
+        except _Cancelled:
+            raise
+        except BaseException:
+            self._stop.set()
+            raise
 
     def _ask(self, key: str, content: str, parse) -> str:
         """A verdict text that parses: re-asked up to ``parse_retries`` times, then an error."""
@@ -248,6 +267,8 @@ class JudgeClient:
         import openai
 
         for attempt in range(self.options.max_retries + 1):
+            if self._stop.is_set():
+                raise _Cancelled()
             if attempt:
                 self._count("retries")
             self._count("calls")
@@ -259,8 +280,8 @@ class JudgeClient:
                 if not _retryable(err):
                     raise self._refused(err) from None
                 last = err
-                if attempt < self.options.max_retries:
-                    time.sleep(self._delay(attempt, err))
+                if attempt < self.options.max_retries and self._stop.wait(self._delay(attempt, err)):
+                    raise _Cancelled() from None  # another request failed for good while this one waited
                 continue
             except openai.APIError as err:  # e.g. a body that is not the protocol's
                 raise self._refused(err) from None
@@ -312,11 +333,16 @@ class JudgeClient:
         return self._redact(text[:SHOWN_CHARS * 2])
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        """The key itself, and anything else shaped like a key (:func:`harness.secrets.scrub`), masked."""
+        return scrub(text.replace(self._key, "***") if self._key else text)
 
     def _count(self, name: str) -> None:
         with self._lock:
             self._stats[name] += 1
+
+
+class _Cancelled(Exception):
+    """A request given up because another request of the batch already failed for good."""
 
 
 def _empty_stats() -> dict[str, int]:

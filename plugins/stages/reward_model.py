@@ -36,7 +36,7 @@ from harness import distributed, hookimpl
 from harness.compute import zero_stage_of
 from harness.contracts import PreferenceGroup, RecordedFeedback, StageContext
 from harness.errors import HarnessError
-from harness.io import atomic_write_text, read_json
+from harness.io import atomic_write_text, read_json, read_rebuildable_jsonl
 from harness.models import load_causal_lm, resolve_base
 from harness.text import encode_prompt, encode_response
 from plugins.feedback.candidates import CandidateSource, candidate_source, policy_share, sample_distinct
@@ -299,8 +299,8 @@ def accuracies(gold, heldout: list[Encoded], rewards: list[torch.Tensor]) -> dic
 def load_or_collect_feedback(ctx: StageContext, feedback, max_new_tokens: int = 32) -> list[dict[str, Any]]:
     """Records from ``feedback.jsonl`` if an earlier attempt wrote it, else collected now (and written atomically)."""
     path = ctx.stage_dir / "feedback.jsonl"
-    if path.exists():
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if (rows := read_rebuildable_jsonl(path, "collecting the feedback again")) is not None:
+        return rows
     prompts = ctx.world.prompts("rm")
     records = feedback.collect(ctx.world, prompts, random.Random(ctx.seed), feedback_source(ctx, feedback, prompts, max_new_tokens))
     if distributed.is_main_process():  # every process collected the same records (from the seed); one writes

@@ -123,7 +123,7 @@ def load_checkpoint(accelerator, directory: Path | None) -> dict[str, Any] | Non
     if directory is None or not (directory / META).exists():
         return None
     accelerator.load_state(str(directory))
-    return read_json(directory / META)
+    return read_json(directory / META, fix=f"delete the checkpoint {directory} and rerun (the stage restarts from scratch)")
 
 
 # ----------------------------------------------------------------- the epoch loop

@@ -16,3 +16,14 @@ def register_worlds(register):
     from .world import HFDataWorld
 
     register("hf_data", HFDataWorld)
+
+
+@hookimpl
+def check_experiment(experiment):
+    """Local data files of ``[world.hf_data]``: exist, UTF-8, one JSON object per line, the mapped columns."""
+    options = experiment.world_options("hf_data")
+    if options is None:
+        return None
+    from .checks import check_world
+
+    return check_world(options) or None

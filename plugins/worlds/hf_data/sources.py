@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.errors import ConfigError, HarnessError
 
+from .checks import check_table
 from .options import SourceTable
 
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -38,8 +39,8 @@ def load(table: SourceTable, where: str):
 
     path = Path(table.path).expanduser()
     builder = LOCAL_BUILDERS.get(path.suffix.lower())
-    if builder is not None and not path.is_file():
-        raise ConfigError(f"[{where}] path = {table.path!r}: no such file.")
+    if builder is not None:
+        check_table(table, where)  # missing, empty, non-UTF-8 or broken lines: one line naming file and line
     try:
         if builder is not None:
             return load_dataset(builder, data_files=str(path), split=table.split)

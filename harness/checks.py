@@ -1,0 +1,52 @@
+"""What ``harness validate`` can check without training: local paths exist and parse.
+
+The core checks ``[model] base``: a local model directory needs a config and weights; a name
+that looks like a path (``/…``, ``./…``, ``~/…``, two or more ``/``) but does not exist is
+reported as a missing directory, not as a malformed hub id; a hub id is reported as such and,
+under ``HF_HUB_OFFLINE=1``, must already be in the local cache (answered at once, no retries).
+Plugins add their own checks through the ``check_experiment`` hook (the ``hf_data`` world
+reads its local data files: UTF-8, one JSON object per line, the columns it needs, not empty).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else with slashes, or a leading ./ ~ /, is a path."""
+    return name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") >= 2 or "\\" in name
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def model_dir_problem(path: Path, where: str) -> str | None:
+    """Why a local directory is not a model ``from_pretrained`` can load, or None."""
+    if not path.exists():
+        return f"{where} = {str(path)!r}: no such directory; give a directory saved with save_pretrained, a hub id, or 'embedded:<name>'."
+    if not path.is_dir():
+        return f"{where} = {str(path)!r}: a file, not a model directory (saved with save_pretrained)."
+    if not (path / "config.json").is_file():
+        return f"{where} = {str(path)!r}: no config.json in it; save the model with save_pretrained."
+    if not any(next(path.glob(pattern), None) for pattern in WEIGHTS) and not (path / "adapter_config.json").is_file():
+        return f"{where} = {str(path)!r}: no weights (*.safetensors or *.bin) in it; save the model with save_pretrained."
+    return None
+
+
+def check_model_name(name: str, where: str) -> tuple[str | None, str | None]:
+    """(problem, note) for a model name that no world claimed: a local directory or a hub id."""
+    path = Path(name).expanduser()
+    if path.exists() or looks_like_path(name):
+        return model_dir_problem(path, where), None
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return (f"{where} = {name!r}: a hub id that is not in the local cache, and HF_HUB_OFFLINE is set; "
+                    f"download it first (or unset HF_HUB_OFFLINE), or give a local directory."), None
+        return None, f"{where} = {name!r}: hub id, found in the local cache"
+    return None, f"{where} = {name!r}: hub id, not checked here (a run downloads it)"
