@@ -107,6 +107,7 @@ class Experiment:
     evaluators: Mapping[str, Options]
     variant: str = ""  # this experiment's label inside a comparison ("" for a plain run)
     variants: Mapping[str, "Experiment"] = field(default_factory=dict)  # from [compare]; empty for a plain run
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the tables as written (extends, --set, variant applied)
 
     @property
     def name(self) -> str:
@@ -232,6 +233,7 @@ def resolve(raw: Mapping[str, Any], registry: Registry, source: str = "<experime
         slots=MappingProxyType(slots),
         evaluation=evaluation,
         evaluators=MappingProxyType(evaluators),
+        raw=MappingProxyType(copy.deepcopy(dict(raw))),
     )
 
 

@@ -24,7 +24,7 @@ from harness.io import atomic_write_json, atomic_write_text
 from harness.models import resolve_base
 from harness.plugins import PluginHost
 from harness.runstore import RunStore, StageRecord, peak_rss_mib
-from harness.secrets import scrub, scrub_data
+from harness.secrets import scrub_data
 from harness.tables import deep_merge
 
 # stage -> (config tables it depends on, upstream stages)
@@ -273,6 +273,25 @@ def _write_config(run: Run) -> None:
     """The resolved config (every default filled) and the source file, as run."""
     run.store.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run.store.run_dir / "resolved_config.json", scrub_data(run.experiment.to_dict()))
-    source = Path(run.experiment.source)
-    if source.is_file():
-        atomic_write_text(run.store.run_dir / "experiment.toml", scrub(source.read_text(encoding="utf-8")))
+    atomic_write_text(run.store.run_dir / "experiment.toml", resolved_toml(run.experiment))
+
+
+def resolved_toml(experiment: Experiment) -> str:
+    """The experiment's tables as run, in one self-contained TOML file: ``extends`` merged in (so the copy
+    in the run dir points at no file outside it), ``--set`` and the variant applied, secrets masked.
+    ``harness run`` takes it as is; ``resolved_config.json`` beside it has every default filled in."""
+    import tomli_w
+
+    data = scrub_data(_plain(experiment.raw))
+    data.setdefault("experiment", {}).pop("extends", None)
+    header = f"# {experiment.source}, as run by harness (extends merged in, overrides applied).\n"
+    return header + tomli_w.dumps(data)
+
+
+def _plain(value: Any) -> Any:
+    """Mappings (read-only proxies included) as plain dicts, for the TOML writer."""
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

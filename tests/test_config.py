@@ -121,3 +121,22 @@ def test_set_through_a_value_says_so(tmp_path, registry):
     path = write(tmp_path, '[experiment]\nname = "x"\n')
     with pytest.raises(ConfigError, match=r"--set 'experiment.name.x=1': 'name' is a value, not a table"):
         load_experiment(path, registry, ["experiment.name.x=1"])
+
+
+def test_stored_experiment_toml_is_self_contained(tmp_path, registry):
+    """The copy a run keeps needs no file outside the run dir: extends merged in, --set and the variant applied."""
+    from harness.runner import resolved_toml
+
+    (tmp_path / "base.toml").write_text('[experiment]\nname = "b"\nseed = 3\n[optimizer.ppo]\nclip = 0.3\n')
+    child = tmp_path / "sub" / "child.toml"
+    child.parent.mkdir()
+    child.write_text('[experiment]\nname = "c"\nextends = "../base.toml"\n[compare.variants.fast]\n"optimizer.ppo.kl_coef" = 0.01\n')
+    variant = load_experiment(child, registry, ["optimizer.ppo.epochs=8"]).variants["fast"]
+    stored = tmp_path / "elsewhere" / "experiment.toml"
+    stored.parent.mkdir()
+    stored.write_text(resolved_toml(variant))
+    assert "extends =" not in stored.read_text()
+    again = load_experiment(stored, registry)
+    assert again.to_dict()["optimizer"] == variant.to_dict()["optimizer"]
+    assert (again.choice("optimizer").options.clip, again.choice("optimizer").options.epochs) == (0.3, 8)
+    assert (again.seed, again.name) == (3, "c")

@@ -283,3 +283,18 @@ def test_a_resumed_stage_drops_the_killed_attempts_metrics_from_its_checkpoint_o
         jsonl.metrics_logged(experiment=None, stage="policy", stage_dir=stage, metrics={"ppo/kl": step * 10}, step=step)
     rows = [json.loads(line) for line in (stage / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r.get("ppo/kl")) for r in rows] == [(1, 1), (2, 2), (3, None), (3, 30), (4, 40)]
+
+
+def test_lm_eval_prints_no_git_error_outside_a_checkout(tmp_path, monkeypatch, capfd):
+    """lm-eval asks git for a commit hash; outside a checkout git's 'fatal: not a git repository' stays out of the run output."""
+    import lm_eval.evaluator as evaluator
+
+    from plugins.evaluators.lm_eval_tax import quiet_git_hash
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    original = evaluator.get_git_commit_hash
+    with quiet_git_hash():
+        assert evaluator.get_git_commit_hash() is None
+    assert evaluator.get_git_commit_hash is original
+    assert "fatal" not in capfd.readouterr().err

@@ -8,6 +8,8 @@ offline); any lm-eval task name works where its data is reachable.
 from __future__ import annotations
 
 import os
+import subprocess
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import Field
@@ -33,6 +35,32 @@ def primary_metric(task_results: dict[str, Any], higher: dict[str, bool]) -> str
         if f"{name},none" in task_results:
             return name
     raise HarnessError(f"lm-eval returned no known metric among {sorted(task_results)}.")
+
+
+def _git_hash_quietly() -> str | None:
+    """lm-eval's ``get_git_commit_hash`` without git's stderr: outside a git checkout, git prints
+    ``fatal: not a git repository`` into the run output, which reads like a failure and is not one."""
+    try:
+        done = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, check=True)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+    return done.stdout.strip() or None
+
+
+@contextmanager
+def quiet_git_hash():
+    """Swap lm-eval's git-hash helper for :func:`_git_hash_quietly` while it evaluates (where it has one)."""
+    import lm_eval.evaluator as evaluator
+
+    if not hasattr(evaluator, "get_git_commit_hash"):
+        yield
+        return
+    original = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = _git_hash_quietly
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = original
 
 
 class LmEvalTax:
@@ -63,8 +91,9 @@ class LmEvalTax:
 
         model, tokenizer = load_causal_lm(model_dir)
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.options.batch_size, device="cpu")
-        out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=self.options.limit,
-                              log_samples=False, verbosity="ERROR")
+        with quiet_git_hash():
+            out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=self.options.limit,
+                                  log_samples=False, verbosity="ERROR")
         return {"results": out["results"], "higher_is_better": out.get("higher_is_better", {})}
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict[str, Any]:
