@@ -50,3 +50,29 @@ def check_model_name(name: str, where: str) -> tuple[str | None, str | None]:
                     f"download it first (or unset HF_HUB_OFFLINE), or give a local directory."), None
         return None, f"{where} = {name!r}: hub id, found in the local cache"
     return None, f"{where} = {name!r}: hub id, not checked here (a run downloads it)"
+
+
+def hub_model_problem(name: str, where: str, timeout_s: float = 10.0) -> str | None:
+    """Why hub id ``name`` cannot be downloaded from here, asked once with a short timeout, or None.
+
+    Without this, ``from_pretrained`` on an unreachable hub retries for most of a minute and then
+    fails in a traceback; a model already in the local cache needs no network at all.
+    """
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return None
+    if hub_offline():
+        return (f"{where} = {name!r}: a hub id that is not in the local cache, and HF_HUB_OFFLINE is set; "
+                f"download it first (or unset HF_HUB_OFFLINE), or give a local directory.")
+    try:
+        HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None).model_info(name, timeout=timeout_s)
+    except RepositoryNotFoundError:
+        return f"{where} = {name!r}: no such model on the hub (or it is private: log in with `hf auth login`)."
+    except Exception as err:  # noqa: BLE001 - any transport failure means the same thing to the user
+        if "connect" in type(err).__name__.lower() or "timeout" in type(err).__name__.lower() or isinstance(err, OSError):
+            return (f"{where} = {name!r}: the hub is unreachable from this machine ({type(err).__name__}); "
+                    f"download the model where there is a network and give its directory, or set HF_HUB_OFFLINE=1 "
+                    f"to use the local cache.")
+    return None
