@@ -77,3 +77,16 @@ def test_hump_needs_an_intermediate_peak_and_a_monotone_proxy():
     wobbly = [sft, {"kl": 1, "proxy": 0.2, "gold": 0.4, "gold_se": 0.05}, {"kl": 2, "proxy": 0.1, "gold": 0.0, "gold_se": 0.05}]
     h = hump(wobbly)
     assert h["intermediate_peak"] and not h["proxy_monotone"] and h["drop_in_se"] == pytest.approx(8.0)
+
+
+def test_readme_block_is_rewritten_between_its_markers(tmp_path):
+    from harness.errors import HarnessError
+    from plugins.worlds.embedded.validate_run import BEGIN, END, write_between_markers
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{BEGIN}\nold numbers\n{END}\noutro\n")
+    write_between_markers(readme, "| new | table |")
+    assert readme.read_text() == f"intro\n{BEGIN}\n| new | table |\n{END}\noutro\n"
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(HarnessError, match="markers"):
+        write_between_markers(tmp_path / "plain.md", "x")

@@ -66,8 +66,11 @@ def stats_command(as_json: bool, seed: int, model: str, pairs: int) -> None:
               help="Root of the run store; the seeds run in <output>/world-validation-s<seed>/.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value for every seed.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--readme", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Also write the table between the world-validation markers of this file (e.g. README.md).")
 @click.pass_obj
-def validate_command(host, seeds: str, experiment_file: str, output: str, overrides: tuple[str, ...], no_progress: bool) -> None:
+def validate_command(host, seeds: str, experiment_file: str, output: str, overrides: tuple[str, ...], no_progress: bool,
+                     readme: str | None) -> None:
     """Rows V1–V9 (docs/world.md): does this world reproduce the literature's RLHF findings on every seed?"""
     from .validate_run import validate
 
@@ -77,6 +80,11 @@ def validate_command(host, seeds: str, experiment_file: str, output: str, overri
         raise click.BadParameter(f"{seeds!r}: expected comma-separated integers, e.g. 0,1,2", param_hint="--seeds") from None
     table = validate(host, experiment_file, seed_list, output, overrides, show_progress=not no_progress, echo=click.echo)
     click.echo(table)
+    if readme:
+        from .validate_run import write_between_markers
+
+        write_between_markers(readme, table)
+        click.echo(f"wrote the table into {readme}")
 
 
 @world_group.command("build")

@@ -68,3 +68,18 @@ def validate(host, experiment_file: str, seeds: Sequence[int], output: str, over
     atomic_write_json(out / "validation.json", {"machine": info, "rows": [r.__dict__ | {"ok": r.ok} for r in rows],
                                                 "seeds": measured})
     return header + "\n\n" + table
+
+
+BEGIN, END = "<!-- world-validation:begin -->", "<!-- world-validation:end -->"
+
+
+def write_between_markers(path: str | Path, table: str) -> None:
+    """Replace what stands between the world-validation markers of ``path`` with ``table`` (atomically)."""
+    from harness.errors import HarnessError
+
+    text = Path(path).read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise HarnessError(f"{path}: no '{BEGIN}' … '{END}' markers to write the validation table between; add them.")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    atomic_write_text(Path(path), f"{head}{BEGIN}\n{table}\n{END}{tail}")
