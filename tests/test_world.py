@@ -321,4 +321,7 @@ def test_world_cli_stats_json(world):
     data = json.loads(result.output)
     assert data["splits"]["sft"] == 2000
     assert 60 < data["annotation"]["pairwise_agreement_pct"] < 90
-    assert data["annotation"]["length_bias"]["annotators_r"] > data["annotation"]["length_bias"]["gold_r"]
+    assert data["annotation"]["length_bias"]["gold_r"] > 0  # the panel, hence gold, credits length
+    assert [row["quantity"] for row in data["calibration"]][:2] == ["annotator pairwise agreement", "annotator agreement with gold"]
+    listing = CliRunner().invoke(cli, ["world", "stats", "--model", "none", "--pairs", "300"])
+    assert listing.exit_code == 0 and "72.6 ± 1.5%" in listing.output and "Ouyang et al. 2022" in listing.output

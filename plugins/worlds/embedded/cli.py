@@ -54,8 +54,14 @@ def stats_command(as_json: bool, seed: int, model: str, pairs: int) -> None:
     data = world_stats(_world(seed), model=None if model == "none" else model, n_pairs=pairs)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-    else:
-        _print_tree(data)
+        return
+    calibration = data.pop("calibration")
+    _print_tree(data)
+    click.echo("\ncalibration (docs/world.md): measured beside the published anchor it was chosen for")
+    head = {"quantity": "quantity", "measured": "measured", "anchor": "anchor", "source": "source"}
+    widths = {k: max(len(str(r[k])) for r in [head, *calibration]) for k in head}
+    for row in [head, *calibration]:
+        click.echo("  " + "  ".join(str(row[k]).ljust(widths[k]) for k in head).rstrip())
 
 
 @world_group.command("validate")
