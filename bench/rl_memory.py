@@ -1,6 +1,7 @@
 """Peak memory of one RL step: four full models vs LoRA + shared trunk + adapter-off reference + offloading.
 
     python bench/rl_memory.py --size small          # ~42 M-parameter Llama, random init, no download
+    python bench/rl_memory.py --size 0.5b --json m.json   # on a GPU: bench/gpu/check.sh runs this
 
 Builds a Llama of the chosen size (policy/SFT and a reward model of the same size) in a temp
 directory, then runs, in a fresh subprocess per configuration so their peaks do not mix, the
@@ -35,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # name: (hidden, layers, FFN, vocab); heads = hidden / 64
-SIZES = {"tiny": (256, 4, 688, 8000), "small": (512, 8, 1376, 16000), "base": (768, 12, 2048, 32000)}
+SIZES = {"micro": (64, 2, 176, 2000), "tiny": (256, 4, 688, 8000), "small": (512, 8, 1376, 16000), "base": (768, 12, 2048, 32000),
+         "0.5b": (1024, 24, 5632, 8000)}  # 0.5b: bench/gpu/make_model.py's shape (there with GQA), ~0.53 B
 CONFIGS = {
     "full": dict(lora=False, value_model="separate", offload_frozen=False),
     "lean": dict(lora=True, value_model="shared", offload_frozen=True),
@@ -177,6 +179,7 @@ def main() -> None:
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backend", choices=["auto", "cpu"], default="auto")
+    parser.add_argument("--json", help="also write the rows and ratios to this JSON file")
     parser.add_argument("--child", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     parser.add_argument("--models", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -188,6 +191,19 @@ def main() -> None:
         sft, _, n_params = build_models(Path(tmp), args.size)
         rows = {name: child(args, name, Path(tmp)) for name in CONFIGS}
     report(rows, n_params, args)
+    if args.json:
+        write_json(Path(args.json), rows, n_params, args)
+
+
+def write_json(path: Path, rows: dict[str, dict], n_params: int, args) -> None:
+    """The rows and their lean/full ratios (CUDA peak where measured), for bench/gpu/check.sh's summary."""
+    full, lean = rows["full"], rows["lean"]
+    ratios = {"peak_rss": lean["peak_rss_mb"] / full["peak_rss_mb"]}
+    if full["cuda_peak_mb"]:
+        ratios["cuda_peak"] = lean["cuda_peak_mb"] / full["cuda_peak_mb"]
+    path.write_text(json.dumps({"size": args.size, "params": n_params, "batch_size": args.batch_size,
+                                "new_tokens": args.new_tokens, "lora_r": args.lora_r, "rows": rows,
+                                "ratio_lean_over_full": ratios}, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,17 @@ from harness.tables import deep_merge
 from harness.text import encode_prompt
 
 
-def draw_eval_samples(world: World, policy_dir: Path, sft_dir: Path, options: EvaluationTable, seed: int) -> EvalSamples:
-    """Sample both models on the first ``options.prompts`` eval prompts; KL measured on the policy's samples."""
+def draw_eval_samples(world: World, policy_dir: Path, sft_dir: Path, options: EvaluationTable, seed: int,
+                      device: str | torch.device = "cpu") -> EvalSamples:
+    """Sample both models on the first ``options.prompts`` eval prompts; KL measured on the policy's samples.
+
+    ``device``: where both models run (the run's GPU when it has one; a bf16 checkpoint of a real
+    size would take minutes per batch on a CPU).
+    """
     prompts = world.prompts("eval")[: options.prompts]
     policy, tokenizer = load_causal_lm(policy_dir)
     reference, _ = load_causal_lm(sft_dir)
+    policy, reference = policy.to(device), reference.to(device)
     sft_texts = sample_texts(reference, tokenizer, world, prompts, options, seed)
     return samples_from_models(world, policy, reference, tokenizer, prompts, sft_texts, options, seed)
 

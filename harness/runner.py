@@ -239,8 +239,9 @@ def _prep_context(run: Run) -> StageContext:
 def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
     from harness.evaluation import build_evaluators, draw_eval_samples, run_evaluators
 
+    device = "cuda" if run.experiment.compute.uses_gpu else "cpu"
     samples = draw_eval_samples(run.world, run.artifacts["policy"], run.artifacts["sft"],
-                                run.experiment.evaluation, run.experiment.seed)
+                                run.experiment.evaluation, run.experiment.seed, device)
     atomic_write_json(ctx.stage_dir / "samples.json", [
         {"prompt": p.text, "kind": p.kind, "policy": a, "sft": b, "kl": k}
         for p, a, b, k in zip(samples.prompts, samples.policy, samples.sft, samples.kl)

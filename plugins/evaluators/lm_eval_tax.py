@@ -85,12 +85,12 @@ class LmEvalTax:
         return TaskManager(include_path=str(include) if include else None,
                            include_defaults=self.options.include_defaults or not include), names
 
-    def score(self, model_dir, manager, names: list[str]) -> dict[str, Any]:
+    def score(self, model_dir, manager, names: list[str], device: str = "cpu") -> dict[str, Any]:
         from lm_eval import simple_evaluate
         from lm_eval.models.huggingface import HFLM
 
         model, tokenizer = load_causal_lm(model_dir)
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.options.batch_size, device="cpu")
+        lm = HFLM(pretrained=model.to(device), tokenizer=tokenizer, batch_size=self.options.batch_size, device=device)
         with quiet_git_hash():
             out = simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=self.options.limit,
                                   log_samples=False, verbosity="ERROR")
@@ -100,7 +100,9 @@ class LmEvalTax:
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
         manager, names = self.task_manager(ctx)
         models = {"policy": ctx.artifacts["policy"], **{b: ctx.artifacts[b] for b in self.options.baselines}}
-        scored = {who: self.score(path, manager, names) for who, path in models.items()}
+        compute = getattr(ctx.experiment, "compute", None)
+        device = "cuda" if compute is not None and compute.uses_gpu else "cpu"  # where the run trained
+        scored = {who: self.score(path, manager, names, device) for who, path in models.items()}
         tax, flat = {}, {}
         for task in names:
             higher = scored["policy"]["higher_is_better"].get(task, {})
