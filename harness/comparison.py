@@ -20,6 +20,7 @@ from typing import Any, Callable
 from harness.config import Experiment
 from harness.errors import HarnessError
 from harness.io import atomic_write_json
+from harness.pipeline import run_single
 from harness.plugins import PluginHost
 
 REPORT_DIR = "report"
@@ -41,7 +42,6 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
                    show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Every variant of ``experiment``; returns {"comparison", "variants": {label: results}, "report", "failed"}."""
     from harness.report import write_report
-    from harness.runner import run_experiment
 
     root = Path(output or experiment.experiment.output) / experiment.name
     dirs = {label: root / label for label in experiment.variants}
@@ -52,8 +52,8 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
         echo(f"━━ variant {i}/{len(dirs)}: {label}")
         peers = tuple(d for other, d in dirs.items() if other != label) + finished_runs(root.parent, exclude=root)
         try:
-            results[label] = run_experiment(variant, host, show_progress=show_progress, echo=echo,
-                                            run_dir=dirs[label], peers=peers)
+            results[label] = run_single(variant, host, dirs[label], show_progress=show_progress, echo=echo,
+                                        peers=peers)
         except HarnessError as err:
             failed[label] = str(err)
             echo(f"✗ variant {label} failed: {err}")

@@ -11,30 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Protocol, Sequence, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
-
-from harness.strict import check_strict
+from harness.options import NoOptions, Options  # noqa: F401  (re-exported: plugins import both from here)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from harness.config import Experiment
-
-
-class Options(BaseModel):
-    """Base for every component's options: unknown keys are errors, values are frozen, and scalar types
-    are strict (a bool is not an int, a string is not a bool or a number; an int is a float)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _strict_scalars(cls, value, info: ValidationInfo):
-        return check_strict(cls.model_fields[info.field_name].annotation, value)
-
-
-class NoOptions(Options):
-    """For components that take no options."""
 
 
 # --------------------------------------------------------------------------- data records
