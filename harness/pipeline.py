@@ -6,6 +6,7 @@ results.json; every piece of work is a component looked up by name in the regist
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import time
@@ -23,6 +24,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_json, atomic_write_text
 from harness.models import resolve_base
 from harness.plugins import PluginHost
+from harness.provenance import code_identity
 from harness.runstore import RunStore, StageRecord, peak_rss_mib
 from harness.secrets import scrub, scrub_data
 from harness.tables import deep_merge
@@ -60,10 +62,19 @@ class Run:
             return component.factory(choice.options, seed=self.experiment.seed)
         return component.factory(choice.options)
 
-    def stage_hash(self, stage: str) -> str:
+    def stage_inputs(self, stage: str) -> dict[str, Any]:
+        """What a stage's hash covers: its config tables, the seed, its upstream stages and its code."""
         tables, upstream = STAGE_INPUTS[stage]
-        parts = [self.experiment.hash_of(*tables), str(self.experiment.seed), *(self.hashes[u] for u in upstream)]
-        return _short_hash("|".join(parts))
+        return {"config": self.experiment.hash_of(*tables), "seed": self.experiment.seed,
+                "upstream": {u: self.hashes[u] for u in upstream}, "code": code_identity(self.factories(stage))}
+
+    def factories(self, stage: str) -> list[Any]:
+        """The registered factories a stage runs (its slots' components; the evaluators for evaluation)."""
+        registry = self.host.registry
+        if stage == "evaluation":
+            return [registry.get("evaluator", name).factory for name in self.experiment.evaluators]
+        slots = [t for t in STAGE_INPUTS[stage][0] if t in SLOTS]
+        return [registry.get(SLOTS[s][0], self.experiment.choice(s).name).factory for s in slots]
 
     def context(self, record: StageRecord) -> StageContext:
         return StageContext(
@@ -96,10 +107,11 @@ class Run:
         """
         sync = distributed.barrier if collective else (lambda: None)
         share = distributed.broadcast_object if collective else (lambda obj: obj)
-        self.hashes[name] = self.stage_hash(name)
+        inputs = self.stage_inputs(name)
+        self.hashes[name] = _short_hash(json.dumps(inputs, sort_keys=True))
         main = distributed.is_main_process()
         sync()  # the previous stage is finished (and written) everywhere
-        record = share(self.store.begin(name, self.hashes[name], self.experiment.seed) if main else None)
+        record = share(self.store.begin(name, self.hashes[name], self.experiment.seed, inputs) if main else None)
         for note in self.store.notes:
             self.echo(f"! {name}: {note}")
         self.store.notes.clear()

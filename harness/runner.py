@@ -13,6 +13,7 @@ from harness.comparison import run_comparison
 from harness.config import Experiment
 from harness.pipeline import ensure_writable, run_single
 from harness.plugins import PluginHost
+from harness.runstore import finished_runs
 
 __all__ = ["ensure_writable", "run_experiment"]
 
@@ -21,9 +22,12 @@ def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path 
                    *, show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``experiment`` under ``output`` (default ``[experiment] output``); return (and write) its results.
 
-    An experiment with ``[compare]`` variants runs each of them and returns the comparison's summary.
+    An experiment with ``[compare]`` variants runs each of them and returns the comparison's summary. A
+    plain run names every finished run under the same output root as a peer: a stage whose hash (config,
+    seed, upstream stages and code) matches one of theirs is linked, not retrained.
     """
     if experiment.variants:
         return run_comparison(experiment, host, output, show_progress=show_progress, echo=echo)
     run_dir = Path(output or experiment.experiment.output) / experiment.name
-    return run_single(experiment, host, run_dir, show_progress=show_progress, echo=echo)
+    peers = finished_runs(run_dir.parent, exclude=run_dir)
+    return run_single(experiment, host, run_dir, show_progress=show_progress, echo=echo, peers=peers)
