@@ -250,7 +250,7 @@ def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
         {"prompt": p.text, "kind": p.kind, "policy": a, "sft": b, "kl": k}
         for p, a, b, k in zip(samples.prompts, samples.policy, samples.sft, samples.kl)
     ])
-    return run_evaluators(build_evaluators(run.host.registry, run.experiment), ctx, samples)
+    return run_evaluators(build_evaluators(run.host.registry, run.experiment), ctx, samples, describe=True)
 
 
 def _results(run: Run, wall_s: float) -> dict[str, Any]:
