@@ -214,6 +214,8 @@ class StageContext:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)  # what finished upstream stages returned
     evaluate: Callable[[Any, int], dict[str, float]] | None = None  # runner's mid-training evaluation (policy stage)
     evaluate_every: int = 0
+    # build(family, name, options) -> another registered component, options validated (harness.building)
+    build: Callable[..., Any] | None = None
 
     def periodic_evaluation(self, step: int, model: Any) -> dict[str, float] | None:
         """Evaluate the in-training ``model`` when ``step`` is a multiple of ``evaluate_every`` (optimizers call

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from harness import distributed
 from harness import results as results_file
+from harness.building import build_component
 from harness.config import SLOTS, Experiment
 from harness.contracts import StageContext
 from harness.errors import HarnessError
@@ -81,8 +82,13 @@ class Run:
             experiment=self.experiment, stage=record.name, stage_dir=record.dir, world=self.world,
             seed=self.experiment.seed, log=self._logger(record), artifacts=dict(self.artifacts),
             checkpoint_dir=record.checkpoint_dir, progress=self._progress if self.show_progress else None,
-            components=self.components, hook=self.host.hook, summaries=dict(self.summaries),
+            components=self.components, hook=self.host.hook, summaries=dict(self.summaries), build=self.build,
         )
+
+    def build(self, family: str, name: str, options: dict[str, Any] | None = None):
+        """What ``ctx.build`` does: another registered component, built by name from options."""
+        return build_component(self.host.registry, family, name, options, source=self.experiment.source,
+                               seed=self.experiment.seed)
 
     def _logger(self, record: StageRecord):
         def log(metrics: dict[str, float], step: int) -> None:
@@ -238,7 +244,7 @@ def _prep_context(run: Run) -> StageContext:
     """A context for preparing components outside a stage (reads artifacts, logs nowhere)."""
     return StageContext(experiment=run.experiment, stage="prepare", stage_dir=run.store.run_dir, world=run.world,
                         seed=run.experiment.seed, log=lambda m, s: None, artifacts=dict(run.artifacts),
-                        components=run.components, hook=run.host.hook)
+                        components=run.components, hook=run.host.hook, build=run.build)
 
 
 def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
