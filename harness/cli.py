@@ -113,7 +113,7 @@ def compare_command(host, run_dirs, out, title):
     runs = load_runs(dirs)
     report = render_report(runs, out, title=title or parent.name)
     df = table(runs)
-    cols = headline(df)
+    cols = headline(runs)
     widths = [max(len(t), *(len(c) for c in cells)) for t, cells in cols]
     name_w = max(len("variant"), *(len(str(i)) for i in df.index))
     click.echo(f"{'variant':<{name_w}}  " + "  ".join(f"{t:<{w}}" for (t, _), w in zip(cols, widths)))

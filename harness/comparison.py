@@ -7,7 +7,8 @@ that fails does not take the finished ones with it: the error is reported, the o
 the report covers every variant that finished.
 
 Stages finished by other runs under the same output root (say ``runs/instructgpt``) are peers
-too: the stage hash covers every table and upstream stage that produced it, so a β sweep after
+too (as they are of a plain run): the stage hash covers every table, upstream stage and the code
+that produced it, so a β sweep after
 the default run trains no second SFT model or reward model. A shared stage is a symlink; if its
 owner is later deleted, the next run retrains it.
 """
@@ -20,28 +21,17 @@ from typing import Any, Callable
 from harness.config import Experiment
 from harness.errors import HarnessError
 from harness.io import atomic_write_json
+from harness.pipeline import run_single
+from harness.runstore import finished_runs
 from harness.plugins import PluginHost
 
 REPORT_DIR = "report"
-
-
-def finished_runs(output_root: Path, exclude: Path) -> tuple[Path, ...]:
-    """Run directories (plain runs and comparison variants) under ``output_root``, except inside ``exclude``."""
-    found = []
-    for child in sorted(output_root.iterdir()) if output_root.is_dir() else []:
-        if child.resolve() == exclude.resolve() or not child.is_dir():
-            continue
-        for candidate in (child, *sorted(c for c in child.iterdir() if c.is_dir())):
-            if (candidate / "sft" / "manifest.json").is_file():
-                found.append(candidate)
-    return tuple(found)
 
 
 def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path | None = None, *,
                    show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Every variant of ``experiment``; returns {"comparison", "variants": {label: results}, "report", "failed"}."""
     from harness.report import write_report
-    from harness.runner import run_experiment
 
     root = Path(output or experiment.experiment.output) / experiment.name
     dirs = {label: root / label for label in experiment.variants}
@@ -52,8 +42,8 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
         echo(f"━━ variant {i}/{len(dirs)}: {label}")
         peers = tuple(d for other, d in dirs.items() if other != label) + finished_runs(root.parent, exclude=root)
         try:
-            results[label] = run_experiment(variant, host, show_progress=show_progress, echo=echo,
-                                            run_dir=dirs[label], peers=peers)
+            results[label] = run_single(variant, host, dirs[label], show_progress=show_progress, echo=echo,
+                                        peers=peers)
         except HarnessError as err:
             failed[label] = str(err)
             echo(f"✗ variant {label} failed: {err}")

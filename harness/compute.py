@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from harness.contracts import Options
+from harness.options import Options
 from harness.errors import HarnessError
 
 DEEPSPEED_KNOBS = ("zero_stage", "offload_optimizer", "offload_params", "mixed_precision")

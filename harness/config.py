@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError
 
 from harness import variants
 from harness.compute import ComputeOptions
-from harness.contracts import Options
+from harness.options import Options
 from harness.errors import ConfigError
 from harness.registry import Registry
 from harness.secrets import scrub, scrub_data

@@ -11,30 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Protocol, Sequence, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
-
-from harness.strict import check_strict
+from harness.options import NoOptions, Options  # noqa: F401  (re-exported: plugins import both from here)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from harness.config import Experiment
-
-
-class Options(BaseModel):
-    """Base for every component's options: unknown keys are errors, values are frozen, and scalar types
-    are strict (a bool is not an int, a string is not a bool or a number; an int is a float)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _strict_scalars(cls, value, info: ValidationInfo):
-        return check_strict(cls.model_fields[info.field_name].annotation, value)
-
-
-class NoOptions(Options):
-    """For components that take no options."""
 
 
 # --------------------------------------------------------------------------- data records
@@ -165,15 +147,27 @@ class RecordedFeedback(Protocol):
 
 # --------------------------------------------------------------------------- feedback formats
 class FeedbackFormat(Protocol):
-    """The schema of one annotation, how it is collected, and how it becomes preference pairs."""
+    """The schema of one annotation, how it is collected, and how it becomes preference pairs.
+
+    The reward-model stage calls ``collect`` on the world's ``rm`` prompts and writes the records to
+    ``feedback.jsonl`` in its stage directory (DPO reads them there). A record is a JSON-ready dict
+    with at least ``prompt_id``, ``prompt`` (the :class:`Prompt` as a dict) and ``responses``; the
+    schema and a public base class that implements ``collect`` are in :mod:`harness.feedback`.
+    """
 
     Options: ClassVar[type[Options]]
+    options: Options  # the validated options; an optional ``candidates`` ("world" | "sft" | "mixed") asks
+    #                   the stage for π_SFT samples as candidates (passed to ``collect`` as ``source``)
+    k: int  # responses per item: how many candidates a ``source`` must supply
 
-    def collect(self, world: World, prompts: Sequence[Prompt], rng: random.Random) -> list[dict[str, Any]]:
-        """Simulated annotation: JSON-ready records (one per prompt×annotator asked)."""
+    def collect(self, world: World, prompts: Sequence[Prompt], rng: random.Random,
+                source: Callable[[Prompt, int, random.Random], tuple[list[str], list[str]]] | None = None,
+                ) -> list[dict[str, Any]]:
+        """Records (one per prompt×annotator asked), deterministic given ``rng``. ``source(prompt, k, rng)``
+        returns an item's responses and where each came from; None means ``world.candidate_responses``."""
 
     def preference_groups(self, records: Sequence[dict[str, Any]]) -> list[PreferenceGroup]:
-        """Records → weighted (winner, loser) pairs per prompt, for the BT loss and for DPO."""
+        """Records → weighted (winner, loser) pairs: exactly one group per record, in order."""
 
     def agreement(self, records: Sequence[dict[str, Any]]) -> dict[str, float]:
         """Inter-annotator agreement over items labelled by several annotators."""
@@ -220,6 +214,8 @@ class StageContext:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)  # what finished upstream stages returned
     evaluate: Callable[[Any, int], dict[str, float]] | None = None  # runner's mid-training evaluation (policy stage)
     evaluate_every: int = 0
+    # build(family, name, options) -> another registered component, options validated (harness.building)
+    build: Callable[..., Any] | None = None
 
     def periodic_evaluation(self, step: int, model: Any) -> dict[str, float] | None:
         """Evaluate the in-training ``model`` when ``step`` is a multiple of ``evaluate_every`` (optimizers call
@@ -275,6 +271,43 @@ class EvalSamples:
     kl: tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One headline number an evaluator declares: a row of the run summary, a column of ``harness compare``.
+
+    ``value`` (and ``before``, the SFT model's value where one is compared, shown ``before → value``) are
+    formatted with ``fmt``; ``low``/``high`` is its interval (shown ``[95% CI low, high]``); ``better`` says
+    which direction is an improvement; ``note`` qualifies it in the summary (``gold judge, n=200``); ``text``
+    replaces the number for a cell that is not one (a breakdown). The core knows no evaluator's keys: it
+    shows the cells evaluators declare, in order.
+    """
+
+    name: str
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    better: Literal["higher", "lower"] | None = None
+    before: float | None = None
+    fmt: str = ".3f"
+    note: str = ""
+    text: str | None = None
+
+    def render(self) -> str:
+        """The cell as read: ``0.460 [95% CI 0.392, 0.529]``, ``0.015 → 0.414``, or its ``text``."""
+        if self.text is not None:
+            return self.text
+        shown = _number(self.value, self.fmt)
+        if self.before is not None:
+            shown = f"{_number(self.before, self.fmt)} → {shown}"
+        if self.low is not None or self.high is not None:
+            shown += f" [95% CI {_number(self.low, self.fmt)}, {_number(self.high, self.fmt)}]"
+        return shown
+
+
+def _number(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and value == value else "—"
+
+
 class Evaluator(Protocol):
     """Runs at the end of a run; returns a fragment deep-merged into results.json.
 
@@ -288,3 +321,10 @@ class Evaluator(Protocol):
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict[str, Any]:
         """Measure; ``ctx.components['reward']`` is the run's prepared reward source."""
+
+
+class DescribedEvaluator(Protocol):
+    """Optional: an evaluator that names its headline numbers (see :class:`Cell`)."""
+
+    def headline(self, fragment: dict[str, Any]) -> list[Cell]:
+        """The cells of what this evaluator's ``evaluate`` returned (``fragment``), for the summary and reports."""

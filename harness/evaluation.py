@@ -6,6 +6,7 @@ evaluators all read these, so they judge exactly the same responses.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -81,9 +82,20 @@ def build_evaluators(registry, experiment, *, periodic_only: bool = False) -> di
     return found
 
 
-def run_evaluators(evaluators: dict[str, Any], ctx, samples: EvalSamples) -> dict[str, Any]:
-    """Every evaluator on the same samples; their fragments deep-merged in order."""
+def run_evaluators(evaluators: dict[str, Any], ctx, samples: EvalSamples, *, describe: bool = False) -> dict[str, Any]:
+    """Every evaluator on the same samples; their fragments deep-merged in order.
+
+    With ``describe``, the fragment also carries ``headline``: the cells (:class:`harness.contracts.Cell`)
+    each evaluator declares for its own fragment, as dicts with the evaluator's name — what the run
+    summary and ``harness compare`` show, whatever the evaluator.
+    """
     fragment: dict[str, Any] = {}
-    for evaluator in evaluators.values():
-        deep_merge(fragment, evaluator.evaluate(ctx, samples))
+    cells: list[dict[str, Any]] = []
+    for name, evaluator in evaluators.items():
+        own = evaluator.evaluate(ctx, samples)
+        deep_merge(fragment, own)
+        if describe and hasattr(evaluator, "headline"):
+            cells += [{"evaluator": name, **dataclasses.asdict(cell)} for cell in evaluator.headline(own)]
+    if describe:
+        fragment["headline"] = cells
     return fragment

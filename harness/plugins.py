@@ -61,8 +61,15 @@ class PluginHost:
 
 
 def _short_name(module_name: str) -> str:
-    """``plugins.optimizers.ppo`` -> ``ppo``: the name ``-p no:ppo`` blocks."""
-    return module_name.rsplit(".", 1)[-1] if module_name.startswith("plugins.") else module_name
+    """``plugins.optimizers.ppo`` -> ``ppo``: the name ``-p no:ppo`` blocks and ``harness plugins`` lists.
+
+    A plugin that is a package's ``plugin`` module is named for its package
+    (``plugins.worlds.embedded.plugin`` -> ``embedded``), so every listed name is the plugin's own.
+    """
+    if not module_name.startswith("plugins."):
+        return module_name
+    parts = module_name.split(".")
+    return parts[-2] if parts[-1] == "plugin" else parts[-1]
 
 
 def parse_plugin_args(args: Iterable[str]) -> tuple[list[str], list[str]]:

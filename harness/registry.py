@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from harness.errors import ConfigError, HarnessError
+from harness.options import NoOptions
 
 # family name -> registration hook that fills it
 FAMILIES = {
@@ -32,8 +33,6 @@ class Component:
 
     @property
     def options_model(self):
-        from harness.contracts import NoOptions
-
         return getattr(self.factory, "Options", NoOptions)
 
     @property

@@ -28,9 +28,10 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_text
 from harness.results import StaleResults, load_current
 from harness.stats import moving_average
-from harness.summary import format_decided
+from harness.summary import cell_of
 
 CURVE_KEYS = ("reward/proxy", "reward/gold", "kl")
+SLOT_COLUMNS = ("optimizer", "reward", "feedback")  # the component slots a comparison usually varies
 SMOOTH = 10  # training curves are shown as a moving average over this many steps
 
 
@@ -89,6 +90,7 @@ def table(runs: list[dict[str, Any]]):
             "variant": run["label"],
             "optimizer": policy.get("optimizer"),
             "reward": r.get("components", {}).get("reward"),
+            "feedback": r.get("components", {}).get("feedback"),
             "win_rate": win.get("rate"), "win_ci_low": win.get("ci_low"), "win_ci_high": win.get("ci_high"),
             "win_n": win.get("n"), "judge": win.get("judge"),
             "gold": policy.get("reward_gold"), "sft_gold": policy.get("sft_reward_gold"),
@@ -104,6 +106,9 @@ def table(runs: list[dict[str, Any]]):
             row[f"tax:{task}"] = tax.get("delta")
         for term, counts in sorted(win.get("decided_by", {}).items()):  # which rubric term decided the verdicts
             row[f"wins:{term}"], row[f"losses:{term}"] = counts.get("wins"), counts.get("losses")
+        for data in r.get("headline", []):  # every evaluator's declared cells, built-in or not
+            if isinstance(data.get("value"), (int, float)):
+                row[f"{data.get('evaluator')}:{data.get('name')}"] = data["value"]
         rows.append(row)
     return pd.DataFrame(rows).set_index("variant")
 
@@ -133,38 +138,25 @@ def render_report(runs: list[dict[str, Any]], out: Path, *, title: str, descript
     return out / "report.md"
 
 
-def headline(df) -> list[tuple[str, list[str]]]:
-    """(column title, cell per row) of the main table, formatted for reading."""
+def headline(runs: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(column title, cell per run) of the main table: a column per component slot, then every cell the
+    runs' evaluators declared (``results["headline"]``, in first-seen order), then wall times."""
     cols: list[tuple[str, list[str]]] = [
-        ("optimizer", [str(v) for v in df["optimizer"]]),
-        ("win rate vs SFT [95% CI]", [f"{_f(r.win_rate)} [{_f(r.win_ci_low)}, {_f(r.win_ci_high)}]"
-                                      for r in df.itertuples()]),
-        ("gold (SFT → policy)", [f"{_f(r.sft_gold)} → {_f(r.gold)}" for r in df.itertuples()]),
-        ("proxy (SFT → policy)", [f"{_f(r.sft_proxy)} → {_f(r.proxy)}" for r in df.itertuples()]),
-        ("KL (nats)", [_f(v) for v in df["kl"]]),
-    ]
-    for col in [c for c in df.columns if c.startswith("tax:")]:
-        cols.append((f"tax {col[4:]}", [_f(v, "+.4f") for v in df[col]]))
-    terms = [c[5:] for c in df.columns if c.startswith("wins:")]
-    if terms:
-        cols.append(("wins / losses decided by", [_decided(r, terms) for _, r in df.iterrows()]))
-    if df["proxy_gold_pair_agreement"].notna().any():
-        cols.append(("proxy agrees with gold", [_f(v) for v in df["proxy_gold_pair_agreement"]]))
-    cols += [("len", [_f(v, ".1f") for v in df["response_len"]]),
-             ("policy s", [_f(v, ".0f") for v in df["policy_wall_s"]]),
-             ("total s", [_f(v, ".0f") for v in df["wall_s"]])]
+        (slot, [str(r["results"].get("components", {}).get(slot) or "—") for r in runs]) for slot in SLOT_COLUMNS]
+    by_run = [{(c.get("evaluator"), c.get("name")): cell_of(c) for c in r["results"].get("headline", [])} for r in runs]
+    keys = list(dict.fromkeys(key for cells in by_run for key in cells))
+    for key in keys:
+        interval = any(cells[key].low is not None for cells in by_run if key in cells)
+        cols.append((key[1] + (" [95% CI]" if interval else ""),
+                     [cells[key].render().replace("95% CI ", "") if key in cells else "—" for cells in by_run]))
+    stages = [r["results"].get("stages", {}).get("policy", {}) for r in runs]
+    cols += [("policy s", [_f(s.get("wall_s"), ".0f") for s in stages]),
+             ("total s", [_f(r["results"].get("wall_s"), ".0f") for r in runs])]
     return cols
 
 
-def _decided(row, terms: list[str]) -> str:
-    """The row's ``wins:<term>`` / ``losses:<term>`` columns as the run summary writes them (— where absent)."""
-    counts = {t: {"wins": row[f"wins:{t}"], "losses": row[f"losses:{t}"]} for t in terms
-              if _num(row[f"wins:{t}"]) and _num(row[f"losses:{t}"])}
-    return format_decided(counts) or "—"
-
-
 def _markdown(df, runs, plots, title, description) -> str:
-    cols = headline(df)
+    cols = headline(runs)
     lines = [f"# {title}", ""]
     if description:
         lines += [description, ""]
@@ -172,7 +164,7 @@ def _markdown(df, runs, plots, title, description) -> str:
     lines += [f"Win rate: policy vs its SFT model on held-out prompts, judge {judges}, positions swapped, "
               "ties half, Wilson 95% interval. Tax: lm-eval score of the policy minus SFT's (for perplexity, "
               "positive is a loss). Gold is the world's judge; proxy is the reward the policy optimized.", ""]
-    if any(c.startswith("wins:") for c in df.columns):
+    if any(c.startswith("wins:") for c in df.columns):  # the win_rate evaluator's breakdown: say what it means
         lines += ["Wins / losses decided by: for each held-out prompt the gold judge did not tie, the rubric term "
                   "that moved most in the verdict's direction. Proxy agrees with gold: the share of those (policy, "
                   "SFT) pairs the optimized reward orders as gold does.", ""]
@@ -205,7 +197,7 @@ def _notes(df) -> list[str]:
 
 
 def _html(df, runs, plots, title, description) -> str:
-    cols = headline(df)
+    cols = headline(runs)
     head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in cols)
     body = "".join("<tr><th>" + html.escape(str(label)) + "</th>"
                    + "".join(f"<td>{html.escape(cells[i])}</td>" for _, cells in cols) + "</tr>"

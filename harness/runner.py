@@ -1,298 +1,33 @@
-"""The InstructGPT flow over plugins: SFT → reward model → policy optimization → evaluation.
+"""``harness run``'s entry point: one experiment, or each variant of a ``[compare]`` experiment.
 
-The runner owns the order, the run store (reuse/resume per stage), the metrics stream and
-results.json; every piece of work is a component looked up by name in the registry.
+The single-run pipeline is :mod:`harness.pipeline`; comparisons are :mod:`harness.comparison`,
+which runs its variants through the pipeline — so this dispatcher sits above both and neither
+imports it back.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import random
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tqdm.auto import tqdm
-
-from harness import distributed
-from harness import results as results_file
-from harness.config import SLOTS, Experiment
-from harness.contracts import StageContext
-from harness.errors import HarnessError
-from harness.io import atomic_write_json, atomic_write_text
-from harness.models import resolve_base
+from harness.comparison import run_comparison
+from harness.config import Experiment
+from harness.pipeline import ensure_writable, run_single
 from harness.plugins import PluginHost
-from harness.runstore import RunStore, StageRecord, peak_rss_mib
-from harness.secrets import scrub_data
-from harness.tables import deep_merge
+from harness.runstore import finished_runs
 
-# stage -> (config tables it depends on, upstream stages)
-STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "sft": (("model", "world", "sft"), ()),
-    "reward_model": (("feedback", "reward_model"), ("sft",)),
-    "policy": (("reward", "optimizer"), ("sft", "reward_model")),
-    "evaluation": (("evaluation",), ("policy",)),
-}
-
-
-@dataclass
-class Run:
-    """State of one run in progress: where it writes, what finished, what it measured."""
-
-    experiment: Experiment
-    host: PluginHost
-    store: RunStore
-    show_progress: bool = True
-    world: Any = None
-    hashes: dict[str, str] = field(default_factory=dict)
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    components: dict[str, Any] = field(default_factory=dict)
-    echo: Callable[[str], None] = print
-
-    # ------------------------------------------------------------------ helpers
-    def instantiate(self, slot: str):
-        choice = self.experiment.choice(slot)
-        component = self.host.registry.get(SLOTS[slot][0], choice.name)
-        if slot == "world":
-            return component.factory(choice.options, seed=self.experiment.seed)
-        return component.factory(choice.options)
-
-    def stage_hash(self, stage: str) -> str:
-        tables, upstream = STAGE_INPUTS[stage]
-        parts = [self.experiment.hash_of(*tables), str(self.experiment.seed), *(self.hashes[u] for u in upstream)]
-        return _short_hash("|".join(parts))
-
-    def context(self, record: StageRecord) -> StageContext:
-        return StageContext(
-            experiment=self.experiment, stage=record.name, stage_dir=record.dir, world=self.world,
-            seed=self.experiment.seed, log=self._logger(record), artifacts=dict(self.artifacts),
-            checkpoint_dir=record.checkpoint_dir, progress=self._progress if self.show_progress else None,
-            components=self.components, hook=self.host.hook, summaries=dict(self.summaries),
-        )
-
-    def _logger(self, record: StageRecord):
-        def log(metrics: dict[str, float], step: int) -> None:
-            if not distributed.is_main_process():  # every process computes the same global metrics; one writes
-                return
-            clean = {k: float(v) for k, v in metrics.items()}
-            self.host.hook.metrics_logged(experiment=self.experiment, stage=record.name,
-                                          stage_dir=record.dir, metrics=clean, step=step)
-        return log
-
-    @staticmethod
-    def _progress(total: int, desc: str):
-        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-    # ------------------------------------------------------------------ stages
-    def stage(self, name: str, work: Callable[[StageContext], dict[str, Any]], *, collective: bool = True) -> dict[str, Any]:
-        """Run ``work`` as stage ``name`` unless a finished stage with the same config hash is reusable.
-
-        Launched as several processes, every process runs ``work``; rank 0 alone decides reuse, writes
-        the manifest and calls the lifecycle hooks, and the others take its decision and its summary.
-        A stage that is not ``collective`` runs on rank 0 alone (evaluation).
-        """
-        sync = distributed.barrier if collective else (lambda: None)
-        share = distributed.broadcast_object if collective else (lambda obj: obj)
-        self.hashes[name] = self.stage_hash(name)
-        main = distributed.is_main_process()
-        sync()  # the previous stage is finished (and written) everywhere
-        record = share(self.store.begin(name, self.hashes[name], self.experiment.seed) if main else None)
-        for note in self.store.notes:
-            self.echo(f"! {name}: {note}")
-        self.store.notes.clear()
-        if record.reused:
-            self.echo(f"· {name}: reusing finished stage ({record.dir})")
-            summary = record.manifest["summary"]
-            self.timings[name] = {"wall_s": record.manifest.get("wall_s"), "reused": True,
-                                  "peak_rss_mib": record.manifest.get("peak_rss_mib")}
-        else:
-            self.echo(f"· {name}: {'resuming' if record.resumed else 'running'} → {record.dir}")
-            start = time.perf_counter()
-            try:
-                summary = work(self.context(record))
-            except BaseException as err:
-                if main:
-                    self.store.fail(record, err)
-                raise
-            sync()
-            manifest = share(self.store.finish(record, summary, time.perf_counter() - start) if main else None)
-            summary = manifest["summary"]
-            self.timings[name] = {"wall_s": manifest["wall_s"], "reused": False, "peak_rss_mib": manifest["peak_rss_mib"]}
-        self.summaries[name] = summary
-        if main:
-            self.host.hook.stage_finished(experiment=self.experiment, stage=name, stage_dir=record.dir, summary=summary)
-        return summary
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+__all__ = ["ensure_writable", "run_experiment"]
 
 
 def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path | None = None,
-                   *, show_progress: bool = True, echo: Callable[[str], None] = print,
-                   run_dir: Path | None = None, peers: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Run every stage of ``experiment``; return (and write) its results.
+                   *, show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``experiment`` under ``output`` (default ``[experiment] output``); return (and write) its results.
 
-    An experiment with ``[compare]`` variants runs each of them (see :mod:`harness.comparison`).
-    ``run_dir`` and ``peers`` are how a comparison places a variant and shares its stages.
+    An experiment with ``[compare]`` variants runs each of them and returns the comparison's summary. A
+    plain run names every finished run under the same output root as a peer: a stage whose hash (config,
+    seed, upstream stages and code) matches one of theirs is linked, not retrained.
     """
     if experiment.variants:
-        from harness.comparison import run_comparison
-
         return run_comparison(experiment, host, output, show_progress=show_progress, echo=echo)
-    run_dir = Path(run_dir or Path(output or experiment.experiment.output) / experiment.name)
-    distributed.init_process_group()  # several launched processes: rank 0 writes, the others follow
-    main = distributed.is_main_process()
-    chash = experiment.hash_of(*experiment.to_dict())
-    if main:
-        ensure_writable(run_dir)
-        results_file.mark_started(run_dir, experiment.name, chash)
-    try:
-        return _run_stages(experiment, host, run_dir, peers, main, show_progress, echo)
-    except BaseException as err:
-        if main:
-            results_file.mark_ended(run_dir, experiment.name, chash, err)
-        raise
-
-
-def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, peers: tuple[Path, ...], main: bool,
-                show_progress: bool, echo: Callable[[str], None]) -> dict[str, Any]:
-    run = Run(experiment, host, RunStore(run_dir, peers), show_progress=show_progress and main,
-              echo=echo if main else _silent)
-    if main:
-        _write_config(run)
-        host.hook.run_started(experiment=experiment, run_dir=run_dir)
-    random.seed(experiment.seed)
-    start = time.perf_counter()
-    with distributed.main_process_first():  # a world may build and cache its models on first use
-        run.world = run.instantiate("world")
-        run.artifacts["base"] = resolve_base(host.hook, experiment.model.base, experiment)
-    run.components["feedback"] = run.instantiate("feedback")
-    run.stage("sft", run.instantiate("sft").run)
-    run.artifacts["sft"] = run.store.stage_dir("sft") / "model"
-    run.stage("reward_model", run.instantiate("reward_model").run)
-    run.artifacts["reward_model"] = run.store.stage_dir("reward_model")
-    reward = run.instantiate("reward")
-    run.components["reward"] = reward
-    reward.prepare(_prep_context(run))
-    optimizer = run.instantiate("optimizer")
-    run.stage("policy", lambda ctx: _train_policy(run, ctx, optimizer, reward))
-    run.artifacts["policy"] = run.store.stage_dir("policy") / "model"
-    results: dict[str, Any] = {}
-    if main:  # evaluation and results are rank 0's; the other processes wait for it below
-        run.stage("evaluation", lambda ctx: _evaluate(run, ctx), collective=False)
-        results = _results(run, time.perf_counter() - start)
-        atomic_write_json(run_dir / "results.json", results)
-        host.hook.run_finished(experiment=experiment, run_dir=run_dir, results=results)
-    distributed.barrier()  # every process of a launch ends together
-    return results
-
-
-def ensure_writable(run_dir: Path) -> None:
-    """One clear error, before any work, when the run directory cannot be written (read-only disk or copy)."""
-    probe = None
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        for sub in [p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink()]:
-            if not os.access(sub, os.W_OK):
-                raise PermissionError(13, "Permission denied", str(sub))
-    except PermissionError as err:
-        raise HarnessError(f"{err.filename or run_dir}: not writable ({err.strerror}); a run writes its stages and "
-                           f"results there: make it writable (chmod -R u+w {run_dir}) or choose another --output.",
-                           ) from None
-    finally:
-        if probe is not None:
-            probe.unlink(missing_ok=True)
-
-
-def _silent(text: str) -> None:
-    """Where the output of processes other than rank 0 goes."""
-
-
-def _train_policy(run: Run, ctx: StageContext, optimizer, reward) -> dict[str, Any]:
-    """The optimizer's training, with mid-training evaluation every ``[evaluation] every`` steps."""
-    from harness.evaluation import build_evaluators
-    from harness.periodic import PeriodicEvaluation
-
-    periodic = None
-    if run.experiment.evaluation.every:
-        periodic = PeriodicEvaluation(ctx, build_evaluators(run.host.registry, run.experiment, periodic_only=True))
-        ctx.evaluate, ctx.evaluate_every = periodic, run.experiment.evaluation.every
-    summary = optimizer.train(ctx, reward if optimizer.mode == "online" else None)
-    if periodic is not None and periodic.history:
-        summary = {**summary, "periodic": periodic.history}
-    return summary
-
-
-def _prep_context(run: Run) -> StageContext:
-    """A context for preparing components outside a stage (reads artifacts, logs nowhere)."""
-    return StageContext(experiment=run.experiment, stage="prepare", stage_dir=run.store.run_dir, world=run.world,
-                        seed=run.experiment.seed, log=lambda m, s: None, artifacts=dict(run.artifacts),
-                        components=run.components, hook=run.host.hook)
-
-
-def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
-    from harness.evaluation import build_evaluators, draw_eval_samples, run_evaluators
-
-    device = "cuda" if run.experiment.compute.uses_gpu else "cpu"
-    samples = draw_eval_samples(run.world, run.artifacts["policy"], run.artifacts["sft"],
-                                run.experiment.evaluation, run.experiment.seed, device)
-    atomic_write_json(ctx.stage_dir / "samples.json", [
-        {"prompt": p.text, "kind": p.kind, "policy": a, "sft": b, "kl": k}
-        for p, a, b, k in zip(samples.prompts, samples.policy, samples.sft, samples.kl)
-    ])
-    return run_evaluators(build_evaluators(run.host.registry, run.experiment), ctx, samples)
-
-
-def _results(run: Run, wall_s: float) -> dict[str, Any]:
-    evaluation = run.summaries["evaluation"]
-    results: dict[str, Any] = {
-        "experiment": run.experiment.name,
-        "variant": run.experiment.variant,
-        "status": results_file.COMPLETE,
-        "config_hash": run.experiment.hash_of(*run.experiment.to_dict()),
-        "stage_hashes": dict(run.hashes),
-        "seed": run.experiment.seed,
-        "components": {slot: choice.name for slot, choice in run.experiment.slots.items()},
-        "sft": run.summaries["sft"],
-        "rm": run.summaries["reward_model"],
-        "policy": {"optimizer": run.experiment.choice("optimizer").name, "train": run.summaries["policy"]},
-        "stages": run.timings,
-        "wall_s": wall_s,
-        "peak_rss_mib": peak_rss_mib(),
-    }
-    deep_merge(results, evaluation)
-    return results
-
-
-def _write_config(run: Run) -> None:
-    """The resolved config (every default filled) and the source file, as run."""
-    run.store.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.store.run_dir / "resolved_config.json", scrub_data(run.experiment.to_dict()))
-    atomic_write_text(run.store.run_dir / "experiment.toml", resolved_toml(run.experiment))
-
-
-def resolved_toml(experiment: Experiment) -> str:
-    """The experiment's tables as run, in one self-contained TOML file: ``extends`` merged in (so the copy
-    in the run dir points at no file outside it), ``--set`` and the variant applied, secrets masked.
-    ``harness run`` takes it as is; ``resolved_config.json`` beside it has every default filled in."""
-    import tomli_w
-
-    data = scrub_data(_plain(experiment.raw))
-    data.setdefault("experiment", {}).pop("extends", None)
-    header = f"# {experiment.source}, as run by harness (extends merged in, overrides applied).\n"
-    return header + tomli_w.dumps(data)
-
-
-def _plain(value: Any) -> Any:
-    """Mappings (read-only proxies included) as plain dicts, for the TOML writer."""
-    if hasattr(value, "items"):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+    run_dir = Path(output or experiment.experiment.output) / experiment.name
+    peers = finished_runs(run_dir.parent, exclude=run_dir)
+    return run_single(experiment, host, run_dir, show_progress=show_progress, echo=echo, peers=peers)

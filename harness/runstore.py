@@ -1,11 +1,11 @@
 """The run store: ``<output>/<experiment>/<stage>/`` with one manifest per stage.
 
-A manifest records the hash of the config that produced the stage, package versions, seed,
-status and timings. A finished stage whose hash matches is reused (three optimizers share one
+A manifest records the stage's hash and what it covers (config, seed, upstream stages and the
+code: see :mod:`harness.provenance`), package versions, status and timings. A finished stage whose hash matches is reused (three optimizers share one
 SFT and one RM); a stage left ``running`` by a killed process resumes from its checkpoints;
 a stage whose config changed is moved aside (never deleted) before it is redone.
 
-The variants of a comparison each have a run directory and name the others as *peers*: a
+Other runs under the same output root (and the other variants of a comparison) are *peers*: a
 stage a peer already finished with the same hash is linked (a relative symlink), not redone.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from harness.errors import CorruptFileError
 from harness.io import atomic_write_json, read_json
+from harness.provenance import describe_change
 from harness.secrets import scrub
 
 MANIFEST = "manifest.json"
@@ -36,6 +37,31 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return found
+
+
+def changed_inputs(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
+    """Why a stage's hash changed, one phrase per input (``code changed: plugins: source a → b``)."""
+    if not old or not new:
+        return ["its config hash changed"]
+    reasons = [f"{key} changed" for key in ("config", "seed") if old.get(key) != new.get(key)]
+    reasons += [f"upstream stage {name!r} changed" for name in sorted(set(old.get("upstream", {})) | set(new.get("upstream", {})))
+                if old.get("upstream", {}).get(name) != new.get("upstream", {}).get(name)]
+    code = describe_change(old.get("code", {}), new.get("code", {}))
+    if code:
+        reasons.append(f"code changed ({'; '.join(code)})")
+    return reasons or ["its config hash changed"]
+
+
+def finished_runs(output_root: Path, exclude: Path) -> tuple[Path, ...]:
+    """Run directories (plain runs and comparison variants) under ``output_root``, except inside ``exclude``."""
+    found = []
+    for child in sorted(output_root.iterdir()) if output_root.is_dir() else []:
+        if child.resolve() == exclude.resolve() or not child.is_dir():
+            continue
+        for candidate in (child, *sorted(c for c in child.iterdir() if c.is_dir())):
+            if (candidate / "sft" / "manifest.json").is_file():
+                found.append(candidate)
+    return tuple(found)
 
 
 def peak_rss_mib() -> float:
@@ -83,8 +109,12 @@ class RunStore:
                                    f"move the stage directory {self.stage_dir(stage)} aside and rerun")
         return manifest
 
-    def begin(self, stage: str, config_hash: str, seed: int) -> StageRecord:
-        """Reuse, resume or (re)start ``stage``; marks it ``running`` unless reused."""
+    def begin(self, stage: str, config_hash: str, seed: int, inputs: dict[str, Any] | None = None) -> StageRecord:
+        """Reuse, resume or (re)start ``stage``; marks it ``running`` unless reused.
+
+        ``inputs`` is what ``config_hash`` was computed from (config, seed, upstream stages, code); the manifest
+        keeps it, so a stage redone because something changed is redone with a note saying what.
+        """
         stage_dir = self.stage_dir(stage)
         if stage_dir.is_symlink() and not stage_dir.exists():
             stage_dir.unlink()  # a link to a peer's stage that has since been moved aside: nothing of ours is lost
@@ -104,7 +134,9 @@ class RunStore:
             return StageRecord(stage, stage_dir, config_hash, True, False, read_json(shared / MANIFEST))
         resumed = bool(old and old.get("config_hash") == config_hash)
         if old and not resumed:
-            self._move_aside(stage, old.get("config_hash", "unknown"))
+            moved = self._move_aside(stage, old.get("config_hash", "unknown"))
+            self.notes.append(f"{'; '.join(changed_inputs(old.get('inputs'), inputs))}: retraining "
+                              f"(the old stage is in {moved})")
         manifest = {
             "stage": stage,
             "config_hash": config_hash,
@@ -115,6 +147,7 @@ class RunStore:
             "packages": package_versions(),
             "python": platform.python_version(),
             "pid": os.getpid(),
+            "inputs": inputs or {},
         }
         stage_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(stage_dir / MANIFEST, manifest)

@@ -1,36 +1,45 @@
-"""The short table ``harness run`` prints at the end: what it measured, with intervals."""
+"""The short table ``harness run`` prints at the end: what it measured, with intervals.
+
+The stages' rows are the core's (SFT and reward-model summaries); every evaluator's numbers come
+from the cells it declared (``results["headline"]``, see :class:`harness.contracts.Cell`), so a
+third-party evaluator shows here exactly as a built-in does.
+"""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
+
+from harness.contracts import Cell
+
+CELL_FIELDS = {f.name for f in dataclasses.fields(Cell)}
 
 
 def _num(value: Any, fmt: str = ".3f") -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else "—"
 
 
-def format_decided(decided_by: Mapping[str, Mapping[str, float]]) -> str:
-    """``length 39/1 · task 48/15``: per gold term, the wins and losses it decided (the win-rate evaluator's
-    ``decided_by``), terms in name order."""
-    return " · ".join(f"{term} {c['wins']:.0f}/{c['losses']:.0f}" for term, c in sorted(decided_by.items()))
+def cell_of(data: Mapping[str, Any]) -> Cell:
+    """A headline cell as results.json stores it (a dict with its evaluator's name) back as a :class:`Cell`."""
+    return Cell(**{k: v for k, v in data.items() if k in CELL_FIELDS})
+
+
+def components_line(results: Mapping[str, Any]) -> str:
+    """``world embedded · feedback ranking · reward learned · optimizer ppo``: the component of every slot."""
+    return " · ".join(f"{slot} {name}" for slot, name in results.get("components", {}).items())
 
 
 def format_summary(results: dict[str, Any]) -> str:
     """A plain-text table of the headline numbers of one run's ``results.json``."""
-    sft, rm, policy = results.get("sft", {}), results.get("rm", {}), results.get("policy", {})
-    win = results.get("win_rate_vs_sft", {})
+    sft, rm = results.get("sft", {}), results.get("rm", {})
     rows = [
+        ("Components", components_line(results) or "—"),
         ("SFT gold score (base → SFT)", f"{_num(sft.get('base_gold_score'))} → {_num(sft.get('gold_score'))}"),
         ("RM held-out accuracy (annotators / gold)", f"{_num(rm.get('accuracy'))} / {_num(rm.get('gold_accuracy'))}"),
-        ("Proxy reward (SFT → policy)", f"{_num(policy.get('sft_reward_proxy'))} → {_num(policy.get('reward_proxy'))}"),
-        ("Gold reward (SFT → policy)", f"{_num(policy.get('sft_reward_gold'))} → {_num(policy.get('reward_gold'))}"),
-        ("KL(policy ‖ SFT), nats/response", _num(policy.get("kl"))),
-        (f"Win rate vs SFT ({win.get('judge', '?')} judge, n={win.get('n', '?')})",
-         f"{_num(win.get('rate'))}  [95% CI {_num(win.get('ci_low'))}, {_num(win.get('ci_high'))}]"),
     ]
-    if win.get("decided_by"):
-        rows.append(("Wins / losses decided by (gold terms)", f"{format_decided(win['decided_by'])}  ({win.get('ties', '?')} ties)"))
-    for task, tax in sorted(results.get("tax", {}).items()):
-        rows.append((f"Alignment tax {task} ({tax.get('metric')}, policy − SFT)", _num(tax.get("delta"), "+.4f")))
+    for data in results.get("headline", []):
+        cell = cell_of(data)
+        label = cell.name[:1].upper() + cell.name[1:] + (f" ({cell.note})" if cell.note else "")
+        rows.append((label, cell.render()))
     stages = results.get("stages", {})
     times = ", ".join(f"{k} {_num(v.get('wall_s'), '.0f')}s{' (reused)' if v.get('reused') else ''}" for k, v in stages.items())
     rows += [("Wall time", f"{_num(results.get('wall_s'), '.0f')} s ({times})"),

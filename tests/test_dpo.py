@@ -21,7 +21,7 @@ FAST = dict(epochs=3, batch_size=8, lr=1e-3, log_every=1, max_length=64)
 
 def write_feedback(rm_dir, n: int = 24, seed: int = 0) -> list[dict]:
     """Pairwise records (the feedback format's own schema) where the ``good`` response always wins."""
-    from plugins.feedback.common import make_record
+    from harness.feedback import make_record
 
     rng = random.Random(seed)
     records = []

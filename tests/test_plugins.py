@@ -164,3 +164,12 @@ def test_installed_plugin_is_usable_by_name_from_toml(installed_example, tmp_pat
     assert '"brevity": {\n      "target_words": 5' in out.stdout
     blocked = _harness(["validate", str(exp), "-p", "no:brevity"], installed_example)
     assert blocked.returncode == 2 and "unknown reward source 'brevity'" in blocked.stderr
+
+
+def test_every_built_in_plugin_is_listed_under_its_own_name():
+    from harness.plugins import DEFAULT_PLUGINS, _short_name
+
+    names = [_short_name(m) for m in DEFAULT_PLUGINS]
+    assert "embedded" in names and "plugin" not in names and len(set(names)) == len(names)
+    h = get_plugin_manager(autoload=False)
+    assert h.registry.get("world", "embedded").plugin == "embedded"

@@ -10,7 +10,7 @@ from statistics import fmean
 from typing import Any, Sequence
 
 from harness import hookimpl
-from harness.contracts import EvalSamples, NoOptions, StageContext
+from harness.contracts import Cell, EvalSamples, NoOptions, StageContext
 from plugins.optimizers.rollout import distinct_n
 
 
@@ -33,6 +33,12 @@ class Diversity:
         out = {"policy": diversity(samples.policy), "sft": diversity(samples.sft)}
         ctx.log({f"diversity/{who}/{k}": v for who, d in out.items() for k, v in d.items()}, 0)
         return {"diversity": out}
+
+    def headline(self, fragment: dict[str, Any]) -> list[Cell]:
+        """Distinct-2 of the held-out samples (SFT → policy)."""
+        out = fragment["diversity"]
+        return [Cell("distinct-2 (SFT → policy)", out["policy"]["distinct_2"], better="higher",
+                     before=out["sft"]["distinct_2"])]
 
 
 @hookimpl

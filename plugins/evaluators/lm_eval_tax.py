@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from harness import hookimpl
-from harness.contracts import EvalSamples, Options, StageContext
+from harness.contracts import Cell, EvalSamples, Options, StageContext
 from harness.errors import HarnessError
 from harness.models import load_causal_lm
 
@@ -113,6 +113,12 @@ class LmEvalTax:
             flat.update({f"eval/lm_eval/{task}/{metric}": values["policy"], f"tax/{task}": tax[task]["delta"]})
         ctx.log(flat, 0)
         return {"tax": tax}
+
+    def headline(self, fragment: dict[str, Any]) -> list[Cell]:
+        """Per task, the policy's lm-eval score minus SFT's (for a lower-is-better metric, positive is a loss)."""
+        return [Cell(f"tax {task}", t.get("delta"), fmt="+.4f", note=f"{t.get('metric')}, policy − SFT",
+                     better="higher" if t.get("higher_is_better", True) else "lower")
+                for task, t in sorted(fragment["tax"].items())]
 
 
 @hookimpl

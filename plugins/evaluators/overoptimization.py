@@ -20,7 +20,7 @@ from statistics import fmean
 from typing import Any, Sequence
 
 from harness import hookimpl
-from harness.contracts import EvalSamples, NoOptions, StageContext
+from harness.contracts import Cell, EvalSamples, NoOptions, StageContext
 from harness.stats import moving_average, pearson
 
 SMOOTH = 10  # training-curve statistics use a moving average over this many steps
@@ -83,6 +83,14 @@ class OverOptimization:
             out["ensemble_std_sft"] = float(reward.member_scores(prompts, list(samples.sft)).std(0).mean())
         ctx.log({f"overoptimization/{k}": v for k, v in out.items()}, 0)
         return {"overoptimization": out}
+
+    def headline(self, fragment: dict[str, Any]) -> list[Cell]:
+        """How often the optimized reward orders a held-out (policy, SFT) pair as gold does (with a gold judge)."""
+        out = fragment["overoptimization"]
+        if "proxy_gold_pair_agreement" not in out:
+            return []
+        return [Cell("proxy agrees with gold", out["proxy_gold_pair_agreement"], better="higher",
+                     note=f"{out.get('proxy_gold_pairs', 0):.0f} held-out pairs gold decides")]
 
 
 @hookimpl

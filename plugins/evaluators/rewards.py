@@ -12,7 +12,7 @@ import math
 from statistics import fmean, stdev
 
 from harness import hookimpl
-from harness.contracts import EvalSamples, NoOptions, StageContext
+from harness.contracts import Cell, EvalSamples, NoOptions, StageContext
 
 
 def _lengths(texts) -> list[int]:
@@ -41,6 +41,15 @@ class RewardsEvaluator:
             out[f"{who}response_len"] = fmean(_lengths(texts))
         out["kl"] = fmean(samples.kl)
         return {"policy": out}
+
+    def headline(self, fragment: dict) -> list[Cell]:
+        """Proxy and gold reward (SFT → policy), KL and response length."""
+        out = fragment["policy"]
+        cells = [Cell("proxy (SFT → policy)", out.get("reward_proxy"), better="higher", before=out.get("sft_reward_proxy"))]
+        if "reward_gold" in out:
+            cells.append(Cell("gold (SFT → policy)", out["reward_gold"], better="higher", before=out.get("sft_reward_gold")))
+        return cells + [Cell("KL (nats)", out.get("kl"), better="lower", note="policy ‖ SFT, per response"),
+                        Cell("len", out.get("response_len"), fmt=".1f", note="words per response")]
 
 
 @hookimpl

@@ -22,7 +22,7 @@ from typing import Callable, Literal, Sequence
 from pydantic import Field, field_validator, model_validator
 
 from harness import hookimpl
-from harness.contracts import EvalSamples, ExplainedJudge, Options, Prompt, StageContext
+from harness.contracts import Cell, EvalSamples, ExplainedJudge, Options, Prompt, StageContext
 from harness.errors import HarnessError
 from harness.stats import wilson_interval
 from plugins.rewards.judge_client import JudgeClient, JudgeEndpointOptions, check_template, final_line
@@ -148,6 +148,21 @@ class WinRate:
             result["judge"] = self.llm_judge.name
             result["judge_stats"] = self.llm_judge.client.diagnostics()
         return {"win_rate_vs_sft": result}
+
+    def headline(self, fragment: dict) -> list[Cell]:
+        """The win rate with its interval and, with an explaining gold judge, which term decided the verdicts."""
+        win = fragment["win_rate_vs_sft"]
+        cells = [Cell("win rate vs SFT", win["rate"], low=win["ci_low"], high=win["ci_high"], better="higher",
+                      note=f"{win['judge']} judge, n={win['n']}")]
+        if win.get("decided_by"):
+            cells.append(Cell("wins / losses decided by (gold terms)", text=format_decided(win["decided_by"]),
+                              note=f"{win['ties']} ties"))
+        return cells
+
+
+def format_decided(decided_by: dict[str, dict[str, float]]) -> str:
+    """``length 39/1 · task 48/15``: per gold term, the wins and losses it decided, terms in name order."""
+    return " · ".join(f"{term} {c['wins']:.0f}/{c['losses']:.0f}" for term, c in sorted(decided_by.items()))
 
 
 def rates_by_kind(kinds: Sequence[str], scores: Sequence[float]) -> dict[str, dict[str, float]]:

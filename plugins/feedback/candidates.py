@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Callable, Literal, Sequence
+from typing import Sequence
 
 from harness.contracts import Prompt, World
+from harness.feedback import Candidates, CandidateSource
 from harness.generation import generate_responses
 from harness.text import encode_prompt
 
-Candidates = Literal["world", "sft", "mixed"]
-CandidateSource = Callable[[Prompt, int, random.Random], tuple[list[str], list[str]]]
+__all__ = ["Candidates", "CandidateSource", "candidate_source", "policy_share", "sample_distinct"]
 RESAMPLE_ROUNDS = 3  # extra sampling rounds for prompts whose samples repeat before topping up from the world
 SFT, WORLD = "sft", "world"
 TOP_UP_TRIES = 10  # draws of world candidates when some coincide with π_SFT's samples

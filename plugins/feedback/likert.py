@@ -22,7 +22,7 @@ from pydantic import Field
 from harness import hookimpl
 from harness.contracts import Annotator, Prompt
 from plugins.feedback.agreement import krippendorff_alpha, percent_agreement
-from plugins.feedback.common import FeedbackFormatBase, FeedbackOptions, Pair, Record, check_range, pair_labels_by_unit
+from harness.feedback import FeedbackFormatBase, FeedbackOptions, Pair, Record, check_range, pair_labels_by_unit
 
 SCALE = (1, 7)
 

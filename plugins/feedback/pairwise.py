@@ -11,7 +11,7 @@ import random
 from harness import hookimpl
 from harness.contracts import Annotator, Prompt
 from plugins.feedback.agreement import fleiss_kappa, percent_agreement
-from plugins.feedback.common import FeedbackFormatBase, Pair, Record, check_range
+from harness.feedback import FeedbackFormatBase, Pair, Record, check_range
 
 
 class Pairwise(FeedbackFormatBase):

@@ -17,7 +17,7 @@ from pydantic import Field
 from harness import hookimpl
 from harness.contracts import Annotator, Prompt
 from plugins.feedback.agreement import fleiss_kappa, kendall_tau, percent_agreement
-from plugins.feedback.common import (
+from harness.feedback import (
     FeedbackFormatBase,
     FeedbackOptions,
     Pair,

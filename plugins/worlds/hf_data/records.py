@@ -1,7 +1,7 @@
 """Rows (keyed by role) → the harness's own records: Prompts, Demonstrations and feedback records.
 
 Feedback records follow exactly the schema the feedback-format plugins write when they collect
-from simulated annotators (:func:`plugins.feedback.common.make_record`), so ``preference_groups``,
+from simulated annotators (:func:`harness.feedback.make_record`), so ``preference_groups``,
 ``agreement``, the reward-model stage and DPO read recorded human labels unchanged:
 
 - pairwise → ``responses = [chosen, rejected]``, ``choice = 0`` (format ``pairwise``);
@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.contracts import Demonstration, Prompt
 from harness.errors import ConfigError
-from plugins.feedback.common import make_record
+from harness.feedback import make_record
 
 from .options import ChatSourceTable, FeedbackTable
 from .transcripts import TranscriptError, is_dialogue, shared_prompt, split_transcript

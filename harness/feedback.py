@@ -1,13 +1,20 @@
-"""What the pairwise, ranking and Likert formats share: who labels which item, the record
-schema, and the records → PreferenceGroup / agreement plumbing.
+"""The public base of feedback formats: who labels which item, the record schema, and the
+records → PreferenceGroup / agreement plumbing. The built-in pairwise, ranking and Likert formats
+are written on it, and so can a third-party format (``from harness.feedback import
+FeedbackFormatBase``): it implements ``annotate``, ``pairs`` and ``item_agreement`` and inherits
+the documented ``collect(world, prompts, rng, source=None)`` contract.
 
 Each item is one prompt with ``k`` candidate responses from ``world.candidate_responses``.
 Most items get one annotator; a fraction (``overlap``) gets ``raters_per_overlap_item``
 different annotators, as InstructGPT did to measure inter-labeler agreement. A record is one
-(item, annotator) answer, JSON-ready:
+(item, annotator) answer, JSON-ready (:func:`make_record`; ``sources`` only when the responses
+came from a candidate source):
 
     {"prompt_id", "prompt": <Prompt as dict>, "responses": [...], "annotator": name,
-     <format field>: choice | ranking | ratings}
+     <format field>: choice | ranking | ratings, "sources": ["sft" | "world", ...]}
+
+``preference_groups`` returns exactly one group per record, in the records' order (the reward
+model stage splits records and groups together by index).
 
 A subclass says only how an annotator answers (``annotate``), which weighted
 (winner, loser) pairs one answer implies (``pairs``), and how agreement is measured over
@@ -21,14 +28,16 @@ import operator
 import random
 from collections import defaultdict
 from itertools import combinations
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 from pydantic import Field
 
 from harness.contracts import Annotator, Options, PreferenceGroup, Prompt, RecordedFeedback, World
-from plugins.feedback.candidates import Candidates, CandidateSource
 
 Record = dict[str, Any]
+Candidates = Literal["world", "sft", "mixed"]
+# (prompt, k, rng) -> (k responses, where each came from: "sft" or "world"); see plugins.feedback.candidates
+CandidateSource = Callable[[Prompt, int, random.Random], tuple[list[str], list[str]]]
 Pair = tuple[int, int, float]
 
 

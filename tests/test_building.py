@@ -1,0 +1,78 @@
+"""Components build components: a reward source that wraps another one, by name, with options."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from pydantic import Field
+
+from harness import hookimpl
+from harness.building import build_component
+from harness.contracts import Options, Prompt, StageContext
+from harness.errors import ConfigError
+from harness.plugins import get_plugin_manager
+
+
+class PenalizedOptions(Options):
+    inner: str = Field("gold", description="The reward source this one wraps.")
+    inner_options: dict = Field(default_factory=dict, description="Its options, as its TOML table would hold them.")
+    per_word: float = Field(0.5, ge=0, description="Reward lost per word.")
+
+
+class LengthPenalized:
+    """Another reward source's score minus a penalty per word."""
+
+    Options = PenalizedOptions
+
+    def __init__(self, options):
+        self.options, self.inner = options, None
+
+    def prepare(self, ctx):
+        self.inner = ctx.build("reward_source", self.options.inner, self.options.inner_options)
+        self.inner.prepare(ctx)
+
+    def score(self, prompts, responses):
+        words = torch.tensor([len(r.split()) for r in responses], dtype=torch.float32)
+        return self.inner.score(prompts, responses) - self.options.per_word * words
+
+
+class Plugin:
+    @hookimpl
+    def register_reward_sources(self, register):
+        register("length_penalized", LengthPenalized)
+
+
+class Gold:
+    def score(self, prompt, response):
+        return 1.0 if "yes" in response else 0.0
+
+
+@pytest.fixture(scope="module")
+def host():
+    return get_plugin_manager(autoload=False, extra=[Plugin()])
+
+
+def _ctx(host):
+    world = SimpleNamespace(name="w", gold=lambda: Gold())
+    return StageContext(experiment=None, stage="prepare", stage_dir=None, world=world, seed=0, log=lambda m, s: None,
+                        build=lambda family, name, options=None: build_component(host.registry, family, name, options,
+                                                                                 source="x.toml"))
+
+
+def test_a_reward_source_wraps_a_built_in_by_name(host):
+    reward = build_component(host.registry, "reward_source", "length_penalized", {"per_word": 0.25})
+    reward.prepare(_ctx(host))
+    prompt = Prompt("p", "qa", "?")
+    assert reward.score([prompt, prompt], ["yes", "no no no no"]).tolist() == [0.75, -1.0]
+
+
+def test_building_an_unknown_component_lists_what_is_available(host):
+    reward = build_component(host.registry, "reward_source", "length_penalized", {"inner": "nope"})
+    with pytest.raises(ConfigError, match=r"x.toml: a plugin built reward source 'nope'.*Available: .*gold.*learned"):
+        reward.prepare(_ctx(host))
+
+
+def test_a_built_components_options_are_validated_like_a_table(host):
+    with pytest.raises(ConfigError, match=r"\[reward_source.length_penalized \(built by a plugin\)\] per_word = -1"):
+        build_component(host.registry, "reward_source", "length_penalized", {"per_word": -1}, source="x.toml")
