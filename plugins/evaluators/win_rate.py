@@ -154,6 +154,10 @@ class WinRate:
         win = fragment["win_rate_vs_sft"]
         cells = [Cell("win rate vs SFT", win["rate"], low=win["ci_low"], high=win["ci_high"], better="higher",
                       note=f"{win['judge']} judge, n={win['n']}")]
+        lc = win.get("length_controlled")
+        if lc:
+            cells.append(Cell("length-controlled win rate", lc["rate"], low=lc["ci_low"], high=lc["ci_high"],
+                              better="higher", note="the judge's length term left out"))
         if win.get("decided_by"):
             cells.append(Cell("wins / losses decided by (gold terms)", text=format_decided(win["decided_by"]),
                               note=f"{win['ties']} ties"))
