@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from harness.checks import check_model_name, hub_model_problem, looks_like_path
+from harness.checks import check_model_name, looks_like_path
 from harness.errors import HarnessError
 
 from harness.hookspecs import hookimpl
@@ -24,9 +24,6 @@ def resolve_model(base, experiment):
     if looks_like_path(base):
         raise HarnessError(f"{experiment.source}: model {base!r} is a path, and there is no such directory; give "
                            f"a directory saved with save_pretrained, a hub id, or 'embedded:<name>'.")
-    problem = hub_model_problem(base, f"{experiment.source}: model")
-    if problem:
-        raise HarnessError(problem)
     return base
 
 

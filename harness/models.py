@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.checks import hub_model_problem
 from harness.errors import HarnessError
 
 
@@ -15,6 +16,10 @@ def load_causal_lm(path: str | Path, *, trainable: bool = False):
     """(model, tokenizer) from an HF directory or hub id; eval mode unless ``trainable``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if not Path(path).expanduser().is_dir():  # a hub id: ask once, quickly, before from_pretrained retries for a minute
+        problem = hub_model_problem(str(path), "model")
+        if problem:
+            raise HarnessError(problem)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path))

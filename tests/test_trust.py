@@ -303,17 +303,16 @@ def test_lm_eval_prints_no_git_error_outside_a_checkout(tmp_path, monkeypatch, c
 def test_unreachable_hub_id_fails_fast_with_one_line(monkeypatch, tmp_path):
     """A hub id the hub cannot be asked about is one error naming the fix, in seconds (not a minute of retries)."""
     import time
-    from types import SimpleNamespace
 
-    from harness.core_hooks import resolve_model
     from harness.errors import HarnessError
+    from harness.models import load_causal_lm
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     start = time.perf_counter()
-    with pytest.raises(HarnessError, match="unreachable from this machine.*HF_HUB_OFFLINE=1"):
-        resolve_model("someorg/somemodel", SimpleNamespace(source="exp.toml"))
+    with pytest.raises(HarnessError, match="'someorg/somemodel': the hub is unreachable from this machine.*HF_HUB_OFFLINE=1"):
+        load_causal_lm("someorg/somemodel")
     assert time.perf_counter() - start < 15
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HarnessError, match="not in the local cache"):
-        resolve_model("someorg/somemodel", SimpleNamespace(source="exp.toml"))
+        load_causal_lm("someorg/somemodel")
