@@ -5,7 +5,7 @@ from harness.contracts import NoOptions
 
 
 class Shorter:
-    """The shorter response wins; equal lengths tie."""
+    """The shorter response wins (a length-controlled sanity check)."""
 
     Options = NoOptions
     name = "shorter"
