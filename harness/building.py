@@ -50,7 +50,10 @@ def validate_component_tables(data: Any, context: Mapping[str, Any] | None, *, f
                           f"that name is registered. Registered: {', '.join(names) or '(none)'} (a third-party one is installed "
                           f"with its package; see `harness plugins`).")
     for key, value in data.items():
-        if key in names and isinstance(value, Mapping):
+        if key in names and value is not None:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [{table}] {key} must be a table ([{table}.{key}]) of the "
+                                  f"{family.replace('_', ' ')}'s options.")
             model = registry.get(family, key).options_model
             out[key] = validate_options(model, value, source, f"{table}.{key}", registry)
         elif key not in fields:

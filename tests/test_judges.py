@@ -72,6 +72,8 @@ def test_an_unknown_judge_is_one_error_listing_the_registered(tmp_path, host):
         _experiment(tmp_path, host.registry, 'judge = "oracle"')
     with pytest.raises(ConfigError, match=r"\[evaluation.win_rate\] unknown key 'oracle'. Allowed keys: judge, llm, gold"):
         _experiment(tmp_path, host.registry, 'judge = "gold"\n[evaluation.win_rate.oracle]\nx = 1')
+    with pytest.raises(ConfigError, match=r"\[evaluation.win_rate\] llm must be a table \(\[evaluation.win_rate.llm\]\)"):
+        _experiment(tmp_path, host.registry, 'judge = "gold"\nllm = "gpt"')
 
 
 def test_a_plugin_judge_decides_the_win_rate_with_its_own_options(tmp_path, host):
