@@ -108,7 +108,7 @@ def measure(args) -> dict:
 
     from harness.compute import ComputeOptions
     from harness.contracts import StageContext
-    from plugins.optimizers.loop import setup
+    from plugins.optimizers.online import setup
     from plugins.optimizers.memory import parameter_bytes
     from plugins.optimizers.ppo import PPOOptions, ppo_step
     from plugins.rewards.learned import LearnedReward

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from harness.config import validate_options
+from harness.errors import ConfigError
 from harness.registry import Registry
+from harness.secrets import scrub
 
 
 def build_component(registry: Registry, family: str, name: str, options: Mapping[str, Any] | None = None, *,
@@ -21,5 +23,46 @@ def build_component(registry: Registry, family: str, name: str, options: Mapping
     ``source`` names the experiment file in errors; a world also gets ``seed``.
     """
     component = registry.get(family, name, where=f"{source}: a plugin built {family.replace('_', ' ')} {name!r}")
-    validated = validate_options(component.options_model, options or {}, source, f"{family}.{name} (built by a plugin)")
+    validated = validate_options(component.options_model, options or {}, source, f"{family}.{name} (built by a plugin)",
+                                 registry)
     return component.factory(validated, seed=seed) if family == "world" else component.factory(validated)
+
+
+def validate_component_tables(data: Any, context: Mapping[str, Any] | None, *, family: str, selector: str,
+                              default: str, fields: Mapping[str, Any]) -> Any:
+    """Options that name a component of ``family`` and hold its options in a sub-table named after it.
+
+    ``[evaluation.win_rate] judge = "llm"`` with ``[evaluation.win_rate.llm]``: call it from a
+    ``model_validator(mode="before")`` with ``info.context``. When the config layer validates (the
+    registry is in the context), the named component must be registered (else one error listing
+    those that are), a key that is neither a field nor a registered name is an error, each
+    component's sub-table is validated by its own ``Options`` (errors name ``[table.component]``)
+    and replaced by the validated options, and a component whose options have required fields
+    needs its table. Built directly in Python (no registry), ``data`` passes through unchanged.
+    """
+    registry = (context or {}).get("registry")
+    if registry is None or not isinstance(data, Mapping):
+        return data
+    source, table = context.get("source", "<experiment>"), context.get("table", "?")
+    names, name, out = registry.names(family), data.get(selector, default), dict(data)
+    if isinstance(name, str) and name not in names:
+        raise ConfigError(f"{source}: [{table}] {selector} = {scrub(repr(name))}: no {family.replace('_', ' ')} of "
+                          f"that name is registered. Registered: {', '.join(names) or '(none)'} (a third-party one is installed "
+                          f"with its package; see `harness plugins`).")
+    for key, value in data.items():
+        if key in names and value is not None:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: [{table}] {key} must be a table ([{table}.{key}]) of the "
+                                  f"{family.replace('_', ' ')}'s options.")
+            model = registry.get(family, key).options_model
+            out[key] = validate_options(model, value, source, f"{table}.{key}", registry)
+        elif key not in fields:
+            allowed = ", ".join([*fields, *(n for n in names if n not in fields)])
+            raise ConfigError(f"{source}: [{table}] unknown key {key!r}. Allowed keys: {allowed} "
+                              f"(a {family.replace('_', ' ')}'s options go in [{table}.<name>]).")
+    required = [k for k, f in registry.get(family, name).options_model.model_fields.items() if f.is_required()] \
+        if isinstance(name, str) else []
+    if required and out.get(name) is None:
+        raise ConfigError(f"{source}: [{table}] {selector} = {name!r} needs an [{table}.{name}] table with at least "
+                          f"{' and '.join(required)}.")
+    return out

@@ -263,8 +263,8 @@ def _resolve_slot(raw: Mapping[str, Any], slot: str, registry: Registry, source:
                 f"(options go in [{slot}.<component name>])."
             )
         model = registry.get(family, key).options_model
-        options[key] = validate_options(model, _table(table, key, source, slot), source, f"{slot}.{key}")
-    chosen = options.pop(name, None) or validate_options(component.options_model, {}, source, f"{slot}.{name}")
+        options[key] = validate_options(model, _table(table, key, source, slot), source, f"{slot}.{key}", registry)
+    chosen = options.pop(name, None) or validate_options(component.options_model, {}, source, f"{slot}.{name}", registry)
     return Choice(slot, name, chosen, MappingProxyType(options))
 
 
@@ -281,7 +281,7 @@ def _resolve_evaluation(raw: Mapping[str, Any], registry: Registry, source: str)
     evaluators = {}
     for name in evaluation.evaluators:
         model = registry.get("evaluator", name, where=f"{source}: [evaluation] evaluators").options_model
-        evaluators[name] = validate_options(model, sub.get(name, {}), source, f"evaluation.{name}")
+        evaluators[name] = validate_options(model, sub.get(name, {}), source, f"evaluation.{name}", registry)
     return evaluation, evaluators
 
 
@@ -299,10 +299,16 @@ _EXPECTED = {
 }
 
 
-def validate_options(model: type[Options], values: Mapping[str, Any], source: str, table: str) -> Options:
-    """``model(**values)`` or one ConfigError naming file, table, key, expectation and allowed keys."""
+def validate_options(model: type[Options], values: Mapping[str, Any], source: str, table: str,
+                     registry: Registry | None = None) -> Options:
+    """``model(**values)`` or one ConfigError naming file, table, key, expectation and allowed keys.
+
+    With ``registry``, validators see ``{"registry", "source", "table"}`` as their validation context, so an
+    options table can name other components (:func:`harness.building.validate_component_tables`).
+    """
+    context = {"registry": registry, "source": source, "table": table} if registry is not None else None
     try:
-        return model.model_validate(dict(values))
+        return model.model_validate(dict(values), context=context)
     except ValidationError as err:
         raise ConfigError(_describe(err, model, values, source, table)) from None
 

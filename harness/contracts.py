@@ -328,3 +328,23 @@ class DescribedEvaluator(Protocol):
 
     def headline(self, fragment: dict[str, Any]) -> list[Cell]:
         """The cells of what this evaluator's ``evaluate`` returned (``fragment``), for the summary and reports."""
+
+
+# (prompt, a, b) triples -> 1.0 if a is better, 0.0 if b is, 0.5 for a tie
+CompareMany = Callable[[Sequence[tuple[Prompt, str, str]]], list[float]]
+
+
+class Judge(Protocol):
+    """Decides which of two responses to a prompt is better (registered with ``register_judges``).
+
+    Built from its ``Options`` (the evaluator's ``[evaluation.<evaluator>.<judge>]`` table), then
+    bound to a run. Optional: ``explainer(ctx)`` returns an :class:`ExplainedJudge` whose terms
+    explain the verdicts (the win rate then reports ``decided_by`` and a length-controlled rate),
+    and ``diagnostics()`` returns counters reported beside the verdicts (``judge_stats``).
+    """
+
+    Options: ClassVar[type[Options]]
+    name: str  # how results name it: "gold", "reward", "llm:<model>"
+
+    def bind(self, ctx: StageContext) -> CompareMany:
+        """This run's comparisons; raise :class:`~harness.errors.HarnessError` if the run cannot have this judge."""

@@ -45,6 +45,11 @@ def register_evaluators(register):
 
 
 @hookspec
+def register_judges(register):
+    """Register judges that decide which of two responses is better (gold, reward, LLM, …)."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands or groups to the ``harness`` CLI (``cli`` is the root click group)."""
 

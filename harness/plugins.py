@@ -37,6 +37,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.rewards.ensemble",
     "plugins.rewards.gold",
     "plugins.rewards.llm_judge",
+    "plugins.judges.scored",
+    "plugins.judges.pairwise_llm",
     "plugins.optimizers.ppo",
     "plugins.optimizers.a2c",
     "plugins.optimizers.dpo",

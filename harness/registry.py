@@ -19,6 +19,7 @@ FAMILIES = {
     "optimizer": "register_optimizers",
     "stage": "register_stages",
     "evaluator": "register_evaluators",
+    "judge": "register_judges",
 }
 
 

@@ -65,3 +65,14 @@ class FakePlugin:
     def register_evaluators(self, register):
         register("rewards", FakeComponent)
         register("win_rate", FakeComponent)
+
+
+def judge_builder():
+    """``ctx.build`` over the built-in judges only (what the win-rate evaluator builds its judge with)."""
+    from functools import partial
+
+    from harness.building import build_component
+    from harness.plugins import get_plugin_manager
+
+    builtins = ("plugins.judges.scored", "plugins.judges.pairwise_llm")
+    return partial(build_component, get_plugin_manager(builtins=builtins, autoload=False).registry)

@@ -1,40 +1,29 @@
 """Components build components: a reward source that wraps another one, by name, with options."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
-from pydantic import Field
 
 from harness import hookimpl
 from harness.building import build_component
-from harness.contracts import Options, Prompt, StageContext
+from harness.contracts import Prompt, StageContext
 from harness.errors import ConfigError
 from harness.plugins import get_plugin_manager
 
 
-class PenalizedOptions(Options):
-    inner: str = Field("gold", description="The reward source this one wraps.")
-    inner_options: dict = Field(default_factory=dict, description="Its options, as its TOML table would hold them.")
-    per_word: float = Field(0.5, ge=0, description="Reward lost per word.")
+def _tutorial_module(name: str):
+    """A module of the tutorial package (tests/tutorial_plugin), loaded from its file."""
+    path = Path(__file__).resolve().parent / "tutorial_plugin" / "harness_tutorial" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tutorial_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class LengthPenalized:
-    """Another reward source's score minus a penalty per word."""
-
-    Options = PenalizedOptions
-
-    def __init__(self, options):
-        self.options, self.inner = options, None
-
-    def prepare(self, ctx):
-        self.inner = ctx.build("reward_source", self.options.inner, self.options.inner_options)
-        self.inner.prepare(ctx)
-
-    def score(self, prompts, responses):
-        words = torch.tensor([len(r.split()) for r in responses], dtype=torch.float32)
-        return self.inner.score(prompts, responses) - self.options.per_word * words
+LengthPenalized = _tutorial_module("length_penalized").LengthPenalized  # the tutorial's wrapping reward source
 
 
 class Plugin:
@@ -61,7 +50,7 @@ def _ctx(host):
 
 
 def test_a_reward_source_wraps_a_built_in_by_name(host):
-    reward = build_component(host.registry, "reward_source", "length_penalized", {"per_word": 0.25})
+    reward = build_component(host.registry, "reward_source", "length_penalized", {"inner": "gold", "per_word": 0.25})
     reward.prepare(_ctx(host))
     prompt = Prompt("p", "qa", "?")
     assert reward.score([prompt, prompt], ["yes", "no no no no"]).tolist() == [0.75, -1.0]

@@ -182,7 +182,7 @@ def test_every_process_splits_the_batch(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from harness.contracts import StageContext
-    from plugins.optimizers.loop import _check_processes
+    from plugins.optimizers.setup_run import _check_processes
     from plugins.optimizers.ppo import PPOOptions
 
     monkeypatch.setenv("WORLD_SIZE", "3")

@@ -36,3 +36,13 @@ def test_tutorial_matches_the_example_package():
                  "target_words: int = Field(8, ge=1"):
         assert line in DOC
         assert line in source or line in (ROOT / "tests/example_plugin/pyproject.toml").read_text()
+
+
+def test_the_tutorial_walks_through_the_tutorial_package():
+    package = ROOT / "tests" / "tutorial_plugin" / "harness_tutorial"
+    for module, start in (("rloo", "class RLOOOptions"), ("thumbs", "class Thumbs"),
+                          ("length_penalized", "class LengthPenalizedOptions"), ("shorter", "class Shorter")):
+        source = (package / f"{module}.py").read_text()
+        assert source[source.index(start):].strip() in DOC, f"docs/plugins.md lacks {module}.py as the package has it"
+    assert 'tutorial = "harness_tutorial"' in DOC and 'register("rloo", RLOO)' in DOC
+    assert 'Cell("mean words", own["policy"], before=own["sft"], better="lower", fmt=".1f")' in (package / "mean_words.py").read_text()

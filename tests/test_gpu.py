@@ -20,7 +20,7 @@ from torch import nn
 from harness.compute import ComputeOptions
 from harness.contracts import StageContext
 from harness.generation import sequence_logprobs
-from plugins.optimizers.loop import setup
+from plugins.optimizers.online import setup
 from plugins.optimizers.memory import AdapterOffReference, parameter_bytes, plain_state_dict
 from plugins.optimizers.ppo import PPOOptions, ppo_step
 from plugins.optimizers.rollout import collect_rollout

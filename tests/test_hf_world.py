@@ -27,6 +27,7 @@ from plugins.feedback.ranking import Ranking
 from plugins.worlds.hf_data.options import HFDataOptions
 from plugins.worlds.hf_data.transcripts import TranscriptError, split_transcript, turns
 from plugins.worlds.hf_data.world import HFDataWorld
+from tests.fakes import judge_builder
 from tests.tiny_models import save_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +243,7 @@ def test_a_real_data_world_has_no_gold_annotators_or_models():
 
 def _ctx(w, tmp_path):
     return StageContext(experiment=SimpleNamespace(), stage="evaluation", stage_dir=tmp_path, world=w, seed=0,
-                        log=lambda m, s: None, artifacts={}, components={})
+                        log=lambda m, s: None, artifacts={}, components={}, build=judge_builder())
 
 
 def test_win_rate_with_the_gold_judge_says_to_use_another_judge(tmp_path):

@@ -72,3 +72,25 @@ def test_the_core_never_imports_plugins():
                  for m, targets in import_graph("harness").items()}
     assert {m: t for m, t in offenders.items() if t} == {}
 
+
+
+def test_the_built_in_plugins_have_no_import_circle():
+    graph = import_graph("plugins")
+    assert "plugins.optimizers.online" in graph and "plugins.judges.client" in graph
+    assert find_cycle(graph) is None
+
+
+def test_online_optimizers_stand_on_the_toolkit_not_on_each_other():
+    graph = import_graph("plugins")
+    for algo in ("ppo", "a2c"):
+        siblings = {t for t in graph[f"plugins.optimizers.{algo}"] if t.startswith("plugins.")}
+        assert siblings == {"plugins.optimizers.online"}, (algo, siblings)
+    assert not any(t.startswith("plugins.rewards") for t in graph["plugins.evaluators.win_rate"])
+
+
+def test_no_core_judge_or_optimizer_module_is_over_400_lines():
+    # plugins/stages/reward_model.py (420 lines) is not split yet: it is outside this walk
+    dirs = ("harness", "plugins/optimizers", "plugins/judges", "plugins/evaluators")
+    long = {str(p.relative_to(ROOT)): n for d in dirs for p in (ROOT / d).rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert long == {}

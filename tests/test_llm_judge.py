@@ -11,6 +11,7 @@ import re
 import socket
 import threading
 import time
+from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,10 +22,11 @@ from harness.config import load_experiment
 from harness.contracts import EvalSamples, Prompt
 from harness.errors import ConfigError, HarnessError
 from harness.plugins import get_plugin_manager
-from plugins.evaluators.win_rate import PAIRWISE_TEMPLATE, PairwiseJudgeOptions, WinRate, WinRateOptions, parse_verdict
-from plugins.rewards.judge_client import VerdictError
+from plugins.evaluators.win_rate import WinRate, WinRateOptions
+from plugins.judges.pairwise_llm import PAIRWISE_TEMPLATE, PairwiseJudgeOptions, parse_verdict
+from plugins.judges.client import VerdictError
 from plugins.rewards.llm_judge import DEFAULT_TEMPLATE, LLMJudgeOptions, LLMJudgeReward, parse_score
-from tests.fakes import FakePlugin
+from tests.fakes import FakePlugin, judge_builder
 
 KEY_ENV = "HARNESS_TEST_JUDGE_KEY"
 SECRET = "sk-test-DO-NOT-LEAK-4242"
@@ -324,13 +326,13 @@ def samples():
 def test_win_rate_with_an_llm_judge(judge):
     llm = dict(base_url=judge.url, model=MODEL, api_key_env=KEY_ENV, template=PAIR_TEMPLATE, concurrency=2)
     evaluator = WinRate(WinRateOptions(judge="llm", llm=llm))
-    result = evaluator.evaluate(None, samples())["win_rate_vs_sft"]
+    result = evaluator.evaluate(SimpleNamespace(build=judge_builder()), samples())["win_rate_vs_sft"]
     # 3 wins, 1 loss, and one equal pair the judge always calls "A": swapped, that is a tie
     assert result["rate"] == pytest.approx(3.5 / 5) and result["ties"] == 1 and result["n"] == 5
     assert result["judge"] == f"llm:{MODEL}" and result["ci_low"] < result["rate"] < result["ci_high"]
     assert len(judge.requests) == 9  # 5 pairs × 2 orders, the equal pair's two orders are one request
     assert result["judge_stats"]["judge/calls"] == 9
-    again = WinRate(WinRateOptions(judge="llm", llm=llm)).evaluate(None, samples())["win_rate_vs_sft"]
+    again = WinRate(WinRateOptions(judge="llm", llm=llm)).evaluate(SimpleNamespace(build=judge_builder()), samples())["win_rate_vs_sft"]
     assert len(judge.requests) == 9 and again["rate"] == result["rate"]
 
 
@@ -341,6 +343,7 @@ def test_win_rate_with_the_reward_judge_still_swaps_positions():
 
     class Ctx:
         components = {"reward": Length()}
+        build = staticmethod(judge_builder())
 
     result = WinRate(WinRateOptions(judge="reward")).evaluate(Ctx(), samples())["win_rate_vs_sft"]
     assert result["rate"] == pytest.approx(3.5 / 5) and result["ties"] == 1 and result["judge"] == "reward"
@@ -355,7 +358,7 @@ class FakesWithoutWinRate(FakePlugin):
 
 @pytest.fixture
 def registry():
-    builtins = ("plugins.rewards.llm_judge", "plugins.evaluators.win_rate")
+    builtins = ("plugins.rewards.llm_judge", "plugins.evaluators.win_rate", "plugins.judges.pairwise_llm")
     return get_plugin_manager(builtins=builtins, extra=[FakesWithoutWinRate()], autoload=False).registry
 
 
@@ -420,7 +423,7 @@ def test_llm_win_rate_needs_its_table(tmp_path, registry):
     with pytest.raises(ConfigError, match=r"\[evaluation.win_rate\].*needs an \[evaluation.win_rate.llm\] table"):
         load_experiment(path, registry)
     path.write_text(JUDGED.format(extra="") + 'template = "{prompt} {response_a}"\n')
-    with pytest.raises(ConfigError, match=r"\[evaluation.win_rate\] llm.template.*lacks placeholder\(s\) \{response_b\}"):
+    with pytest.raises(ConfigError, match=r"\[evaluation.win_rate.llm\] template.*lacks placeholder\(s\) \{response_b\}"):
         load_experiment(path, registry)
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
-from plugins.optimizers.loop import save_policy, setup
+from plugins.optimizers.online import save_policy, setup
 from plugins.optimizers.memory import (AdapterOffReference, frozen_on_device, offloading, parameter_bytes,
                                        plain_state_dict, reward_modules)
 from plugins.optimizers.ppo import PPOOptions, ppo_step

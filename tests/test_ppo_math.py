@@ -11,7 +11,7 @@ from plugins.optimizers.advantages import (RunningMoments, explained_variance, g
                                            per_token_rewards)
 from plugins.optimizers.kl import AdaptiveKLController, FixedKLController, kl_controller
 from plugins.optimizers.ppo import PPO, clipped_policy_loss, clipped_value_loss, minibatches
-from plugins.optimizers.rollout import distinct_n, sample_prompts
+from plugins.optimizers.online import distinct_n, sample_prompts, step_prompts
 
 
 def test_gae_matches_a_hand_computed_example():
@@ -135,6 +135,15 @@ def test_prompts_of_a_step_depend_only_on_seed_and_step():
     assert sample_prompts(pool, 8, seed=1, step=3) == sample_prompts(pool, 8, seed=1, step=3)
     assert sample_prompts(pool, 8, seed=1, step=3) != sample_prompts(pool, 8, seed=1, step=4)
     assert len(sample_prompts(pool[:3], 8, seed=1, step=1)) == 8  # a small pool is sampled with replacement
+
+
+def test_k_samples_per_prompt_are_consecutive_groups_and_k_1_is_the_plain_batch():
+    pool = list(range(100))
+    assert step_prompts(pool, 8, seed=1, step=3) == sample_prompts(pool, 8, seed=1, step=3)
+    grouped = step_prompts(pool, 8, seed=1, step=3, samples_per_prompt=4)
+    assert grouped == [x for x in sample_prompts(pool, 2, seed=1, step=3) for _ in range(4)]
+    with pytest.raises(ValueError, match="multiple of samples_per_prompt"):
+        step_prompts(pool, 6, seed=1, step=3, samples_per_prompt=4)
 
 
 def test_distinct_2():

@@ -178,6 +178,7 @@ def test_gold_explains_its_score_by_rubric_term(world):
 def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
     from harness.contracts import EvalSamples
     from plugins.evaluators.win_rate import WinRate
+    from tests.fakes import judge_builder
 
     capital, colour, opposite = one_of(world, "capital"), one_of(world, "colour"), one_of(world, "opposite")
     (good_a, flawed_a), (good_b, flawed_b), (good_c, flawed_c) = (_good_and_flawed(world, p) for p in (capital, colour, opposite))
@@ -185,7 +186,7 @@ def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
     samples = EvalSamples(prompts=(capital, colour, opposite, colour),
                           policy=(good_a, flawed_b["rude"], flawed_c["verbose"], good_b),
                           sft=(flawed_a["wrong"], good_b, good_c, good_b), kl=(0.0,) * 4)
-    ctx = SimpleNamespace(world=world, components={})
+    ctx = SimpleNamespace(world=world, components={}, build=judge_builder())
     result = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, samples)["win_rate_vs_sft"]
     assert result["rate"] == pytest.approx(2.5 / 4) and result["ties"] == 1
     assert result["decided_by"] == {"task": {"wins": 1, "losses": 0}, "rudeness": {"wins": 0, "losses": 1},

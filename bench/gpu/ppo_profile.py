@@ -45,7 +45,7 @@ def make_run(model_dir: Path, stage_dir: Path, args):
     """The RL stage as ``harness run`` builds it: ``loop.setup`` with the chosen backend and PPO options."""
     from harness.compute import ComputeOptions
     from harness.contracts import StageContext
-    from plugins.optimizers.loop import setup
+    from plugins.optimizers.online import setup
     from plugins.optimizers.ppo import PPOOptions
     from plugins.rewards.learned import LearnedReward
     from plugins.worlds.embedded.world import EmbeddedWorld
@@ -64,7 +64,8 @@ def make_run(model_dir: Path, stage_dir: Path, args):
 
 def timed_step(run, step: int) -> dict:
     """One ``ppo_step``, its pieces timed (the GPU synchronised at each boundary)."""
-    from plugins.optimizers.ppo import ppo_update, rewards_and_advantages
+    from plugins.optimizers.online import rewards_and_advantages
+    from plugins.optimizers.ppo import ppo_update
     from plugins.optimizers.rollout import collect_rollout
 
     gen0, score0 = run.seconds["generation"], run.seconds["reward"]

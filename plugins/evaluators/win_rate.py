@@ -9,102 +9,46 @@ decided each win and each loss (``decided_by``: the term that moved most in the 
 direction), and the length-controlled rate (``length_controlled``: the verdicts with the length
 term left out, as AlpacaEval 2.0 controls for length). That is what tells "wins on correctness, loses on length" from a flat 0.5.
 
-The judge is the world's gold judge, the run's reward source (higher score wins), or an LLM
-over an OpenAI-compatible API (``[evaluation.win_rate.llm]``) asked which of responses A and B
-is better; it answers on a final line ``Verdict: A``, ``B`` or ``tie``. Its requests are
-retried, cached and run ``concurrency`` at a time by :mod:`plugins.rewards.judge_client`.
+The judge is any registered judge (``register_judges``), named by ``[evaluation.win_rate] judge``:
+built in, ``gold`` (the world's gold judge), ``reward`` (the run's reward source, higher score wins)
+and ``llm`` (an LLM over an OpenAI-compatible API); its options are ``[evaluation.win_rate.<judge>]``
+(``[evaluation.win_rate.llm]``). It is built once per evaluator through ``ctx.build``.
 """
 from __future__ import annotations
 
-import re
-from typing import Callable, Literal, Sequence
+from typing import Any, Sequence
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, model_validator
 
 from harness import hookimpl
-from harness.contracts import Cell, EvalSamples, ExplainedJudge, Options, Prompt, StageContext
+from harness.building import validate_component_tables
+from harness.contracts import Cell, EvalSamples, ExplainedJudge, Judge, Options, StageContext
 from harness.errors import HarnessError
 from harness.stats import wilson_interval
-from plugins.rewards.judge_client import JudgeClient, JudgeEndpointOptions, check_template, final_line
-
-# (prompt, a, b) triples -> 1.0 if a is better, 0.0 if b is, 0.5 for a tie
-CompareMany = Callable[[Sequence[tuple[Prompt, str, str]]], list[float]]
-
-VERDICT_LINE = re.compile(r"Verdict:\s*(A|B|tie)", re.IGNORECASE)
-VERDICTS = {"a": 1.0, "b": 0.0, "tie": 0.5}
-PAIRWISE_PLACEHOLDERS = ("prompt", "response_a", "response_b")
-
-PAIRWISE_TEMPLATE = """You are comparing two AI assistant replies to the same user instruction.
-
-[Instruction]
-{prompt}
-
-[Response A]
-{response_a}
-
-[Response B]
-{response_b}
-
-Which response is more helpful, correct and harmless? Ignore their order and length as such.
-Explain briefly, then end with one final line of exactly this form:
-Verdict: A, Verdict: B, or Verdict: tie"""
-
-
-class PairwiseJudgeOptions(JudgeEndpointOptions):
-    template: str = Field(PAIRWISE_TEMPLATE, description="The judge's instructions, with {prompt}, {response_a} and {response_b}; the answer must end in 'Verdict: A|B|tie'.")
-
-    @field_validator("template")
-    @classmethod
-    def _placeholders(cls, template: str) -> str:
-        return check_template(template, PAIRWISE_PLACEHOLDERS)
 
 
 class WinRateOptions(Options):
-    judge: Literal["gold", "reward", "llm"] = Field(
-        "gold", description="gold: the world's judge; reward: the run's reward source (higher score wins); "
-                            "llm: an LLM over an OpenAI-compatible API, configured in [evaluation.win_rate.llm]."
+    model_config = ConfigDict(extra="allow", frozen=True)  # [evaluation.win_rate.<judge>]: checked below
+
+    judge: str = Field(
+        "gold", description="A registered judge (`harness plugins`): gold: the world's judge; reward: the run's reward "
+                            "source (higher score wins); llm: an LLM over an OpenAI-compatible API; or a plugin's. "
+                            "Its options go in [evaluation.win_rate.<judge>]."
     )
-    llm: PairwiseJudgeOptions | None = Field(
+    llm: Any = Field(
         None, description="The LLM judge ([evaluation.win_rate.llm]: base_url, model, api_key_env, …); needed when judge = 'llm'."
     )
 
-    @model_validator(mode="after")
-    def _llm_needs_its_table(self):
-        if self.judge == "llm" and self.llm is None:
-            raise ValueError("judge = 'llm' needs an [evaluation.win_rate.llm] table with at least base_url and model")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_tables(cls, data: Any, info: ValidationInfo) -> Any:
+        return validate_component_tables(data, info.context, family="judge", selector="judge", default="gold",
+                                         fields=cls.model_fields)
 
-
-def parse_verdict(text: str) -> float:
-    """1.0 for a final line ``Verdict: A``, 0.0 for ``B``, 0.5 for ``tie``; else :class:`VerdictError`."""
-    return VERDICTS[final_line(text, VERDICT_LINE, "'Verdict: A', 'Verdict: B' or 'Verdict: tie'").group(1).lower()]
-
-
-def _one_at_a_time(compare) -> CompareMany:
-    return lambda triples: [compare(p, a, b) for p, a, b in triples]
-
-
-def _reward_judge(reward):
-    def compare(prompt, a, b):
-        ra, rb = reward.score([prompt, prompt], [a, b]).tolist()
-        return 1.0 if ra > rb else 0.0 if rb > ra else 0.5
-    return compare
-
-
-class LLMPairwiseJudge:
-    """Asks an LLM which of two responses is better; every pair in one cached, concurrent batch."""
-
-    def __init__(self, options: PairwiseJudgeOptions) -> None:
-        self.options = options
-        self.client = JudgeClient(options, who="win_rate judge 'llm'")
-
-    @property
-    def name(self) -> str:
-        return f"llm:{self.options.model}"
-
-    def __call__(self, triples: Sequence[tuple[Prompt, str, str]]) -> list[float]:
-        items = [{"prompt": p.text, "response_a": a, "response_b": b} for p, a, b in triples]
-        return self.client.judge(self.options.template, items, parse_verdict)
+    def judge_options(self) -> dict[str, Any]:
+        """The chosen judge's options table, as written (``{}`` when it has none)."""
+        table = self.llm if self.judge == "llm" else (self.model_extra or {}).get(self.judge)
+        return table.model_dump() if isinstance(table, Options) else dict(table or {})
 
 
 class WinRate:
@@ -115,21 +59,22 @@ class WinRate:
 
     def __init__(self, options: WinRateOptions) -> None:
         self.options = options
-        self.llm_judge = LLMPairwiseJudge(options.llm) if options.judge == "llm" else None
+        self._judge: Judge | None = None  # built on first use, then kept (an LLM judge's counters add up)
 
-    def judge(self, ctx: StageContext) -> CompareMany:
-        if self.llm_judge is not None:
-            return self.llm_judge
-        if self.options.judge == "gold":
-            gold = ctx.world.gold()
-            if gold is None:
-                raise HarnessError(f"[evaluation.win_rate] judge = \"gold\": world {ctx.world.name!r} has no gold "
-                                   f"judge (real data). Set [evaluation.win_rate] judge = \"reward\" or \"llm\".")
-            return _one_at_a_time(gold.compare)
-        return _one_at_a_time(_reward_judge(ctx.components["reward"]))
+    def built_judge(self, ctx: StageContext) -> Judge:
+        if self._judge is None:
+            if ctx is None or ctx.build is None:
+                raise HarnessError("the win_rate evaluator builds its judge through ctx.build; give it a StageContext "
+                                   "with build (the runner's contexts have one).")
+            self._judge = ctx.build("judge", self.options.judge, self.options.judge_options())
+        return self._judge
+
+    def judge(self, ctx: StageContext):
+        """This run's comparisons: (prompt, a, b) triples → 1.0, 0.0 or 0.5 (see :class:`harness.contracts.Judge`)."""
+        return self.built_judge(ctx).bind(ctx)
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict:
-        compare = self.judge(ctx)
+        judge, compare = self.built_judge(ctx), self.judge(ctx)
         pairs = list(zip(samples.prompts, samples.policy, samples.sft))
         verdicts = compare([(p, mine, theirs) for p, mine, theirs in pairs] +
                            [(p, theirs, mine) for p, mine, theirs in pairs])
@@ -138,15 +83,14 @@ class WinRate:
         rate = sum(scores) / n
         low, high = wilson_interval(rate, n)
         ties = sum(1 for s in scores if s == 0.5)
-        result = {"rate": rate, "ci_low": low, "ci_high": high, "n": n, "ties": ties, "judge": self.options.judge}
+        result = {"rate": rate, "ci_low": low, "ci_high": high, "n": n, "ties": ties, "judge": judge.name}
         result["by_kind"] = rates_by_kind([p.kind for p, _, _ in pairs], scores)
-        gold = ctx.world.gold() if self.options.judge == "gold" else None
-        if isinstance(gold, ExplainedJudge):
-            result["decided_by"] = decided_by(gold, pairs, scores)
-            result["length_controlled"] = length_controlled(gold, pairs)
-        if self.llm_judge is not None:
-            result["judge"] = self.llm_judge.name
-            result["judge_stats"] = self.llm_judge.client.diagnostics()
+        explained = judge.explainer(ctx) if hasattr(judge, "explainer") else None
+        if isinstance(explained, ExplainedJudge):
+            result["decided_by"] = decided_by(explained, pairs, scores)
+            result["length_controlled"] = length_controlled(explained, pairs)
+        if hasattr(judge, "diagnostics"):
+            result["judge_stats"] = judge.diagnostics()
         return {"win_rate_vs_sft": result}
 
     def headline(self, fragment: dict) -> list[Cell]:

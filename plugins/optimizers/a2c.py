@@ -15,10 +15,9 @@ from pydantic import Field
 from harness import hookimpl
 from harness.contracts import RewardSource, StageContext
 from harness.generation import sequence_logprobs
-from plugins.optimizers.advantages import global_masked_mean, loss_mean, process_mean
-from plugins.optimizers.loop import OnlineOptions, RLRun, apply_update, pretraining_loss, train_online
-from plugins.optimizers.ppo import rewards_and_advantages
-from plugins.optimizers.rollout import Rollout, collect_rollout, policy_outputs, rollout_metrics
+from plugins.optimizers.online import (OnlineOptions, RLRun, Rollout, apply_update, collect_rollout, global_masked_mean,
+                                      loss_mean, policy_outputs, pretraining_loss, process_mean, rewards_and_advantages,
+                                      rollout_metrics, train_online)
 
 
 class A2COptions(OnlineOptions):

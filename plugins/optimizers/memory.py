@@ -24,7 +24,8 @@ from harness.errors import HarnessError
 from harness.generation import unwrap_model
 
 if TYPE_CHECKING:  # pragma: no cover
-    from plugins.optimizers.loop import OnlineOptions, RLRun
+    from plugins.optimizers.online_options import OnlineOptions
+    from plugins.optimizers.run_state import RLRun
 
 
 # --------------------------------------------------------------------------- LoRA

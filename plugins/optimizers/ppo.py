@@ -8,6 +8,8 @@ the paper's order —
   4. update: ``ppo_epochs`` passes over shuffled minibatches, clipped ratio and clipped value loss,
      plus the PPO-ptx pretraining term; stop early when the approximate KL passes ``early_stop_kl``;
   5. adapt β toward the KL target; log.
+Steps 1–3, the loop, checkpoints and the summary come from the online toolkit
+(:mod:`plugins.optimizers.online`); what is PPO's own is here.
 """
 from __future__ import annotations
 
@@ -19,11 +21,9 @@ from pydantic import Field
 
 from harness import hookimpl
 from harness.contracts import RewardSource, StageContext
-from plugins.optimizers.advantages import (gae, global_masked_mean, loss_mean, masked_whiten, per_token_rewards,
-                                           process_mean)
-from plugins.optimizers.loop import (OnlineOptions, RLRun, apply_update, normalized_scores, pretraining_loss,
-                                     train_online)
-from plugins.optimizers.rollout import Rollout, collect_rollout, policy_outputs, rollout_metrics
+from plugins.optimizers.online import (OnlineOptions, RLRun, Rollout, apply_update, collect_rollout, global_masked_mean,
+                                      loss_mean, policy_outputs, pretraining_loss, process_mean, rewards_and_advantages,
+                                      rollout_metrics, train_online)
 
 
 class PPOOptions(OnlineOptions):
@@ -71,20 +71,6 @@ def minibatches(n: int, size: int, epochs: int) -> Iterator[torch.Tensor]:
 
 
 # --------------------------------------------------------------------------- one PPO step
-def rewards_and_advantages(run: RLRun, batch: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
-    """Steps 2–3: the KL-penalized per-token reward, then GAE; returns (advantages, returns = A + V_old)."""
-    o = run.options
-    scores = normalized_scores(run, batch.scores)  # running mean/std of r_φ when normalize_rewards
-    # r_t = −β·(log π_θ(y_t) − log π_SFT(y_t)), and r_φ(x, y) added on the last response token
-    rewards = per_token_rewards(scores, batch.logprobs, batch.ref_logprobs, batch.mask, beta=run.kl_ctl.value)
-    if o.whiten_rewards:
-        rewards = masked_whiten(rewards, batch.mask, shift_mean=False)
-    advantages, returns = gae(rewards, batch.values, batch.mask, o.gamma, o.lam)
-    if o.whiten_advantages:
-        advantages = masked_whiten(advantages, batch.mask)
-    return advantages, returns
-
-
 def ppo_loss(run: RLRun, mb: Rollout, advantages, returns) -> tuple[torch.Tensor, dict[str, float]]:
     """−L^CLIP + c_v·L^V (+ γ·L^ptx) on one minibatch, and its statistics."""
     o = run.options

@@ -20,7 +20,7 @@ from plugins.optimizers.advantages import explained_variance, global_masked_mean
 from plugins.optimizers.memory import reference_modules, reward_modules, using
 
 if TYPE_CHECKING:  # pragma: no cover
-    from plugins.optimizers.loop import RLRun
+    from plugins.optimizers.run_state import RLRun
 
 
 @dataclass
@@ -83,15 +83,26 @@ def policy_outputs(run: "RLRun", batch) -> tuple[torch.Tensor, torch.Tensor, tor
     return token_logprobs(logits, ids) * mask, token_entropy(logits), values * mask
 
 
+def step_prompts(pool: Sequence[Prompt], batch_size: int, seed: int, step: int, samples_per_prompt: int = 1) -> list[Prompt]:
+    """The step's batch: ``batch_size / samples_per_prompt`` prompts, each repeated ``samples_per_prompt``
+    times in a row (a group of k responses per prompt); with k = 1, exactly :func:`sample_prompts`."""
+    if samples_per_prompt < 1 or batch_size % samples_per_prompt:
+        raise ValueError(f"batch_size {batch_size} must be a positive multiple of samples_per_prompt {samples_per_prompt}")
+    chosen = sample_prompts(pool, batch_size // samples_per_prompt, seed, step)
+    return [p for p in chosen for _ in range(samples_per_prompt)]
+
+
 @torch.no_grad()
-def collect_rollout(run: "RLRun", step: int) -> Rollout:
+def collect_rollout(run: "RLRun", step: int, samples_per_prompt: int = 1) -> Rollout:
     """Sample a response per prompt from π_θ, score it with the reward source, and run every model once.
 
+    With ``samples_per_prompt`` = k, the batch is ``batch_size / k`` prompts with k responses each, a
+    prompt's k rows next to each other (RLOO's and GRPO's groups; see :func:`step_prompts`).
     Launched as several processes, each takes every n-th prompt of the step's batch (the global batch
     stays ``batch_size``); each response is sampled from its own seed (seed, step, index in the batch),
     so the batch's responses are the same whatever the number of processes.
     """
-    everyone = sample_prompts(run.prompts, run.options.batch_size, run.ctx.seed, step)
+    everyone = step_prompts(run.prompts, run.options.batch_size, run.ctx.seed, step, samples_per_prompt)
     rank, n = distributed.rank(), distributed.world_size()
     prompts = everyone[rank::n]
     seeds = [sample_seed(run.ctx.seed, step, i) for i in range(rank, len(everyone), n)]
@@ -115,10 +126,11 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def rollout_metrics(run: "RLRun", batch: Rollout, returns: torch.Tensor, name: str) -> dict[str, float]:
+def rollout_metrics(run: "RLRun", batch: Rollout, returns: torch.Tensor | None, name: str) -> dict[str, float]:
     """What every online optimizer reports about its samples. Gold reward is measured, never optimized.
 
-    Every number is over the whole batch, also when processes hold slices of it.
+    Every number is over the whole batch, also when processes hold slices of it. ``returns`` are the
+    critic's regression targets (for ``<name>/explained_variance``); None for an optimizer without a critic.
     """
     gold = run.gold
     per_response = torch.ones_like(batch.scores)
@@ -130,8 +142,9 @@ def rollout_metrics(run: "RLRun", batch: Rollout, returns: torch.Tensor, name: s
         "policy/entropy": float(global_masked_mean(batch.entropy, batch.mask)),
         "policy/response_len": float(global_masked_mean(batch.mask.sum(-1).float(), per_response)),
         "policy/distinct_2": distinct_n(texts, 2),
-        f"{name}/explained_variance": explained_variance(batch.values, returns, batch.mask),
     }
+    if returns is not None:
+        metrics[f"{name}/explained_variance"] = explained_variance(batch.values, returns, batch.mask)
     if gold is not None:  # a world of real data has no gold judge: the metric is left out, never faked
         golds = torch.tensor([gold.score(p, t) for p, t in zip(batch.prompts, batch.texts)], dtype=torch.float32)
         metrics["reward/gold"] = float(global_masked_mean(golds, torch.ones_like(golds)))

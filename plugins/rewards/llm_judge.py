@@ -4,7 +4,7 @@ The judge sees the prompt's text and the response filled into ``template`` and m
 answer with a line ``Score: <1–10>``; anything else is re-asked and, past ``parse_retries``, an
 error (never a silent default). The score becomes the reward centred on the scale's midpoint,
 (s − 5.5) / 4.5 ∈ [−1, 1], or stays raw. Requests, retries, the verdict cache and the counters
-that :meth:`LLMJudgeReward.diagnostics` reports live in :mod:`plugins.rewards.judge_client`.
+that :meth:`LLMJudgeReward.diagnostics` reports live in :mod:`plugins.judges.client`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 
 from harness import hookimpl
 from harness.contracts import Prompt, StageContext
-from plugins.rewards.judge_client import JudgeClient, JudgeEndpointOptions, VerdictError, check_template, final_line
+from plugins.judges.client import JudgeClient, JudgeEndpointOptions, VerdictError, check_template, final_line
 
 SCORE_MIN, SCORE_MAX = 1, 10
 SCORE_LINE = re.compile(r"Score:\s*(\d+)", re.IGNORECASE)

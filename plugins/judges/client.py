@@ -1,6 +1,6 @@
 """The LLM judge's client: one OpenAI-compatible endpoint, retried, cached, bounded in concurrency.
 
-Shared by reward source ``llm_judge`` and the ``win_rate`` evaluator's ``llm`` judge; each
+Shared by reward source ``llm_judge`` and the ``llm`` judge (:mod:`plugins.judges.pairwise_llm`); each
 brings its own prompt template and verdict parser. What this module owns:
 
 - the endpoint options (``base_url``, ``model``, ``api_key_env`` …) both judges accept;

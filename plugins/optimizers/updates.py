@@ -1,0 +1,68 @@
+"""Pieces of an online step between the rollout and the next one: reward shaping, advantages, the loss's
+PTX term, the gradient step, the reference refresh.
+
+:func:`rewards_and_advantages` is PPO's and A2C's steps 2–3 (the KL-penalized per-token reward,
+then GAE); an optimizer without a critic (RLOO, GRPO) computes its own advantages and still uses
+:func:`apply_update` and :func:`pretraining_loss`.
+"""
+from __future__ import annotations
+
+import torch
+
+from harness import distributed
+from plugins.optimizers.advantages import gae, masked_whiten, per_token_rewards
+from plugins.optimizers.ptx import ptx_loss
+from plugins.optimizers.rollout import Rollout
+from plugins.optimizers.run_state import RLRun
+
+
+def normalized_scores(run: RLRun, scores: torch.Tensor) -> torch.Tensor:
+    """RM scores, divided by a running std and centred by a running mean when ``normalize_rewards``."""
+    if not run.options.normalize_rewards:
+        return scores
+    everyone = [x for part in distributed.gather_objects(scores.tolist()) for x in part]
+    run.score_moments.update(torch.tensor(everyone, dtype=scores.dtype))  # the same moments in every process
+    return run.score_moments.normalize(scores)
+
+
+def pretraining_loss(run: RLRun) -> torch.Tensor | None:
+    """The PPO-ptx term on a fresh pretraining batch, or None when ``ptx_coef`` is 0."""
+    if run.ptx is None:
+        return None
+    return ptx_loss(run.policy, *run.ptx.sample(run.accelerator.device))
+
+
+def apply_update(run: RLRun, loss: torch.Tensor) -> dict[str, float]:
+    """One optimizer step on ``loss`` with global gradient-norm clipping; returns {"grad_norm": norm before clipping}.
+
+    Under DeepSpeed the engine steps and clips inside ``backward`` (``gradient_clipping`` in its config;
+    ``optimizer.step`` is then a no-op) and ``clip_grad_norm_`` reports the engine's norm, or None
+    where the engine keeps none, in which case no grad_norm is reported rather than a made-up one.
+    """
+    run.optimizer.zero_grad(set_to_none=True)
+    run.accelerator.backward(loss)
+    params = [p for group in run.optimizer.param_groups for p in group["params"]]
+    norm = run.accelerator.clip_grad_norm_(params, run.options.max_grad_norm)
+    run.optimizer.step()
+    return {} if norm is None else {"grad_norm": float(norm)}
+
+
+def rewards_and_advantages(run: RLRun, batch: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 2–3: the KL-penalized per-token reward, then GAE; returns (advantages, returns = A + V_old)."""
+    o = run.options
+    scores = normalized_scores(run, batch.scores)  # running mean/std of r_φ when normalize_rewards
+    # r_t = −β·(log π_θ(y_t) − log π_SFT(y_t)), and r_φ(x, y) added on the last response token
+    rewards = per_token_rewards(scores, batch.logprobs, batch.ref_logprobs, batch.mask, beta=run.kl_ctl.value)
+    if o.whiten_rewards:
+        rewards = masked_whiten(rewards, batch.mask, shift_mean=False)
+    advantages, returns = gae(rewards, batch.values, batch.mask, o.gamma, o.lam)
+    if o.whiten_advantages:
+        advantages = masked_whiten(advantages, batch.mask)
+    return advantages, returns
+
+
+def refresh_reference(run: RLRun, step: int) -> None:
+    """Every ``ref_refresh_every`` steps the KL penalty starts measuring from the current policy."""
+    every = run.options.ref_refresh_every
+    if every and step % every == 0:
+        run.reference.load_state_dict(run.policy.state_dict())
