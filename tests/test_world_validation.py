@@ -90,3 +90,14 @@ def test_readme_block_is_rewritten_between_its_markers(tmp_path):
     (tmp_path / "plain.md").write_text("no markers")
     with pytest.raises(HarnessError, match="markers"):
         write_between_markers(tmp_path / "plain.md", "x")
+
+
+def test_validate_refuses_an_experiment_without_variants(tmp_path):
+    from harness.errors import HarnessError
+    from harness.plugins import get_plugin_manager
+    from plugins.worlds.embedded.validate_run import validate
+
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[experiment]\nname = "plain"\n')
+    with pytest.raises(HarnessError, match=r"needs a \[compare\] experiment"):
+        validate(get_plugin_manager([]), str(plain), [0], str(tmp_path / "runs"))

@@ -36,6 +36,11 @@ def run_seed(host, experiment_file: str, seed: int, output: str, overrides: Sequ
     name = f"world-validation-s{seed}"
     experiment = load_experiment(experiment_file, host.registry,
                                  [f"experiment.seed={seed}", f"experiment.name={name}", *overrides])
+    if not experiment.variants:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"{experiment_file}: the validation needs a [compare] experiment whose variants are named "
+                           f"like experiments/world-validation.toml's (ppo, ppo-gold, ppo-small-beta, dpo, a2c, ppo-ptx).")
     echo(f"══ seed {seed}: {Path(output) / name}")
     summary = run_experiment(experiment, host, output, show_progress=show_progress, echo=echo)
     root = Path(output) / name
