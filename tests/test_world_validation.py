@@ -67,7 +67,9 @@ def test_the_mean_rule_of_v4_and_missing_variants():
     assert all(rows["V4"].passed) and not rows["V4"].ok  # every seed ≥ 0.60, mean < 0.65
     broken = seed()
     del broken["variants"]["dpo"]
-    assert by_key(build_rows([broken]))["V7"].passed == (False,)
+    rows = build_rows([broken])
+    assert by_key(rows)["V7"].passed == (False,)
+    assert "| V7 |" in render(rows, [0]) and "not run |" in render(rows, [0]).split("| V7 |")[1].splitlines()[0]
 
 
 def test_hump_needs_an_intermediate_peak_and_a_monotone_proxy():

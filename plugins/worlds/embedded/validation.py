@@ -237,7 +237,7 @@ def render(rows: Sequence[Row], seeds: Sequence[int]) -> str:
     head = ["#", "finding", "pass when", *(f"seed {s}" for s in seeds), "mean ± sd", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        verdict = "**pass**" if r.ok else "**fail**"
+        verdict = "not run" if all(c == "—" for c in r.cells) else "**pass**" if r.ok else "**fail**"
         cells = [f"{c} {'✓' if p else '✗'}" for c, p in zip(r.cells, r.passed)]
         lines.append("| " + " | ".join([r.key, r.finding, r.rule, *cells, r.aggregate or "", verdict]) + " |")
     return "\n".join(lines)
