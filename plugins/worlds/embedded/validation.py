@@ -72,14 +72,6 @@ def sft_vs_base(world, sft_dir: Path, base_dir: Path, prompts: int, seed: int, m
     return {"rate": rate, "ci_low": low, "ci_high": high, "n": len(scores)}
 
 
-def correctness(world, prompts, texts) -> float:
-    """Share of answerable prompts whose response is correct (the rubric's reading)."""
-    from .rubric import read
-
-    hits = [read(world.facts, p, t).correct for p, t in zip(prompts, texts) if not p.harmful]
-    return fmean(hits) if hits else float("nan")
-
-
 def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``compute()`` once; its result kept in ``path`` (atomically) so a rerun reads it back."""
     from harness.io import atomic_write_json
