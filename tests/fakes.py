@@ -1,6 +1,9 @@
 """Small inline components for core tests: the core is exercised without any real model."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -76,3 +79,10 @@ def judge_builder():
 
     builtins = ("plugins.judges.scored", "plugins.judges.pairwise_llm")
     return partial(build_component, get_plugin_manager(builtins=builtins, autoload=False).registry)
+
+
+def pip_install_into(target: Path, package: Path) -> Path:
+    """pip-install an out-of-tree plugin package (no deps) into a private ``target`` directory; returns it."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(package)], check=True)
+    return target

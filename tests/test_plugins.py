@@ -14,7 +14,7 @@ from harness import hookimpl
 from harness.contracts import StageContext
 from harness.errors import HarnessError
 from harness.plugins import get_plugin_manager
-from tests.fakes import FakeComponent, FakePlugin
+from tests.fakes import FakeComponent, FakePlugin, pip_install_into
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "tests" / "example_plugin"
@@ -135,10 +135,7 @@ def test_register_commands_adds_to_the_cli():
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory):
     """pip-install the out-of-tree example plugin into a private target directory."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE)], check=True)
-    return target
+    return pip_install_into(tmp_path_factory.mktemp("site"), EXAMPLE)
 
 
 def _harness(args, target, **env):

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.fakes import pip_install_into
+
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "tests" / "tutorial_plugin"
 KINDS = {"rloo": "optimizer", "length_penalized": "reward_source", "thumbs": "feedback_format",
@@ -24,10 +26,7 @@ KINDS = {"rloo": "optimizer", "length_penalized": "reward_source", "thumbs": "fe
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(TUTORIAL)], check=True)
-    return target
+    return pip_install_into(tmp_path_factory.mktemp("site"), TUTORIAL)
 
 
 @pytest.fixture(scope="module")
