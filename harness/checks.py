@@ -24,6 +24,18 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def in_local_cache(name: str) -> bool:
+    """Whether hub id ``name`` is in the local Hugging Face cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def _offline_miss(name: str, where: str) -> str:
+    return (f"{where} = {name!r}: a hub id that is not in the local cache, and HF_HUB_OFFLINE is set; "
+            f"download it first (or unset HF_HUB_OFFLINE), or give a local directory.")
+
+
 def model_dir_problem(path: Path, where: str) -> str | None:
     """Why a local directory is not a model ``from_pretrained`` can load, or None."""
     if not path.exists():
@@ -43,11 +55,8 @@ def check_model_name(name: str, where: str) -> tuple[str | None, str | None]:
     if path.exists() or looks_like_path(name):
         return model_dir_problem(path, where), None
     if hub_offline():
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            return (f"{where} = {name!r}: a hub id that is not in the local cache, and HF_HUB_OFFLINE is set; "
-                    f"download it first (or unset HF_HUB_OFFLINE), or give a local directory."), None
+        if not in_local_cache(name):
+            return _offline_miss(name, where), None
         return None, f"{where} = {name!r}: hub id, found in the local cache"
     return None, f"{where} = {name!r}: hub id, not checked here (a run downloads it)"
 
@@ -58,14 +67,13 @@ def hub_model_problem(name: str, where: str, timeout_s: float = 10.0) -> str | N
     Without this, ``from_pretrained`` on an unreachable hub retries for most of a minute and then
     fails in a traceback; a model already in the local cache needs no network at all.
     """
-    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+    if in_local_cache(name):
         return None
     if hub_offline():
-        return (f"{where} = {name!r}: a hub id that is not in the local cache, and HF_HUB_OFFLINE is set; "
-                f"download it first (or unset HF_HUB_OFFLINE), or give a local directory.")
+        return _offline_miss(name, where)
     try:
         HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None).model_info(name, timeout=timeout_s)
     except RepositoryNotFoundError:

@@ -45,11 +45,11 @@ def run_seed(host, experiment_file: str, seed: int, output: str, overrides: Sequ
     summary = run_experiment(experiment, host, output, show_progress=show_progress, echo=echo)
     root = Path(output) / name
     world = world_for(experiment)
-    first = next(iter(summary["variants"].values()), None)
+    finished = next(iter(summary["variants"]), None)  # any finished variant: they share one SFT model
     measured: dict[str, Any] = {"seed": seed, "variants": summary["variants"], "failed": summary.get("failed", {})}
     measured["annotation"] = cached(root / ANNOTATION_FILE, lambda: annotation_stats(world, n_pairs=2000))
-    if first is not None:
-        sft_dir = root / next(iter(summary["variants"])) / "sft" / "model"
+    if finished is not None:
+        sft_dir = root / finished / "sft" / "model"
         base_dir = world.base_model(str(experiment.model.base).removeprefix("embedded:"))
         measured["sft_vs_base"] = cached(root / SFT_VS_BASE_FILE, lambda: sft_vs_base(
             world, sft_dir, base_dir, experiment.evaluation.prompts, seed, experiment.evaluation.max_new_tokens))
