@@ -87,8 +87,9 @@ class WinRate:
         result["by_kind"] = rates_by_kind([p.kind for p, _, _ in pairs], scores)
         explained = judge.explainer(ctx) if hasattr(judge, "explainer") else None
         if isinstance(explained, ExplainedJudge):
-            result["decided_by"] = decided_by(explained, pairs, scores)
-            result["length_controlled"] = length_controlled(explained, pairs)
+            terms = [(explained.explain(p, mine), explained.explain(p, theirs)) for p, mine, theirs in pairs]
+            result["decided_by"] = decided_by(terms, scores)
+            result["length_controlled"] = length_controlled(terms)
         if hasattr(judge, "diagnostics"):
             result["judge_stats"] = judge.diagnostics()
         return {"win_rate_vs_sft": result}
@@ -121,31 +122,32 @@ def rates_by_kind(kinds: Sequence[str], scores: Sequence[float]) -> dict[str, di
     return {kind: {"rate": sum(v) / len(v), "n": len(v)} for kind, v in grouped.items()}
 
 
-def length_controlled(judge: ExplainedJudge, pairs) -> dict[str, float]:
+def length_controlled(terms: Sequence[tuple[dict[str, float], dict[str, float]]]) -> dict[str, float]:
     """The win rate with the judge's ``length`` term left out (AlpacaEval 2.0's length-controlled rate).
 
-    Each verdict compares the sums of every term but length, so a policy that wins only by
-    writing more scores 0.5 here. Ties count half; the interval is Wilson's.
+    ``terms``: the judge's explained terms of (policy, SFT) response per pair. Each verdict compares
+    the sums of every term but length, so a policy that wins only by writing more scores 0.5 here.
+    Ties count half; the interval is Wilson's.
     """
-    def content(prompt, text):
-        return sum(v for k, v in judge.explain(prompt, text).items() if k != "length")
+    def content(explained: dict[str, float]) -> float:
+        return sum(v for k, v in explained.items() if k != "length")
 
     scores = []
-    for prompt, mine, theirs in pairs:
-        diff = content(prompt, mine) - content(prompt, theirs)
+    for mine, theirs in terms:
+        diff = content(mine) - content(theirs)
         scores.append(0.5 if abs(diff) <= 1e-9 else 1.0 if diff > 0 else 0.0)
     rate = sum(scores) / len(scores)
     low, high = wilson_interval(rate, len(scores))
     return {"rate": rate, "ci_low": low, "ci_high": high}
 
 
-def decided_by(judge: ExplainedJudge, pairs, scores: Sequence[float]) -> dict[str, dict[str, int]]:
-    """Per rubric dimension: the wins and losses it decided (the term that moved most the verdict's way)."""
+def decided_by(terms: Sequence[tuple[dict[str, float], dict[str, float]]], scores: Sequence[float]) -> dict[str, dict[str, int]]:
+    """Per rubric dimension: the wins and losses it decided (the term that moved most the verdict's way);
+    ``terms`` as for :func:`length_controlled`, ``scores`` the pairs' verdicts."""
     counts: dict[str, dict[str, int]] = {}
-    for (prompt, mine, theirs), score in zip(pairs, scores):
+    for (a, b), score in zip(terms, scores):
         if score == 0.5:
             continue
-        a, b = judge.explain(prompt, mine), judge.explain(prompt, theirs)
         sign = 1.0 if score > 0.5 else -1.0
         term = max(a, key=lambda k: sign * (a[k] - b.get(k, 0.0)))
         entry = counts.setdefault(term, {"wins": 0, "losses": 0})
