@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test world-validation
+.PHONY: install run test world-validation world-weights
 
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,9 @@ test: install
 # README.md between its world-validation markers. Hours on 2 cores; resumable (rerun to continue).
 world-validation: install
 	$(BIN)/harness world validate --seeds 0,1,2 --no-progress --readme README.md
+
+# Rebuild the shipped base models (plugins/worlds/embedded/weights/, seeds 0-2) from their recipe:
+# about 9 minutes per seed on 2 cores. Needed after any change to the corpus or the model spec
+# (tests/test_world.py fails until then).
+world-weights: install
+	$(BIN)/harness world build --ship --seed 0,1,2

@@ -326,3 +326,43 @@ def test_world_cli_stats_json(world):
     assert [row["quantity"] for row in data["calibration"]][:2] == ["annotator pairwise agreement", "annotator agreement with gold"]
     listing = CliRunner().invoke(cli, ["world", "stats", "--model", "none", "--pairs", "300"])
     assert listing.exit_code == 0 and "72.6 ± 1.5%" in listing.output and "Ouyang et al. 2022" in listing.output
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shipped_base_weights_match_the_recipe(seed):
+    """The shipped bases are used only under today's recipe; a recipe change without `make world-weights` fails here."""
+    from plugins.worlds.embedded.model import SHIPPED_FILES, SHIPPED_ROOT, build_key, file_sha256, shipped_build
+
+    world = EmbeddedWorld(seed=seed)
+    path = shipped_build("tiny", seed, world.corpus_config())
+    assert path is not None, (f"{SHIPPED_ROOT}/tiny-s{seed} is missing or was built by another recipe "
+                              f"({build_key('tiny', seed, world.corpus_config())['spec']}); run `make world-weights`")
+    import json
+
+    recorded = json.loads((path / "build.json").read_text())
+    assert {f: file_sha256(path / f) for f in SHIPPED_FILES} == recorded["sha256"]
+    assert world.base_model("tiny") == path
+    total = sum((SHIPPED_ROOT / d / f).stat().st_size for d in ("tiny-s0", "tiny-s1", "tiny-s2") for f in SHIPPED_FILES
+                if (SHIPPED_ROOT / d / f).exists())
+    assert total <= 25 * 2**20
+
+
+def test_shipped_weights_of_another_recipe_are_not_used(tmp_path):
+    import json
+    import shutil
+
+    from plugins.worlds.embedded.model import SHIPPED_FILES, build_key, ship, shipped_build
+
+    world = EmbeddedWorld(EmbeddedOptions(**SMALL), seed=5)
+    built = tmp_path / "built"
+    built.mkdir()
+    for f in SHIPPED_FILES:
+        (built / f).write_text("{}")
+    (built / "build.json").write_text(json.dumps(build_key("micro", 5, world.corpus_config())))
+    root = tmp_path / "weights"
+    ship(built, "micro", 5, root=root)
+    assert shipped_build("micro", 5, world.corpus_config(), root=root) == root / "micro-s5"
+    other = world.corpus_config() | {"corpus_quiz": world.options.corpus_quiz + 1}
+    assert shipped_build("micro", 5, other, root=root) is None  # the corpus changed: rebuild, never reuse
+    shutil.rmtree(root / "micro-s5")
+    assert shipped_build("micro", 5, world.corpus_config(), root=root) is None

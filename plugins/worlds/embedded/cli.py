@@ -2,7 +2,8 @@
 
 ``stats`` prints the measured properties of the instrument (annotator agreement, gold agreement,
 length bias, base-model quality, lm-eval scores); ``build`` builds and caches the base models
-ahead of a run (useful before going offline or timing a run).
+ahead of a run (useful before going offline or timing a run), and ``build --ship`` rebuilds the
+shipped ones.
 """
 from __future__ import annotations
 
@@ -94,12 +95,25 @@ def validate_command(host, seeds: str, experiment_file: str, output: str, overri
 
 
 @world_group.command("build")
-@click.option("--seed", default=0, show_default=True, help="World seed.")
+@click.option("--seed", "seeds", default="0", show_default=True, help="World seed(s), comma-separated.")
 @click.option("--model", "models", multiple=True, default=("tiny",), show_default=True, help="Model name(s) to build.")
-def build_command(seed: int, models: tuple[str, ...]) -> None:
-    """Build (or find in the cache) the base models and the lm-eval task files."""
-    world = _world(seed)
-    for name in models:
-        click.echo(f"embedded:{name}: {world.base_model(name)}")
-    task_dir, names = world.lm_eval_tasks()
-    click.echo(f"lm-eval tasks {', '.join(names)}: {task_dir}")
+@click.option("--ship", is_flag=True,
+              help="Rebuild from scratch (ignoring shipped and cached copies) and write the result into the package's "
+                   "weights/ directory, as `make world-weights` does.")
+def build_command(seeds: str, models: tuple[str, ...], ship: bool) -> None:
+    """Build (or find shipped or cached) the base models and the lm-eval task files."""
+    from .model import ship as ship_build
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{seeds!r}: expected comma-separated integers, e.g. 0,1,2", param_hint="--seed") from None
+    for seed in seed_list:
+        world = _world(seed)
+        for name in models:
+            path = world.base_model(name, use_shipped=not ship)
+            if ship:
+                path = ship_build(path, name, seed)
+            click.echo(f"embedded:{name} (seed {seed}): {path}")
+        task_dir, names = world.lm_eval_tasks()
+        click.echo(f"lm-eval tasks {', '.join(names)}: {task_dir}")

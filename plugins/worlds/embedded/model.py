@@ -1,6 +1,11 @@
 """The world's base models: a byte-level BPE tokenizer and a tiny Llama pretrained on the corpus.
 
-Built on first use and cached under ``$HARNESS_CACHE_DIR`` (default ``~/.cache/harness``) in a
+The default world's bases (``embedded:tiny``, seeds 0–2) ship in the package under ``weights/``:
+pretraining them until they know their world takes about 9 minutes per seed on 2 cores, longer
+than a first run may take. A shipped build is used only when its recorded recipe key equals the
+current one (:func:`build_key`), so a changed recipe never reads stale weights; ``harness world
+build --ship`` rebuilds them, and ``tests/test_world.py`` checks key and file hashes. Any other
+seed or model is built on first use and cached under ``$HARNESS_CACHE_DIR`` (default ``~/.cache/harness``) in a
 directory keyed by the world seed and a hash of everything the build reads (corpus options, the
 model spec, :data:`BUILD_VERSION`), so a changed recipe never reuses a stale model. The build
 happens in a temporary directory that is renamed into place only when complete: a killed build
@@ -25,6 +30,8 @@ from harness.errors import HarnessError
 from .corpus import Doc
 
 BUILD_VERSION = 2
+SHIPPED_ROOT = Path(__file__).with_name("weights")
+SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 
 
@@ -45,8 +52,10 @@ class ModelSpec:
 
 
 SPECS = {
-    # ~1.2 M parameters; ~1.15 M training tokens (~4 epochs of the corpus); ~90 s on 2 idle CPU cores.
-    "tiny": ModelSpec(hidden=128, layers=4, heads=4, ffn=512, steps=280, lr=4e-3),
+    # ~1.2 M parameters; 1,200 steps = 4.9 M training tokens (~4 per parameter, ~17 passes over the
+    # corpus): the budget at which the base knows its world (cloze 1.00; docs/world.md, design 3).
+    # ~9 min on 2 CPU cores, so seeds 0-2 ship in weights/.
+    "tiny": ModelSpec(hidden=128, layers=4, heads=4, ffn=512, steps=1200, lr=4e-3),
     # For tests: builds in seconds, knows little.
     "micro": ModelSpec(hidden=64, layers=2, heads=4, ffn=128, steps=40, batch=16, warmup=5),
 }
@@ -166,13 +175,56 @@ def build_into(out: Path, docs: Sequence[Doc], spec: ModelSpec, seed: int) -> di
             "final_loss": sum(losses[-10:]) / len(losses[-10:]), "seconds": time.perf_counter() - start}
 
 
+def build_key(name: str, seed: int, corpus_config: dict) -> dict:
+    """Everything a build of model ``name`` reads: what its cache directory and a shipped copy are keyed by."""
+    return {"version": BUILD_VERSION, "seed": seed, "corpus": corpus_config, "spec": asdict(spec_for(name))}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shipped_build(name: str, seed: int, corpus_config: dict, root: Path = SHIPPED_ROOT) -> Path | None:
+    """The shipped directory of ``name`` at ``seed`` when its recorded key matches today's recipe, else None."""
+    path = root / f"{name}-s{seed}"
+    try:
+        recorded = json.loads((path / "build.json").read_text())
+    except (OSError, ValueError):
+        return None
+    key = build_key(name, seed, corpus_config)
+    same = {k: recorded.get(k) for k in key} == json.loads(json.dumps(key))
+    return path if same and all((path / f).exists() for f in SHIPPED_FILES) else None
+
+
+def ship(built: Path, name: str, seed: int, root: Path = SHIPPED_ROOT) -> Path:
+    """Copy a finished build into ``root`` (atomically), recording each file's sha256 in its build.json."""
+    import shutil
+
+    from harness.io import atomic_directory, atomic_write_json
+
+    summary = json.loads((built / "build.json").read_text())
+    summary["sha256"] = {f: file_sha256(built / f) for f in SHIPPED_FILES}
+    with atomic_directory(root / f"{name}-s{seed}") as tmp:
+        for f in SHIPPED_FILES:
+            shutil.copyfile(built / f, tmp / f)
+        atomic_write_json(tmp / "build.json", summary)
+    return root / f"{name}-s{seed}"
+
+
 def cached_build(name: str, seed: int, corpus_config: dict, docs: Callable[[], Sequence[Doc]],
-                 log: Callable[[str], None] | None = None) -> Path:
-    """The directory of base model ``name``; built (atomically) when the cache lacks it."""
+                 log: Callable[[str], None] | None = None, use_shipped: bool = True) -> Path:
+    """The directory of base model ``name``: the shipped copy when it matches, else the cache, built (atomically) when missing."""
     from harness.io import atomic_directory, atomic_write_json
 
     spec = spec_for(name)
-    key = {"version": BUILD_VERSION, "seed": seed, "corpus": corpus_config, "spec": asdict(spec)}
+    key = build_key(name, seed, corpus_config)
+    shipped = shipped_build(name, seed, corpus_config) if use_shipped else None
+    if shipped is not None:
+        return shipped
     path = cache_root() / "models" / f"{name}-s{seed}-{config_hash(key)}"
     if (path / "build.json").exists():
         return path

@@ -113,11 +113,13 @@ class EmbeddedWorld:
         """The options the corpus depends on (part of every cache key)."""
         return {f: getattr(self.options, f) for f in CORPUS_FIELDS}
 
-    def base_model(self, name: str) -> Path:
+    def base_model(self, name: str, use_shipped: bool = True) -> Path:
+        """The base model's directory: the shipped weights when they match this recipe, else the cache (built when missing)."""
         from .model import cached_build
 
         log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731 - builds take minutes; say so
-        return cached_build(name, self.seed, self.corpus_config(), lambda: self.corpus_docs("train"), log)
+        return cached_build(name, self.seed, self.corpus_config(), lambda: self.corpus_docs("train"), log,
+                            use_shipped=use_shipped)
 
     def lm_eval_tasks(self) -> tuple[Path, list[str]]:
         from .lm_eval_tasks import write_tasks
