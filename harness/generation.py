@@ -58,7 +58,8 @@ def mask_through_eos(response_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
 
 # Logits processors a model's saved generation_config could switch on, set to "off": the sampled
 # distribution must be exactly softmax(logits / T) (after top-k/top-p), or PPO's log-probs would be wrong.
-_NEUTRAL = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": 0,
+# min_new_tokens = 0 also overrides a saved min_length (transformers warns when both are passed).
+_NEUTRAL = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": 0,
             "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
 
 

@@ -111,5 +111,6 @@ def test_a_models_saved_generation_settings_do_not_change_the_sampled_distributi
     model.generation_config.repetition_penalty = 5.0
     model.generation_config.top_k = 2
     model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.min_length = 40  # would forbid EOS for the whole response
     assert torch.equal(generate_responses(model, tok, prompt_ids(tok), max_new_tokens=8, seed=5).response_ids,
                        plain.response_ids)

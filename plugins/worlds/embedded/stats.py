@@ -219,4 +219,8 @@ def calibration(stats: dict[str, Any]) -> list[dict[str, str]]:
     if base:
         rows.append(("base model correct (answerable, chat format)", f"{base['correct_by_kind'].get('answerable', float('nan')):.2f}",
                      "below SFT", "SFT elicits what pretraining taught (V3)"))
+        cloze = base.get("lm_eval", {}).get("embedded_cloze/acc")
+        if cloze is not None:
+            rows.append(("base model cloze accuracy on the world's facts", f"{cloze:.2f}", ">= 0.95 (design 3)",
+                         "knowledge comes from pretraining (InstructGPT §5.3; Zhou et al. 2023, LIMA)"))
     return [{"quantity": q, "measured": m, "anchor": a, "source": s} for q, m, a, s in rows]
