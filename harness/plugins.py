@@ -42,6 +42,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.optimizers.ppo",
     "plugins.optimizers.a2c",
     "plugins.optimizers.dpo",
+    "plugins.optimizers.grpo",
+    "plugins.optimizers.rloo",
     "plugins.evaluators.rewards",
     "plugins.evaluators.win_rate",
     "plugins.evaluators.lm_eval_tax",
