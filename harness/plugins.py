@@ -44,6 +44,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.optimizers.dpo",
     "plugins.optimizers.grpo",
     "plugins.optimizers.rloo",
+    "plugins.optimizers.best_of_n",
     "plugins.evaluators.rewards",
     "plugins.evaluators.win_rate",
     "plugins.evaluators.lm_eval_tax",

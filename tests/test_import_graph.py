@@ -85,6 +85,7 @@ def test_online_optimizers_stand_on_the_toolkit_not_on_each_other():
     for algo in ("ppo", "a2c", "grpo", "rloo"):
         siblings = {t for t in graph[f"plugins.optimizers.{algo}"] if t.startswith("plugins.")}
         assert siblings == {"plugins.optimizers.online"}, (algo, siblings)
+    assert not any(t.startswith("plugins.") for t in graph["plugins.optimizers.best_of_n"])  # the core's seams only
     assert not any(t.startswith("plugins.rewards") for t in graph["plugins.evaluators.win_rate"])
 
 
