@@ -249,13 +249,30 @@ class Stage(Protocol):
 
 
 class PolicyOptimizer(Protocol):
-    """PPO, A2C (``online``: sample and score) or DPO (``offline``: preference pairs)."""
+    """PPO, A2C, GRPO, RLOO (``online``: sample and score) or DPO (``offline``: preference pairs).
+
+    Optional: ``evaluation_policy(ctx) -> PolicySampler`` for an optimizer whose policy is a way of
+    sampling, not only weights (best-of-n); evaluation then samples the policy through it.
+    """
 
     Options: ClassVar[type[Options]]
     mode: ClassVar[Literal["online", "offline"]]
 
     def train(self, ctx: StageContext, reward: RewardSource | None) -> dict[str, Any]:
         """Optimize the policy (starting from ``ctx.artifacts['sft']``); save HF model to ``ctx.stage_dir/'model'``."""
+
+
+class PolicySampler(Protocol):
+    """A policy that is a sampling procedure (best-of-n: π_SFT sampled n times, the reward source picks).
+
+    An optimizer offers one through ``evaluation_policy(ctx)`` (``ctx.components['reward']`` is the run's
+    prepared reward source); the evaluation stage draws the policy's held-out responses through
+    ``respond`` instead of sampling the saved weights, and every evaluator sees them like any policy's.
+    """
+
+    def respond(self, prompts: Sequence[Prompt], settings: Any, seed: int) -> tuple[list[str], list[float]]:
+        """One response per prompt (``settings``: the ``[evaluation]`` table: length, temperature, batch size)
+        and its KL(π‖π_SFT) in nats (exact where known, as best-of-n's log n − (n−1)/n)."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 One sample per held-out prompt from π_θ and from π_SFT (same seed, same settings), plus the
 per-prompt KL of the policy's sample to π_SFT. Win rate, rewards and over-optimization
-evaluators all read these, so they judge exactly the same responses.
+evaluators all read these, so they judge exactly the same responses. A policy that is a sampling
+procedure (best-of-n; :class:`harness.contracts.PolicySampler`) answers the prompts itself.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from harness.config import EvaluationTable
-from harness.contracts import EvalSamples, Prompt, World
+from harness.contracts import EvalSamples, PolicySampler, Prompt, World
 from harness.generation import generate_responses, sequence_logprobs
 from harness.models import load_causal_lm
 from harness.tables import deep_merge
@@ -21,18 +22,22 @@ from harness.text import encode_prompt
 
 
 def draw_eval_samples(world: World, policy_dir: Path, sft_dir: Path, options: EvaluationTable, seed: int,
-                      device: str | torch.device = "cpu") -> EvalSamples:
+                      device: str | torch.device = "cpu", sampler: PolicySampler | None = None) -> EvalSamples:
     """Sample both models on the first ``options.prompts`` eval prompts; KL measured on the policy's samples.
 
     ``device``: where both models run (the run's GPU when it has one; a bf16 checkpoint of a real
-    size would take minutes per batch on a CPU).
+    size would take minutes per batch on a CPU). ``sampler``: the optimizer's policy when it is a
+    sampling procedure (best-of-n); it answers the prompts and says its KL, and ``policy_dir`` is not read.
     """
     prompts = world.prompts("eval")[: options.prompts]
-    policy, tokenizer = load_causal_lm(policy_dir)
-    reference, _ = load_causal_lm(sft_dir)
-    policy, reference = policy.to(device), reference.to(device)
+    reference, tokenizer = load_causal_lm(sft_dir)
+    reference = reference.to(device)
     sft_texts = sample_texts(reference, tokenizer, world, prompts, options, seed)
-    return samples_from_models(world, policy, reference, tokenizer, prompts, sft_texts, options, seed)
+    if sampler is not None:
+        texts, kl = sampler.respond(prompts, options, seed)
+        return EvalSamples(tuple(prompts), tuple(texts), tuple(sft_texts), tuple(float(k) for k in kl))
+    policy, tokenizer = load_causal_lm(policy_dir)
+    return samples_from_models(world, policy.to(device), reference, tokenizer, prompts, sft_texts, options, seed)
 
 
 def sample_texts(model, tokenizer, world: World, prompts: Sequence[Prompt], options: EvaluationTable,

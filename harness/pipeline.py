@@ -190,6 +190,7 @@ def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, peers: 
     run.components["reward"] = reward
     reward.prepare(_prep_context(run))
     optimizer = run.instantiate("optimizer")
+    run.components["optimizer"] = optimizer
     run.stage("policy", lambda ctx: _train_policy(run, ctx, optimizer, reward))
     run.artifacts["policy"] = run.store.stage_dir("policy") / "model"
     results: dict[str, Any] = {}
@@ -251,8 +252,10 @@ def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
     from harness.evaluation import build_evaluators, draw_eval_samples, run_evaluators
 
     device = "cuda" if run.experiment.compute.uses_gpu else "cpu"
+    offer = getattr(run.components["optimizer"], "evaluation_policy", None)  # a policy that is a sampling procedure
     samples = draw_eval_samples(run.world, run.artifacts["policy"], run.artifacts["sft"],
-                                run.experiment.evaluation, run.experiment.seed, device)
+                                run.experiment.evaluation, run.experiment.seed, device,
+                                sampler=offer(ctx) if callable(offer) else None)
     atomic_write_json(ctx.stage_dir / "samples.json", [
         {"prompt": p.text, "kind": p.kind, "policy": a, "sft": b, "kl": k}
         for p, a, b, k in zip(samples.prompts, samples.policy, samples.sft, samples.kl)

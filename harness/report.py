@@ -11,7 +11,9 @@ Writes ``report.md``, ``report.html``, ``report.csv`` and PNG plots (pandas + ma
   proxy rising while gold turns down);
 * ``tax_vs_reward.png`` — alignment tax against gold reward, one panel per task;
 * ``periodic.png`` — held-out win rate, gold and proxy reward at each mid-training evaluation
-  (runs with ``[evaluation] every``).
+  (runs with ``[evaluation] every``);
+* ``best_of_n.png`` — held-out gold and proxy reward of best-of-n runs against KL_bon = log n − (n−1)/n
+  (runs whose ``policy.train`` says ``n`` and ``kl_bon``; Gao et al. 2022's baseline curve).
 
 Only ``results.json`` (the contract every run writes) and, for training curves of runs that
 predate ``policy.train.curve``, the ``policy/metrics.jsonl`` stream are read.
@@ -130,6 +132,7 @@ def render_report(runs: list[dict[str, Any]], out: Path, *, title: str, descript
         "gold_vs_proxy.png": _plot_gold_vs_proxy(runs, out / "gold_vs_proxy.png"),
         "tax_vs_reward.png": _plot_tax_vs_reward(df, out / "tax_vs_reward.png"),
         "periodic.png": _plot_periodic(runs, out / "periodic.png"),
+        "best_of_n.png": _plot_best_of_n(df, runs, out / "best_of_n.png"),
     }
     shown = [name for name, made in plots.items() if made]
     atomic_write_text(out / "report.csv", df.to_csv())
@@ -319,6 +322,27 @@ def _plot_periodic(runs, path: Path) -> bool:
         ax.set_xlabel("training step")
         ax.set_title(title)
     axes[0][0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _plot_best_of_n(df, runs, path: Path) -> bool:
+    """Held-out gold and proxy reward against KL_bon, one point per best-of-n run, on one axes (π_SFT at KL 0)."""
+    rows = sorted(((train["kl_bon"], train["n"], df.loc[r["label"]]) for r in runs
+                   if "kl_bon" in (train := r["results"].get("policy", {}).get("train", {}))), key=lambda row: row[0])
+    if not rows:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    kl = [k for k, _, _ in rows]
+    for key, color in (("proxy", "C0"), ("gold", "C3")):
+        values = [float(r[key]) if _num(r[key]) else math.nan for _, _, r in rows]
+        ax.plot(kl, values, marker="o", color=color, label=f"{key} reward (held-out)")
+        for (k, n, _), v in zip(rows, values):
+            ax.annotate(f"n={n}", (k, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("KL_bon = log n − (n−1)/n, nats")
+    ax.set_ylabel("reward")
+    ax.set_title("best-of-n: reward vs KL to π_SFT")
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -1,8 +1,10 @@
 """Small inline components for core tests: the core is exercised without any real model."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -86,3 +88,17 @@ def pip_install_into(target: Path, package: Path) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(package)], check=True)
     return target
+
+
+@contextmanager
+def harness_cache(path: str | Path):
+    """``HARNESS_CACHE_DIR`` set to ``path`` for the block (built models and lm-eval data go there), then restored."""
+    old = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HARNESS_CACHE_DIR")
+        else:
+            os.environ["HARNESS_CACHE_DIR"] = old

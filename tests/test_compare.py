@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from harness.plugins import get_plugin_manager
 from harness.report import load_runs
 from harness.runner import run_experiment
 from harness.variants import apply, expand
+from tests.fakes import harness_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.toml"
@@ -76,18 +76,10 @@ def test_variants_are_resolved_experiments(host):
 # ----------------------------------------------------------------- a comparison run
 @pytest.fixture(scope="module")
 def compared(host, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("HARNESS_CACHE_DIR")
-    os.environ["HARNESS_CACHE_DIR"] = str(cache)
     out = tmp_path_factory.mktemp("runs")
-    try:
+    with harness_cache(tmp_path_factory.mktemp("cache")):
         summary = run_experiment(load_experiment(COMPARE, host.registry), host, out, show_progress=False,
                                  echo=lambda s: None)
-    finally:
-        if old is None:
-            os.environ.pop("HARNESS_CACHE_DIR")
-        else:
-            os.environ["HARNESS_CACHE_DIR"] = old
     return out / "tiny-compare", summary
 
 

@@ -44,5 +44,29 @@ def test_the_tutorial_walks_through_the_tutorial_package():
                           ("length_penalized", "class LengthPenalizedOptions"), ("shorter", "class Shorter")):
         source = (package / f"{module}.py").read_text()
         assert source[source.index(start):].strip() in DOC, f"docs/plugins.md lacks {module}.py as the package has it"
-    assert 'tutorial = "harness_tutorial"' in DOC and 'register("rloo", RLOO)' in DOC
+    assert 'tutorial = "harness_tutorial"' in DOC and 'register("mini_rloo", RLOO)' in DOC
     assert 'Cell("mean words", own["policy"], before=own["sft"], better="lower", fmt=".1f")' in (package / "mean_words.py").read_text()
+
+
+OPTIMIZERS_DOC = (ROOT / "docs" / "optimizers.md").read_text(encoding="utf-8")
+BUILT_IN_OPTIMIZERS = ("ppo", "a2c", "grpo", "rloo", "best_of_n", "dpo")
+
+
+def _shown(value) -> str:
+    """A default as docs/optimizers.md writes it: TOML-ish, in backticks."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    return "none" if value is None else repr(value)
+
+
+@pytest.mark.parametrize("name", BUILT_IN_OPTIMIZERS)
+def test_every_optimizer_option_is_documented_with_its_default(name):
+    from harness.plugins import get_plugin_manager
+
+    model = get_plugin_manager(autoload=False).registry.get("optimizer", name).options_model
+    assert f"## `{name}`" in OPTIMIZERS_DOC
+    missing = [field for field, info in model.model_fields.items()
+               if f"| `{field}` | `{_shown(info.default)}` |" not in OPTIMIZERS_DOC]
+    assert missing == [], f"docs/optimizers.md lacks a row | `option` | `default` | for {name}: {missing}"

@@ -82,9 +82,10 @@ def test_the_built_in_plugins_have_no_import_circle():
 
 def test_online_optimizers_stand_on_the_toolkit_not_on_each_other():
     graph = import_graph("plugins")
-    for algo in ("ppo", "a2c"):
+    for algo in ("ppo", "a2c", "grpo", "rloo"):
         siblings = {t for t in graph[f"plugins.optimizers.{algo}"] if t.startswith("plugins.")}
         assert siblings == {"plugins.optimizers.online"}, (algo, siblings)
+    assert not any(t.startswith("plugins.") for t in graph["plugins.optimizers.best_of_n"])  # the core's seams only
     assert not any(t.startswith("plugins.rewards") for t in graph["plugins.evaluators.win_rate"])
 
 

@@ -98,11 +98,13 @@ def names(metrics: dict, algo: str) -> set[str]:
 
 
 def train(algo, tmp_path, sft, reward=None, ctx=None, **options):
-    """Run ``algo`` ("ppo"/"a2c") with the fast test settings; returns (summary, logged [(step, metrics)])."""
+    """Run ``algo`` ("ppo"/"a2c"/"grpo"/"rloo") with the fast test settings; returns (summary, logged [(step, metrics)])."""
     from plugins.optimizers.a2c import A2C
+    from plugins.optimizers.grpo import GRPO
     from plugins.optimizers.ppo import PPO
+    from plugins.optimizers.rloo import RLOO
 
-    cls = {"ppo": PPO, "a2c": A2C}[algo]
+    cls = {"ppo": PPO, "a2c": A2C, "grpo": GRPO, "rloo": RLOO}[algo]
     logged: list = []
     ctx = ctx or make_ctx(tmp_path, sft, logged)
     summary = cls(cls.Options(**{**FAST, **options})).train(ctx, reward or GoodWordReward())
@@ -124,27 +126,36 @@ def test_ppo_raises_the_proxy_reward(tmp_path, sft_dir):
     assert (tmp_path / "policy" / "model" / "config.json").is_file()
 
 
-def test_checkpoint_and_resume_continue_exactly_where_the_run_stopped(tmp_path, sft_dir):
-    options = dict(steps=5, checkpoint_every=2, adaptive_kl=True, normalize_rewards=True, ref_refresh_every=3)
-    _, uninterrupted = train("ppo", tmp_path / "a", sft_dir, **options)
+class CrashAtStepFour(GoodWordReward):
+    """The proxy reward, until the process is killed during step 4 (its fourth scoring)."""
 
-    class CrashAtStepFour(GoodWordReward):
-        calls = 0
+    def __init__(self):
+        self.calls = 0
 
-        def score(self, prompts, responses):
-            CrashAtStepFour.calls += 1
-            if CrashAtStepFour.calls == 4:
-                raise KeyboardInterrupt  # the process is killed during step 4
-            return super().score(prompts, responses)
+    def score(self, prompts, responses):
+        self.calls += 1
+        if self.calls == 4:
+            raise KeyboardInterrupt
+        return super().score(prompts, responses)
 
+
+def assert_resumes_exactly(algo: str, tmp_path: Path, sft: Path, **options) -> None:
+    """A run killed during step 4 (checkpoints every 2 steps) resumes from step 2's checkpoint and logs what
+    an uninterrupted run logs at steps 3–5: same prompts, samples, minibatches, β, moments, reference."""
+    options = dict(steps=5, checkpoint_every=2, **options)
+    _, uninterrupted = train(algo, tmp_path / "a", sft, **options)
     with pytest.raises(KeyboardInterrupt):
-        train("ppo", tmp_path / "b", sft_dir, reward=CrashAtStepFour(), **options)
+        train(algo, tmp_path / "b", sft, reward=CrashAtStepFour(), **options)
     checkpoints = tmp_path / "b" / "policy" / "checkpoints"
     assert [p.name for p in checkpoints.iterdir()] == ["step-000002"]  # step 3 was not a checkpoint step
-    summary, resumed = train("ppo", tmp_path / "b", sft_dir, **options)
+    summary, resumed = train(algo, tmp_path / "b", sft, **options)
     assert summary["resumed_from"] == 2 and [s for s, _ in resumed] == [3, 4, 5]
     for (_, want), (_, got) in zip(uninterrupted[2:], resumed):
-        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)  # same prompts, samples, β, moments, reference
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def test_checkpoint_and_resume_continue_exactly_where_the_run_stopped(tmp_path, sft_dir):
+    assert_resumes_exactly("ppo", tmp_path, sft_dir, adaptive_kl=True, normalize_rewards=True, ref_refresh_every=3)
 
 
 def test_shared_value_head_ptx_and_adaptive_kl(tmp_path, sft_dir):

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from plugins.optimizers.advantages import (RunningMoments, explained_variance, gae, masked_mean, masked_whiten,
                                            per_token_rewards)
 from plugins.optimizers.kl import AdaptiveKLController, FixedKLController, kl_controller
-from plugins.optimizers.ppo import PPO, clipped_policy_loss, clipped_value_loss, minibatches
-from plugins.optimizers.online import distinct_n, sample_prompts, step_prompts
+from plugins.optimizers.ppo import PPO, clipped_policy_loss, clipped_value_loss
+from plugins.optimizers.online import distinct_n, minibatches, sample_prompts, step_prompts
 
 
 def test_gae_matches_a_hand_computed_example():

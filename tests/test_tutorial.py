@@ -20,7 +20,7 @@ from tests.fakes import pip_install_into
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "tests" / "tutorial_plugin"
-KINDS = {"rloo": "optimizer", "length_penalized": "reward_source", "thumbs": "feedback_format",
+KINDS = {"mini_rloo": "optimizer", "length_penalized": "reward_source", "thumbs": "feedback_format",
          "mean_words": "evaluator", "shorter": "judge"}
 
 
@@ -64,7 +64,7 @@ def test_the_tutorial_runs_end_to_end_and_its_cells_reach_compare(installed, cac
     _harness(["run", str(TUTORIAL / "tutorial.toml"), "-o", str(runs), "--no-progress"], installed, cache)
     run = runs / "tutorial"
     results = json.loads((run / "results.json").read_text())
-    assert results["status"] == "complete" and results["policy"]["optimizer"] == "rloo"
+    assert results["status"] == "complete" and results["policy"]["optimizer"] == "mini_rloo"
     curve = results["policy"]["train"]["curve"]
     assert [c["step"] for c in curve] == [1, 2] and {"reward/proxy", "reward/gold", "kl"} <= set(curve[-1])
     assert results["win_rate_vs_sft"]["judge"] == "shorter"
@@ -76,6 +76,6 @@ def test_the_tutorial_runs_end_to_end_and_its_cells_reach_compare(installed, cac
     report = (runs / "report" / "report.md").read_text()
     header = next(line for line in report.splitlines() if line.startswith("| variant"))
     row = next(line for line in report.splitlines() if line.startswith("| tutorial"))
-    assert "| mean words |" in header and "| rloo | length_penalized | thumbs |" in row
+    assert "| mean words |" in header and "| mini_rloo | length_penalized | thumbs |" in row
     words = results["mean_words"]
     assert f"{words['sft']:.1f} → {words['policy']:.1f}" in row

@@ -15,9 +15,9 @@ from pydantic import Field
 from harness import hookimpl
 from harness.contracts import RewardSource, StageContext
 from harness.generation import sequence_logprobs
-from plugins.optimizers.online import (OnlineOptions, RLRun, Rollout, apply_update, collect_rollout, global_masked_mean,
-                                      loss_mean, policy_outputs, pretraining_loss, process_mean, rewards_and_advantages,
-                                      rollout_metrics, train_online)
+from plugins.optimizers.online import (OnlineOptions, RLRun, Rollout, add_pretraining_loss, apply_update, collect_rollout,
+                                      global_masked_mean, k3, loss_mean, policy_outputs, process_mean,
+                                      rewards_and_advantages, rollout_metrics, train_online)
 
 
 class A2COptions(OnlineOptions):
@@ -36,10 +36,7 @@ def a2c_update(run: RLRun, batch: Rollout, advantages, returns) -> dict[str, flo
     entropy_bonus = loss_mean(entropy, batch.mask)
     loss = policy_loss + o.vf_coef * value_loss - o.entropy_coef * entropy_bonus
     stats = {"policy_loss": process_mean(policy_loss.item()), "value_loss": process_mean(value_loss.item())}
-    ptx = pretraining_loss(run)
-    if ptx is not None:
-        loss = loss + o.ptx_coef * ptx
-        stats["ptx_loss"] = process_mean(ptx.item())
+    loss = add_pretraining_loss(run, loss, stats)  # PPO-ptx, when ptx_coef > 0
     stats |= apply_update(run, loss)
     return stats | {"approx_kl": step_kl(run, batch)}
 
@@ -53,7 +50,7 @@ def step_kl(run: RLRun, batch: Rollout) -> float:
     new = sequence_logprobs(run.policy, batch.query_ids, batch.response_ids, batch.mask, batch.query_mask,
                             temperature=run.options.temperature)
     log_ratio = (new - batch.logprobs) * batch.mask
-    return global_masked_mean(torch.exp(log_ratio) - 1.0 - log_ratio, batch.mask).item()
+    return global_masked_mean(k3(log_ratio), batch.mask).item()
 
 
 def a2c_step(run: RLRun, step: int) -> dict[str, float]:

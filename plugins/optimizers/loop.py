@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from harness.contracts import RewardSource, StageContext
 from plugins.optimizers.checkpoints import resume, save_checkpoint, save_policy
-from plugins.optimizers.online_options import OnlineOptions
+from plugins.optimizers.online_options import RolloutOptions
 from plugins.optimizers.run_state import RLRun
 from plugins.optimizers.setup_run import setup
 from plugins.optimizers.summary import summarize
@@ -33,7 +33,7 @@ def _run_step(run: RLRun, step: int, step_fn: StepFn) -> dict[str, float]:
     return run_step()
 
 
-def train_online(ctx: StageContext, reward: RewardSource, options: OnlineOptions, name: str,
+def train_online(ctx: StageContext, reward: RewardSource, options: RolloutOptions, name: str,
                  step_fn: StepFn) -> dict[str, Any]:
     """Set up, resume, run ``step_fn`` for the remaining steps, save the policy; return the summary."""
     run = setup(ctx, options, reward, name)
@@ -44,7 +44,7 @@ def train_online(ctx: StageContext, reward: RewardSource, options: OnlineOptions
             metrics = _run_step(run, step, step_fn)
             ctx.log(metrics, step)
             run.history.append({"step": step, **metrics})
-            if hasattr(ctx, "periodic_evaluation"):
+            if getattr(ctx, "evaluate", None) is not None:  # mid-training evaluation is configured
                 ctx.periodic_evaluation(step, run.accelerator.unwrap_model(run.policy))
             refresh_reference(run, step)
             if options.checkpoint_every and step % options.checkpoint_every == 0 and step < options.steps:

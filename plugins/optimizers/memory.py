@@ -1,7 +1,7 @@
 """Memory options of the RL stage: a LoRA policy whose reference is itself, and offloaded frozen models.
 
 The RL stage holds four models — policy, critic, reference π_SFT, reward model — and, for the
-two that train, gradients and two AdamW moments each. The options here (all in ``OnlineOptions``):
+two that train, gradients and two AdamW moments each. The options here (all in ``RolloutOptions``):
 
 - ``lora``: the policy is π_SFT plus LoRA adapters (peft); only the adapters (and the value head)
   train, so base weights have no gradients or optimizer state. LoRA's B matrices start at zero,
@@ -24,12 +24,12 @@ from harness.errors import HarnessError
 from harness.generation import unwrap_model
 
 if TYPE_CHECKING:  # pragma: no cover
-    from plugins.optimizers.online_options import OnlineOptions
+    from plugins.optimizers.online_options import RolloutOptions
     from plugins.optimizers.run_state import RLRun
 
 
 # --------------------------------------------------------------------------- LoRA
-def lora_policy(model: nn.Module, options: "OnlineOptions") -> nn.Module:
+def lora_policy(model: nn.Module, options: "RolloutOptions") -> nn.Module:
     """π_SFT wrapped in fresh LoRA adapters (B = 0: it starts equal to π_SFT); the base weights are frozen."""
     from peft import LoraConfig, get_peft_model
 
@@ -121,7 +121,7 @@ def reward_modules(reward: Any) -> list[nn.Module]:
 
 
 def reference_modules(run: "RLRun") -> list[nn.Module]:
-    """The reference as a module to offload; none for an adapter-off reference (it is the policy)."""
+    """The reference as a module to offload; none for an adapter-off reference (it is the policy) or no reference."""
     return [run.reference] if isinstance(run.reference, nn.Module) else []
 
 

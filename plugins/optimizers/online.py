@@ -11,7 +11,7 @@ paper's order plus a class with ``mode = "online"`` whose ``train`` calls :func:
         return rollout_metrics(run, batch, None, "mine") | stats  # reward/proxy, reward/gold, mine/kl, …
 
     class Mine:
-        Options = MyOptions          # a subclass of OnlineOptions
+        Options = MyOptions          # a subclass of OnlineOptions (critic, GAE) or GroupOptions (groups, no critic)
         mode = "online"
 
         def train(self, ctx, reward):
@@ -19,23 +19,31 @@ paper's order plus a class with ``mode = "online"`` whose ``train`` calls :func:
 
 What the toolkit does, so an optimizer does not:
 
-- **setup from π_SFT** (:func:`setup`, called by :func:`train_online`): policy, frozen reference,
-  critic (``value_model``), AdamW, the β controller (``adaptive_kl``), PTX batches, the world's
+- **options** in three layers (:class:`RolloutOptions` ⊂ :class:`OnlineOptions` for an actor-critic,
+  :class:`GroupOptions` for a group of samples per prompt and no critic): the options say which
+  critic setup builds (``critic()``) and whether it loads a reference (``needs_reference()``).
+- **setup from π_SFT** (:func:`setup`, called by :func:`train_online`): policy, frozen reference
+  (none where the options need none: GRPO and RLOO with β = 0), critic (``value_model``; none for
+  GroupOptions), AdamW, the β controller (``adaptive_kl``), PTX batches, the world's
   ``rl`` prompts and gold judge, all in an :class:`RLRun`; LoRA (reference = adapters off),
   frozen-model offloading, DeepSpeed/ZeRO, activation checkpointing and a multi-process launch
   come from the options and ``[compute]``, through accelerate.
 - **rollout** (:func:`collect_rollout`): the step's prompts are a function of (seed, step) only, k
-  samples per prompt in consecutive rows, each response sampled from its own seed
-  (seed, step, index); the reward source scores them; π_θ's log-probs, entropy and values and
+  samples per prompt in consecutive rows (a process holds whole groups), each response sampled from
+  its own seed (seed, step, index); the reward source scores them; π_θ's log-probs, entropy and values and
   π_SFT's log-probs are computed once, without gradients (:class:`Rollout`; ``batch.kl`` is the
   per-sequence KL(π_θ‖π_SFT) estimate).
 - **reference and KL**: ``per_token_rewards`` (−β·(log π_θ − log π_SFT) per token, the score on the
-  last), ``kl_controller`` (adaptive β, Ziegler et al. 2019, or fixed), ``run.kl_ctl.update(kl, n)``;
+  last), ``k3`` (the always-positive KL estimator: GRPO's KL term, every ``approx_kl``),
+  ``kl_controller`` (adaptive β, Ziegler et al. 2019, or fixed), ``run.kl_ctl.update(kl, n)``;
   ``ref_refresh_every`` copies π_θ into the reference.
 - **advantages and losses**: :func:`rewards_and_advantages` (per-token reward + GAE, PPO's and
   A2C's), ``gae``, ``masked_whiten``, ``loss_mean`` (a mean over the whole batch's tokens, however
-  many processes hold it), :func:`policy_outputs` (the update's forward), :func:`pretraining_loss`
-  (PPO-ptx), :func:`apply_update` (backward, global-norm clipping, step).
+  many processes hold it), :func:`policy_outputs` (the update's forward), :func:`add_pretraining_loss`
+  (PPO-ptx's γ·LM loss added to a loss), :func:`clipped_surrogate`
+  (PPO's clipped objective per token or per response), :func:`minibatches` (shuffled passes over a
+  batch), :func:`pretraining_loss` (PPO-ptx), :func:`apply_update` (backward, global-norm clipping, step),
+  :func:`minibatch_updates` (passes of minibatch steps, statistics averaged, optional early stop on KL).
 - **the loop** (:func:`train_online`): every step through the ``optimizer_step`` hook (guards,
   timers), metrics logged (``metrics_logged``), periodic evaluation every ``[evaluation] every``
   steps, checkpoints every ``checkpoint_every`` steps with exact resume, the policy saved in HF
@@ -53,20 +61,23 @@ from __future__ import annotations
 from plugins.optimizers.advantages import (gae, global_masked_mean, loss_mean, masked_mean, masked_whiten,
                                            per_token_rewards, process_mean)
 from plugins.optimizers.checkpoints import resume, save_checkpoint, save_policy
-from plugins.optimizers.kl import kl_controller
+from plugins.optimizers.kl import k3, kl_controller
 from plugins.optimizers.loop import StepFn, train_online
-from plugins.optimizers.online_options import OnlineOptions
-from plugins.optimizers.rollout import (Rollout, collect_rollout, distinct_n, policy_outputs, rollout_metrics,
-                                        sample_prompts, sample_seed, step_prompts)
+from plugins.optimizers.losses import clipped_surrogate, minibatches
+from plugins.optimizers.online_options import GroupOptions, OnlineOptions, RolloutOptions
+from plugins.optimizers.rollout import (Rollout, collect_rollout, distinct_n, policy_outputs, process_rows,
+                                        reference_logprobs, rollout_metrics, sample_prompts, sample_seed, step_prompts)
 from plugins.optimizers.run_state import RLRun
 from plugins.optimizers.setup_run import setup
 from plugins.optimizers.summary import CURVE_POINTS, SUMMARY_WINDOW, summarize, training_curve
-from plugins.optimizers.updates import apply_update, normalized_scores, pretraining_loss, rewards_and_advantages
+from plugins.optimizers.updates import (add_pretraining_loss, apply_update, minibatch_updates, normalized_scores,
+                                        pretraining_loss, rewards_and_advantages)
 
 __all__ = [
-    "CURVE_POINTS", "SUMMARY_WINDOW", "OnlineOptions", "RLRun", "Rollout", "StepFn", "apply_update",
-    "collect_rollout", "distinct_n", "gae", "global_masked_mean", "kl_controller", "loss_mean", "masked_mean",
-    "masked_whiten", "normalized_scores", "per_token_rewards", "policy_outputs", "pretraining_loss",
-    "process_mean", "resume", "rewards_and_advantages", "rollout_metrics", "sample_prompts", "sample_seed",
-    "save_checkpoint", "save_policy", "setup", "step_prompts", "summarize", "train_online", "training_curve",
+    "CURVE_POINTS", "SUMMARY_WINDOW", "GroupOptions", "OnlineOptions", "RLRun", "Rollout", "RolloutOptions", "StepFn",
+    "add_pretraining_loss", "apply_update", "clipped_surrogate", "collect_rollout", "distinct_n", "gae", "global_masked_mean", "k3",
+    "kl_controller", "loss_mean", "masked_mean", "masked_whiten", "minibatch_updates", "minibatches", "normalized_scores",
+    "per_token_rewards", "policy_outputs", "pretraining_loss", "process_mean", "process_rows", "reference_logprobs",
+    "resume", "rewards_and_advantages", "rollout_metrics", "sample_prompts", "sample_seed", "save_checkpoint",
+    "save_policy", "setup", "step_prompts", "summarize", "train_online", "training_curve",
 ]

@@ -13,17 +13,16 @@ Steps 1–3, the loop, checkpoints and the summary come from the online toolkit
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from pydantic import Field
 
 from harness import hookimpl
 from harness.contracts import RewardSource, StageContext
-from plugins.optimizers.online import (OnlineOptions, RLRun, Rollout, apply_update, collect_rollout, global_masked_mean,
-                                      loss_mean, policy_outputs, pretraining_loss, process_mean, rewards_and_advantages,
-                                      rollout_metrics, train_online)
+from plugins.optimizers.online import (OnlineOptions, RLRun, Rollout, add_pretraining_loss, clipped_surrogate,
+                                      collect_rollout, loss_mean, minibatch_updates, policy_outputs, process_mean,
+                                      rewards_and_advantages, rollout_metrics, train_online)
 
 
 class PPOOptions(OnlineOptions):
@@ -40,18 +39,12 @@ class PPOOptions(OnlineOptions):
 def clipped_policy_loss(logprobs, old_logprobs, advantages, mask, clip: float):
     """(loss, clipfrac, approx_kl) of L^CLIP = E[min(ρ·A, clip(ρ, 1−ε, 1+ε)·A)], ρ = π_θ/π_θ_old.
 
-    approx_kl is the k3 estimator E[(ρ − 1) − log ρ] (Schulman 2020), always ≥ 0. Means run over the
-    tokens of the whole minibatch, however many processes hold a slice of it (see ``loss_mean``).
+    The toolkit's per-token clipped surrogate, averaged over the tokens of the whole minibatch,
+    however many processes hold a slice of it (see ``loss_mean``); approx_kl is the k3 estimator
+    E[(ρ − 1) − log ρ] (Schulman 2020), always ≥ 0.
     """
-    log_ratio = (logprobs - old_logprobs) * mask
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    loss = loss_mean(torch.max(unclipped, clipped), mask)
-    with torch.no_grad():
-        clipfrac = global_masked_mean(((ratio - 1.0).abs() > clip).float(), mask)
-        approx_kl = global_masked_mean((ratio - 1.0) - log_ratio, mask)
-    return loss, float(clipfrac), float(approx_kl)
+    per_token, clipfrac, approx_kl = clipped_surrogate(logprobs, old_logprobs, advantages, mask, clip)
+    return loss_mean(per_token, mask), clipfrac, approx_kl
 
 
 def clipped_value_loss(values, old_values, returns, mask, clip: float) -> torch.Tensor:
@@ -61,13 +54,6 @@ def clipped_value_loss(values, old_values, returns, mask, clip: float) -> torch.
         return 0.5 * loss_mean(unclipped, mask)
     clipped_values = old_values + torch.clamp(values - old_values, -clip, clip)
     return 0.5 * loss_mean(torch.max(unclipped, (clipped_values - returns) ** 2), mask)
-
-
-def minibatches(n: int, size: int, epochs: int) -> Iterator[torch.Tensor]:
-    """Indices of shuffled minibatches, ``epochs`` passes over ``n`` samples."""
-    for _ in range(epochs):
-        order = torch.randperm(n)
-        yield from order.split(size)
 
 
 # --------------------------------------------------------------------------- one PPO step
@@ -80,32 +66,19 @@ def ppo_loss(run: RLRun, mb: Rollout, advantages, returns) -> tuple[torch.Tensor
     loss = policy_loss + o.vf_coef * value_loss
     stats = {"policy_loss": process_mean(policy_loss.item()), "value_loss": process_mean(value_loss.item()),
              "clipfrac": clipfrac, "approx_kl": approx_kl}
-    ptx = pretraining_loss(run)  # PPO-ptx: maximizing γ·E_pretrain[log π_θ] adds γ·(LM loss)
-    if ptx is not None:
-        loss = loss + o.ptx_coef * ptx
-        stats["ptx_loss"] = process_mean(ptx.item())
+    loss = add_pretraining_loss(run, loss, stats)  # PPO-ptx: maximizing γ·E_pretrain[log π_θ] adds γ·(LM loss)
     return loss, stats
 
 
 def ppo_update(run: RLRun, batch: Rollout, advantages, returns) -> dict[str, float]:
-    """Step 4: ``ppo_epochs`` passes of minibatch steps; their statistics averaged.
-
-    With ``early_stop_kl``, a minibatch whose approximate KL to π_θ_old already exceeds the limit ends
-    the batch's epochs before its step is taken (as Spinning Up's PPO does).
-    """
+    """Step 4: ``ppo_epochs`` passes of minibatch steps (stopped early past ``early_stop_kl``); statistics averaged."""
     o = run.options
-    history: dict[str, list[float]] = defaultdict(list)
-    updates = 0
-    # each process holds batch_size / processes responses and steps on its share of every minibatch
-    for index in minibatches(len(batch), o.minibatch_size // run.processes, o.ppo_epochs):
-        loss, stats = ppo_loss(run, batch.select(index), advantages[index], returns[index])
-        if o.early_stop_kl and stats["approx_kl"] > o.early_stop_kl:  # a global statistic: every process stops
-            break
-        stats |= apply_update(run, loss)
-        updates += 1
-        for key, value in stats.items():
-            history[key].append(value)
-    return {k: sum(v) / len(v) for k, v in history.items()} | {"updates": float(updates)}
+
+    def minibatch_loss(index):
+        return ppo_loss(run, batch.select(index), advantages[index], returns[index])
+
+    return minibatch_updates(run, len(batch), minibatch_loss, size=o.minibatch_size, epochs=o.ppo_epochs,
+                             early_stop_kl=o.early_stop_kl)
 
 
 def ppo_step(run: RLRun, step: int) -> dict[str, float]:

@@ -16,7 +16,7 @@ import torch
 from harness.compute import zero_stage_of
 from harness.contracts import RewardSource, StageContext
 from plugins.optimizers.advantages import RunningMoments
-from plugins.optimizers.online_options import OnlineOptions
+from plugins.optimizers.online_options import RolloutOptions
 from plugins.optimizers.ptx import PretrainingBatches
 
 
@@ -25,14 +25,14 @@ class RLRun:
     """The state of one online run: models, optimizer, controllers, and what has been measured."""
 
     ctx: StageContext
-    options: OnlineOptions
+    options: RolloutOptions
     name: str
     reward: RewardSource
     accelerator: Any
     tokenizer: Any
     policy: torch.nn.Module
-    reference: torch.nn.Module
-    critic: torch.nn.Module
+    reference: torch.nn.Module | None  # None when the options need none (GRPO, RLOO with β = 0)
+    critic: torch.nn.Module  # a NoCritic (no parameters, values 0) for a critic-free optimizer
     optimizer: torch.optim.Optimizer
     kl_ctl: Any  # AdaptiveKLController | FixedKLController
     ptx: PretrainingBatches | None
@@ -46,7 +46,7 @@ class RLRun:
 
     @property
     def shared_critic(self) -> bool:
-        return self.options.value_model == "shared"
+        return self.options.critic() == "shared"
 
     @contextmanager
     def generation_policy(self):

@@ -1,5 +1,8 @@
 """Setup of an online run from π_SFT: policy, frozen reference, critic, optimizer, β, prompts, gold judge.
 
+What is built follows the options: the critic their ``critic()`` names (none for GRPO and RLOO), and
+the reference only where ``needs_reference()`` (GRPO and RLOO with β = 0 load none, as trl does).
+
 The trainable parts (policy + critic as one :class:`ActorCritic`) are handed to accelerate, so
 DeepSpeed (ZeRO, offload), LoRA, activation checkpointing and a multi-process launch are
 configuration, not code an optimizer writes. User errors are said before any model is loaded.
@@ -17,27 +20,34 @@ from harness.errors import HarnessError
 from harness.models import load_causal_lm
 from plugins.optimizers.kl import kl_controller
 from plugins.optimizers.memory import AdapterOffReference, lora_policy, offload_frozen_models
-from plugins.optimizers.online_options import OnlineOptions
+from plugins.optimizers.online_options import RolloutOptions
 from plugins.optimizers.ptx import PretrainingBatches
 from plugins.optimizers.run_state import RLRun
 from plugins.optimizers.value import build_critic
 
 
-def load_models(sft_dir: Path, options: OnlineOptions):
-    """(policy, frozen reference, critic, tokenizer), all from π_SFT; dropout off so log-prob ratios are exact.
+def load_models(sft_dir: Path, options: RolloutOptions):
+    """(policy, frozen reference or None, critic, tokenizer), all from π_SFT; dropout off so log-prob ratios are exact.
 
     With ``lora`` the policy is π_SFT + LoRA adapters and the reference is that same model with the
-    adapters disabled: one copy of the base weights serves both.
+    adapters disabled: one copy of the base weights serves both. Options that need no reference get None.
     """
     policy, tokenizer = load_causal_lm(sft_dir)
     if options.lora:
         policy = lora_policy(policy, options)
-        reference = AdapterOffReference(policy)
-    else:
-        reference, _ = load_causal_lm(sft_dir)
-        reference.requires_grad_(False)
-    critic = build_critic(options.value_model, sft_dir, policy.config.hidden_size)
+    reference = load_reference(sft_dir, options, policy)
+    critic = build_critic(options.critic(), sft_dir, policy.config.hidden_size)
     return policy, reference, critic, tokenizer
+
+
+def load_reference(sft_dir: Path, options: RolloutOptions, policy):
+    """π_SFT, frozen: the adapter-off policy under LoRA, a second copy otherwise, or None when not needed."""
+    if not options.needs_reference():
+        return None
+    if options.lora:
+        return AdapterOffReference(policy)
+    reference, _ = load_causal_lm(sft_dir)
+    return reference.requires_grad_(False)
 
 
 class ActorCritic(torch.nn.Module):
@@ -58,7 +68,7 @@ class ActorCritic(torch.nn.Module):
         return logits, self.critic(query_ids, query_mask, response_ids, response_mask, hidden)
 
 
-def setup(ctx: StageContext, options: OnlineOptions, reward: RewardSource, name: str) -> RLRun:
+def setup(ctx: StageContext, options: RolloutOptions, reward: RewardSource, name: str) -> RLRun:
     """Build everything a run needs and hand the trainable parts to accelerate (so DeepSpeed is configuration)."""
     from accelerate.utils import set_seed
 
@@ -83,9 +93,9 @@ def setup(ctx: StageContext, options: OnlineOptions, reward: RewardSource, name:
     return run
 
 
-def _place_reference(reference, options: OnlineOptions, accelerator):
+def _place_reference(reference, options: RolloutOptions, accelerator):
     """On the run's device, or left on the CPU (where it was loaded) when ``offload_frozen`` parks it there."""
-    return reference if options.offload_frozen else reference.to(accelerator.device)
+    return reference if reference is None or options.offload_frozen else reference.to(accelerator.device)
 
 
 def _check_inputs(ctx: StageContext, reward: RewardSource | None, name: str) -> None:
@@ -96,14 +106,19 @@ def _check_inputs(ctx: StageContext, reward: RewardSource | None, name: str) -> 
         raise HarnessError(f"optimizer {name!r} starts from the SFT model, but no 'sft' artifact was produced.")
 
 
-def _check_processes(ctx: StageContext, options: OnlineOptions, name: str) -> int:
-    """Several processes split every batch and minibatch evenly (the global sizes stay the configured ones)."""
+def _check_processes(ctx: StageContext, options: RolloutOptions, name: str) -> int:
+    """Several processes split every batch and minibatch evenly (the global sizes stay the configured ones);
+    with a group of samples per prompt, each process takes whole groups."""
     n = distributed.world_size()
     for key in ("batch_size", "minibatch_size"):
-        value = getattr(options, key, n)
+        value = getattr(options, key, None) or n
         if value % n:
             raise HarnessError(f"[optimizer.{name}] {key} = {value} must be a multiple of the {n} launched processes "
                                f"(each takes an equal share of it).")
+    group = getattr(options, "group_size", 1)
+    if (options.batch_size // group) % n:
+        raise HarnessError(f"[optimizer.{name}] batch_size / group_size = {options.batch_size // group} prompts must "
+                           f"be a multiple of the {n} launched processes (each takes whole groups).")
     if options.ref_refresh_every and zero_stage_of_compute(ctx) == 3:
         raise HarnessError(f"[optimizer.{name}] ref_refresh_every needs the policy's full weights on every process; "
                            "use it with [compute] zero_stage <= 2.")
@@ -129,7 +144,7 @@ def _checkpoint_activations(both: ActorCritic, compute) -> None:
         module.train()
 
 
-def _pretraining_batches(ctx: StageContext, options: OnlineOptions, tokenizer) -> PretrainingBatches | None:
+def _pretraining_batches(ctx: StageContext, options: RolloutOptions, tokenizer) -> PretrainingBatches | None:
     if options.ptx_coef <= 0:
         return None
     return PretrainingBatches(ctx.world.pretraining_texts("train"), tokenizer, options.ptx_batch_size,

@@ -35,6 +35,7 @@ def summarize(run: RLRun, resumed_from: int) -> dict[str, Any]:
         "reward_s": run.seconds["reward"],
         "generation_share": generation / total if total else 0.0,
         "s_per_step": total / len(rows) if rows else 0.0,
+        "phase_s": {k: v for k, v in run.seconds.items() if k != "total"},  # generation, reward, policy, reference, update
         "curve": training_curve(rows, run.name),
     }
 

@@ -7,10 +7,14 @@ then GAE); an optimizer without a critic (RLOO, GRPO) computes its own advantage
 """
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Callable
+
 import torch
 
 from harness import distributed
-from plugins.optimizers.advantages import gae, masked_whiten, per_token_rewards
+from plugins.optimizers.advantages import gae, masked_whiten, per_token_rewards, process_mean
+from plugins.optimizers.losses import minibatches
 from plugins.optimizers.ptx import ptx_loss
 from plugins.optimizers.rollout import Rollout
 from plugins.optimizers.run_state import RLRun
@@ -32,6 +36,16 @@ def pretraining_loss(run: RLRun) -> torch.Tensor | None:
     return ptx_loss(run.policy, *run.ptx.sample(run.accelerator.device))
 
 
+def add_pretraining_loss(run: RLRun, loss: torch.Tensor, stats: dict[str, float]) -> torch.Tensor:
+    """PPO-ptx: ``loss`` + γ·(LM loss on a fresh pretraining batch), since maximizing γ·E_pretrain[log π_θ]
+    adds γ·(LM loss); its value lands in ``stats["ptx_loss"]``. ``loss`` itself when ``ptx_coef`` is 0."""
+    ptx = pretraining_loss(run)
+    if ptx is None:
+        return loss
+    stats["ptx_loss"] = process_mean(ptx.item())
+    return loss + run.options.ptx_coef * ptx
+
+
 def apply_update(run: RLRun, loss: torch.Tensor) -> dict[str, float]:
     """One optimizer step on ``loss`` with global gradient-norm clipping; returns {"grad_norm": norm before clipping}.
 
@@ -45,6 +59,29 @@ def apply_update(run: RLRun, loss: torch.Tensor) -> dict[str, float]:
     norm = run.accelerator.clip_grad_norm_(params, run.options.max_grad_norm)
     run.optimizer.step()
     return {} if norm is None else {"grad_norm": float(norm)}
+
+
+def minibatch_updates(run: RLRun, n: int, loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]], *,
+                      size: int, epochs: int, early_stop_kl: float = 0.0) -> dict[str, float]:
+    """``epochs`` passes over the ``n`` responses this process holds, one gradient step per shuffled minibatch
+    of ``size`` responses (global: each process steps on its share); the steps' statistics averaged, plus
+    ``updates``. ``loss_fn(index)`` returns a minibatch's (loss, stats).
+
+    With ``early_stop_kl``, a minibatch whose ``approx_kl`` to π_θ_old already exceeds it ends the passes
+    before its step is taken (as Spinning Up's PPO does); it is a global statistic, so every process stops.
+    """
+    history: dict[str, list[float]] = defaultdict(list)
+    updates = 0
+    with run.timed("update"):
+        for index in minibatches(n, size // run.processes, epochs):
+            loss, stats = loss_fn(index)
+            if early_stop_kl and stats["approx_kl"] > early_stop_kl:
+                break
+            stats |= apply_update(run, loss)
+            updates += 1
+            for key, value in stats.items():
+                history[key].append(value)
+    return {k: sum(v) / len(v) for k, v in history.items()} | {"updates": float(updates)}
 
 
 def rewards_and_advantages(run: RLRun, batch: Rollout) -> tuple[torch.Tensor, torch.Tensor]:

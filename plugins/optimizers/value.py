@@ -5,7 +5,7 @@ separate trunk keeps value-loss gradients out of the policy). ``shared``: the he
 policy's own hidden states, saving a model's memory and a forward pass per batch, at the price
 of the value loss also moving the policy (``vf_coef`` weighs it).
 Both return values at the T positions that predict the T response tokens: V(s_t) is the value of
-the state before token t is chosen.
+the state before token t is chosen. ``none`` (GRPO, RLOO): no critic at all, values are 0.
 """
 from __future__ import annotations
 
@@ -59,8 +59,19 @@ class SeparateCritic(nn.Module):
         return self.head(out.last_hidden_state[:, -width - 1:-1])
 
 
+class NoCritic(nn.Module):
+    """No critic (GRPO, RLOO): no parameters, no forward pass; every V(s_t) is 0."""
+
+    shares_trunk = False
+
+    def forward(self, query_ids, query_mask, response_ids, response_mask, policy_hidden=None):  # noqa: ARG002
+        return torch.zeros(response_ids.shape, dtype=torch.float32, device=response_ids.device)
+
+
 def build_critic(kind: str, sft_dir: Path, hidden_size: int) -> nn.Module:
-    """``kind`` is the ``value_model`` option: ``separate`` or ``shared``."""
+    """``kind`` is the options' ``critic()``: ``none``, ``separate`` or ``shared``."""
+    if kind == "none":
+        return NoCritic()
     if kind == "shared":
         return SharedCritic(hidden_size)
     from transformers import AutoModelForCausalLM

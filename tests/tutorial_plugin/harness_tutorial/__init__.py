@@ -1,6 +1,6 @@
 """The tutorial plugin of docs/plugins.md: one component of each kind, registered through the entry point.
 
-``pip install`` it and every name below is usable from TOML: optimizer ``rloo``, reward source
+``pip install`` it and every name below is usable from TOML: optimizer ``mini_rloo``, reward source
 ``length_penalized``, feedback format ``thumbs``, evaluator ``mean_words`` and judge ``shorter``.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from harness_tutorial.thumbs import Thumbs
 
 @hookimpl
 def register_optimizers(register):
-    register("rloo", RLOO)
+    register("mini_rloo", RLOO)
 
 
 @hookimpl

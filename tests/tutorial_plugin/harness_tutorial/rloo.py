@@ -1,6 +1,7 @@
 """RLOO (Ahmadian et al. 2024): REINFORCE with a leave-one-out baseline over k samples per prompt.
 
-A single-process optimizer: a prompt's k samples must sit in one process to share a baseline.
+A minimal RLOO, registered as ``mini_rloo`` (the built-in ``rloo`` is the complete one). It keeps
+OnlineOptions' critic options unused: a plugin without a critic can subclass GroupOptions instead.
 """
 from __future__ import annotations
 
