@@ -186,8 +186,8 @@ def test_every_process_splits_the_batch(tmp_path, monkeypatch):
     from plugins.optimizers.ppo import PPOOptions
 
     monkeypatch.setenv("WORLD_SIZE", "3")
-    ctx = StageContext(experiment=SimpleNamespace(compute=ComputeOptions()), stage="policy", stage_dir=tmp_path,
-                       world=None, seed=0, log=lambda m, s: None)
+    ctx = StageContext(experiment=SimpleNamespace(seed=0, compute=ComputeOptions()), stage="policy",
+                       stage_dir=tmp_path, world=None, log=lambda m, s: None)
     with pytest.raises(HarnessError, match="batch_size = 8 must be a multiple of the 3 launched processes"):
         _check_processes(ctx, PPOOptions(batch_size=8, minibatch_size=4), "ppo")
     assert _check_processes(ctx, PPOOptions(batch_size=6, minibatch_size=3), "ppo") == 3

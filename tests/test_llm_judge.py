@@ -19,13 +19,14 @@ import torch
 
 from harness import hookimpl
 from harness.config import load_experiment
-from harness.contracts import EvalSamples, Prompt
+from harness.contracts import Components, EvalSamples, Prompt
 from harness.errors import ConfigError, HarnessError
 from harness.plugins import get_plugin_manager
 from plugins.evaluators.win_rate import WinRate, WinRateOptions
 from plugins.judges.pairwise_llm import PAIRWISE_TEMPLATE, PairwiseJudgeOptions, parse_verdict
 from plugins.judges.client import VerdictError
-from plugins.rewards.llm_judge import DEFAULT_TEMPLATE, LLMJudgeOptions, LLMJudgeReward, parse_score
+from plugins.judges.scoring_llm import GRADING_TEMPLATE, parse_score
+from plugins.rewards.llm_judge import LLMJudgeOptions, LLMJudgeReward
 from tests.fakes import FakePlugin, judge_builder
 
 KEY_ENV = "HARNESS_TEST_JUDGE_KEY"
@@ -140,7 +141,7 @@ def options(judge, **kw):
 
 def scorer(judge, **kw) -> LLMJudgeReward:
     source = LLMJudgeReward(options(judge, **kw))
-    source.prepare(None)
+    source.prepare(SimpleNamespace(build=judge_builder()))
     return source
 
 
@@ -260,7 +261,7 @@ def test_garbage_verdicts_are_reasked_then_quoted(judge):
     assert len(judge.requests) == 3 and source.diagnostics()["judge/parse_failures"] == 3
     assert "I really liked this answer" in msg and f"({len(babble)} chars)" in msg and len(msg) < len(babble)
     assert "Score: <integer 1-10>" in msg
-    assert not source.client.cache_path().exists()  # nothing unparseable is cached
+    assert not source.judge.client.cache_path().exists()  # nothing unparseable is cached
 
 
 def test_a_bad_verdict_then_a_good_one_is_a_retry_not_an_error(judge):
@@ -276,6 +277,7 @@ def test_endpoint_down(tmp_path):
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
     source = LLMJudgeReward(LLMJudgeOptions(base_url=url, model=MODEL, api_key_env=KEY_ENV, max_retries=1, backoff_s=0.0))
+    source.prepare(SimpleNamespace(build=judge_builder()))
     with pytest.raises(HarnessError) as err:
         source.score(prompts(1), RESPONSES[:1])
     msg = str(err.value)
@@ -342,7 +344,7 @@ def test_win_rate_with_the_reward_judge_still_swaps_positions():
             return torch.tensor([float(len(r)) for r in responses])
 
     class Ctx:
-        components = {"reward": Length()}
+        components = Components(reward=Length())
         build = staticmethod(judge_builder())
 
     result = WinRate(WinRateOptions(judge="reward")).evaluate(Ctx(), samples())["win_rate_vs_sft"]
@@ -358,7 +360,8 @@ class FakesWithoutWinRate(FakePlugin):
 
 @pytest.fixture
 def registry():
-    builtins = ("plugins.rewards.llm_judge", "plugins.evaluators.win_rate", "plugins.judges.pairwise_llm")
+    builtins = ("plugins.rewards.llm_judge", "plugins.evaluators.win_rate", "plugins.judges.pairwise_llm",
+                "plugins.judges.scoring_llm")
     return get_plugin_manager(builtins=builtins, extra=[FakesWithoutWinRate()], autoload=False).registry
 
 
@@ -388,11 +391,11 @@ def test_an_llm_judged_experiment_validates(tmp_path, registry):
     path.write_text(JUDGED.format(extra=""))
     exp = load_experiment(path, registry)
     reward = exp.choice("reward")
-    assert reward.name == "llm_judge" and reward.options.concurrency == 2 and reward.options.template == DEFAULT_TEMPLATE
+    assert reward.name == "llm_judge" and reward.options.concurrency == 2 and reward.options.template == GRADING_TEMPLATE
     assert exp.evaluators["win_rate"].llm.template == PAIRWISE_TEMPLATE
     assert exp.to_dict()["reward"]["llm_judge"]["api_key_env"] == "JUDGE_KEY"
     assert PairwiseJudgeOptions(base_url="u", model="m", template=PAIRWISE_TEMPLATE).template == PAIRWISE_TEMPLATE
-    assert LLMJudgeOptions(base_url="u", model="m", template=DEFAULT_TEMPLATE).template == DEFAULT_TEMPLATE
+    assert LLMJudgeOptions(base_url="u", model="m", template=GRADING_TEMPLATE).template == GRADING_TEMPLATE
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -95,7 +95,7 @@ def test_lifecycle_hooks_are_broadcast():
 
 
 def _ctx(h):
-    return StageContext(experiment=None, stage="policy", stage_dir=Path("."), world=None, seed=0,
+    return StageContext(experiment=None, stage="policy", stage_dir=Path("."), world=None,
                         log=lambda m, s: None, hook=h.hook)
 
 
