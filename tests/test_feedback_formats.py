@@ -205,3 +205,55 @@ def test_a_record_is_frozen_and_its_json_is_the_documented_line(tmp_path):
         read_feedback(path)
     with pytest.raises(ValueError, match="cannot be named 'prompt'"):
         FeedbackRecord(PROMPTS[0], ["a"], "ann", "prompt", 1)
+
+
+# ----------------------------------------------------------------- the feedback stage
+class StageWorld(FakeWorld):
+    def prompts(self, split):
+        assert split == "rm"
+        return PROMPTS
+
+
+def stage_ctx(tmp_path, fmt, seed=0):
+    from types import SimpleNamespace
+
+    from harness.contracts import Components, StageContext
+
+    return StageContext(experiment=SimpleNamespace(seed=seed), stage="feedback", stage_dir=tmp_path / "feedback",
+                        world=StageWorld([FakeAnnotator(f"a{i}", noise=0.2) for i in range(4)]),
+                        log=lambda m, s: None, artifacts={"feedback": tmp_path / "feedback"},
+                        components=Components(feedback=fmt))
+
+
+def test_the_feedback_stage_collects_once_and_keeps_an_earlier_attempts_records(tmp_path, capsys, monkeypatch):
+    from harness.feedback import feedback_stage
+
+    fmt = Ranking(Ranking.Options(k=4))
+    ctx = stage_ctx(tmp_path, fmt, seed=3)
+    summary = feedback_stage(ctx)
+    expected = fmt.collect_from(ctx.world, PROMPTS, random.Random(3))  # collect(ctx) = the rm prompts, Random(seed)
+    assert ctx.feedback_records() == expected and summary == {"n_records": len(expected), "n_prompts": len(PROMPTS),
+                                                              "agreement": fmt.agreement(expected)}
+    assert [g.pairs for g in ctx.preference_groups()] == [g.pairs for g in fmt.preference_groups(expected)]
+    path = ctx.stage_dir / "feedback.jsonl"
+    written = path.read_text()
+    monkeypatch.setattr(Ranking, "collect", lambda self, ctx: pytest.fail("collected again"))
+    assert feedback_stage(ctx) == summary and path.read_text() == written  # an earlier attempt's file is kept
+    monkeypatch.undo()
+    path.write_text(written[: len(written) // 2])  # torn by hand: moved aside, collected anew
+    assert feedback_stage(ctx) == summary and path.read_text() == written
+    assert "moved it to feedback.jsonl.corrupt-" in capsys.readouterr().err
+
+
+def test_preference_groups_must_be_one_per_record(tmp_path):
+    from harness.errors import HarnessError
+    from harness.feedback import feedback_stage
+
+    class Lossy(Pairwise):
+        def preference_groups(self, records):
+            return super().preference_groups(records)[1:]
+
+    ctx = stage_ctx(tmp_path, Lossy())
+    feedback_stage(ctx)
+    with pytest.raises(HarnessError, match=r"Lossy: preference_groups returned 47 groups for 48 records"):
+        ctx.preference_groups()

@@ -437,3 +437,32 @@ def test_the_first_hard_failure_cancels_the_rest_of_the_batch(judge):
     with pytest.raises(HarnessError, match="refused the request: HTTP 401"):
         scorer(judge, concurrency=3, max_retries=3, backoff_s=1.0).score(prompts(9), RESPONSES[:1] * 9)
     assert time.monotonic() - judge.arrivals[0] < 0.5 and len(judge.requests) <= 3
+
+
+# --------------------------------------------------------------------------- the reward source's judge, by name
+def test_the_reward_source_builds_its_judge_by_name_and_needs_one_that_grades(judge):
+    source = scorer(judge)
+    assert source.judge.name == f"llm_score:{MODEL}" and source.options.judge_options()["model"] == MODEL
+    pairwise = LLMJudgeReward(LLMJudgeOptions(judge="llm", base_url=judge.url, model=MODEL, api_key_env=KEY_ENV,
+                                              template=PAIR_TEMPLATE))
+    with pytest.raises(HarnessError, match=r"judge = 'llm': that judge compares two responses but grades none"):
+        pairwise.prepare(SimpleNamespace(build=judge_builder()))
+
+
+def test_the_judges_options_sit_beside_judge_and_scale(tmp_path, registry):
+    path = tmp_path / "exp.toml"
+    path.write_text(JUDGED.format(extra="bogus = 1"))
+    with pytest.raises(ConfigError, match=r"\[reward.llm_judge\] unknown key 'bogus'. Allowed keys: judge, scale, base_url"):
+        load_experiment(path, registry)
+    path.write_text(JUDGED.format(extra='judge = "oracle"'))
+    with pytest.raises(ConfigError, match=r"\[reward.llm_judge\] judge = 'oracle': no judge of that name.*llm_score"):
+        load_experiment(path, registry)
+
+
+def test_the_grading_judge_decides_a_win_rate_too(judge):
+    llm_score = dict(base_url=judge.url, model=MODEL, api_key_env=KEY_ENV, template=SCORE_TEMPLATE)
+    result = WinRate(WinRateOptions(judge="llm_score", llm_score=llm_score)).evaluate(
+        SimpleNamespace(build=judge_builder()), samples())["win_rate_vs_sft"]
+    # the longer answer gets the higher grade: 3 wins, 1 loss, 1 tie (the equal pair), as with the pairwise judge
+    assert result["rate"] == pytest.approx(3.5 / 5) and result["ties"] == 1 and result["judge"] == f"llm_score:{MODEL}"
+    assert len(judge.requests) == 9 and result["judge_stats"]["judge/calls"] == 9  # each distinct response graded once
