@@ -175,7 +175,9 @@ def test_every_built_in_plugin_is_listed_under_its_own_name():
 def test_optional_capabilities_are_protocols_the_built_ins_declare():
     import torch
 
-    from harness.contracts import ExplainingJudge, GradingJudge, Offloadable, WithDiagnostics
+    from harness.contracts import ExplainingJudge, GradingJudge, Offloadable, SamplingOptimizer, WithDiagnostics
+    from plugins.optimizers.best_of_n import BestOfN
+    from plugins.optimizers.ppo import PPO
     from plugins.judges.pairwise_llm import LLMPairwiseJudge
     from plugins.judges.scored import GoldJudge, RewardJudge
     from plugins.judges.scoring_llm import LLMScoreJudge
@@ -188,6 +190,7 @@ def test_optional_capabilities_are_protocols_the_built_ins_declare():
     assert not issubclass(GoldReward, WithDiagnostics) and not issubclass(RewardJudge, WithDiagnostics)
     assert issubclass(GoldJudge, ExplainingJudge) and not issubclass(RewardJudge, ExplainingJudge)
     assert isinstance(LLMScoreJudge.__new__(LLMScoreJudge), GradingJudge)
+    assert issubclass(BestOfN, SamplingOptimizer) and not issubclass(PPO, SamplingOptimizer)
     assert not isinstance(LLMPairwiseJudge.__new__(LLMPairwiseJudge), GradingJudge)
 
     class Declared:
