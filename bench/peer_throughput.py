@@ -143,9 +143,9 @@ def run_harness(algo: str, world, model_dir: Path, args, clock: StepClock) -> di
     optimizer = GRPO(GRPO.Options(**common, init_kl_coef=0.0, loss_type="dapo")) if algo == "grpo" else \
         RLOO(RLOO.Options(**common, init_kl_coef=0.05))
     with tempfile.TemporaryDirectory() as out:
-        ctx = StageContext(experiment=SimpleNamespace(compute=ComputeOptions(backend="cpu", threads=args.threads)),
-                           stage="policy", stage_dir=Path(out) / "policy", world=NoGold(), seed=0, log=log,
-                           artifacts={"sft": model_dir})
+        compute = ComputeOptions(backend="cpu", threads=args.threads)
+        ctx = StageContext(experiment=SimpleNamespace(seed=0, compute=compute), stage="policy",
+                           stage_dir=Path(out) / "policy", world=NoGold(), log=log, artifacts={"sft": model_dir})
         optimizer.train(ctx, Reward())
     first, last = phases[0], phases[-1]  # the timed steps: after the first
     return {"phase_s": {k: (last[k] - first.get(k, 0.0)) / (len(phases) - 1) for k in last if k != "total"}}

@@ -114,8 +114,9 @@ def measure(args) -> dict:
     from plugins.rewards.learned import LearnedReward
 
     root = Path(args.models)
-    ctx = StageContext(experiment=SimpleNamespace(compute=ComputeOptions(backend=args.backend, threads=args.threads)),
-                       stage="policy", stage_dir=root / args.config, world=BenchWorld(SIZES[args.size][3]), seed=0,
+    compute = ComputeOptions(backend=args.backend, threads=args.threads)
+    ctx = StageContext(experiment=SimpleNamespace(seed=0, compute=compute),
+                       stage="policy", stage_dir=root / args.config, world=BenchWorld(SIZES[args.size][3]),
                        log=lambda metrics, step: None,
                        artifacts={"sft": root / "sft", "reward_model": root / "reward_model"})
     cuda = torch.cuda.is_available() and args.backend != "cpu"

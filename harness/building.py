@@ -45,10 +45,7 @@ def validate_component_tables(data: Any, context: Mapping[str, Any] | None, *, f
         return data
     source, table = context.get("source", "<experiment>"), context.get("table", "?")
     names, name, out = registry.names(family), data.get(selector, default), dict(data)
-    if isinstance(name, str) and name not in names:
-        raise ConfigError(f"{source}: [{table}] {selector} = {scrub(repr(name))}: no {family.replace('_', ' ')} of "
-                          f"that name is registered. Registered: {', '.join(names) or '(none)'} (a third-party one is installed "
-                          f"with its package; see `harness plugins`).")
+    _check_registered(names, family, name, f"{source}: [{table}] {selector}")
     for key, value in data.items():
         if key in names and value is not None:
             if not isinstance(value, Mapping):
@@ -66,3 +63,35 @@ def validate_component_tables(data: Any, context: Mapping[str, Any] | None, *, f
         raise ConfigError(f"{source}: [{table}] {selector} = {name!r} needs an [{table}.{name}] table with at least "
                           f"{' and '.join(required)}.")
     return out
+
+
+def validate_inline_component(data: Any, context: Mapping[str, Any] | None, *, family: str, selector: str,
+                              default: str, fields: Mapping[str, Any]) -> Any:
+    """Options that name a component of ``family`` and hold its options beside their own keys, in one table.
+
+    ``[reward.llm_judge] judge = "llm_score"`` with the judge's ``base_url``, ``model``, … beside it: call it
+    from a ``model_validator(mode="before")`` of a model with ``extra="allow"``. When the config layer
+    validates, the named component must be registered, every key that is not one of ``fields`` is validated
+    by the component's ``Options`` (errors name ``[table] key``) and replaced by the validated options, every
+    default filled. Built directly in Python (no registry), ``data`` passes through unchanged.
+    """
+    registry = (context or {}).get("registry")
+    name = data.get(selector, default) if isinstance(data, Mapping) else None
+    if registry is None or not isinstance(name, str):
+        return data
+    source, table = context.get("source", "<experiment>"), context.get("table", "?")
+    _check_registered(registry.names(family), family, name, f"{source}: [{table}] {selector}")
+    model = registry.get(family, name).options_model
+    unknown = [key for key in data if key not in fields and key not in model.model_fields]
+    if unknown:
+        raise ConfigError(f"{source}: [{table}] unknown key {unknown[0]!r}. Allowed keys: "
+                          f"{', '.join([*fields, *(k for k in model.model_fields if k not in fields)])}.")
+    inline = validate_options(model, {k: v for k, v in data.items() if k not in fields}, source, table, registry)
+    return {k: v for k, v in data.items() if k in fields} | inline.model_dump()
+
+
+def _check_registered(names: list[str], family: str, name: Any, where: str) -> None:
+    if isinstance(name, str) and name not in names:
+        raise ConfigError(f"{where} = {scrub(repr(name))}: no {family.replace('_', ' ')} of that name is registered. "
+                          f"Registered: {', '.join(names) or '(none)'} (a third-party one is installed with its package; "
+                          f"see `harness plugins`).")

@@ -3,6 +3,10 @@
 The core never imports ``plugins/``; it only talks to objects shaped like these. Each
 component class carries an ``Options`` pydantic model (``extra="forbid"``, a description per
 field) that the config layer validates from the experiment's TOML before anything runs.
+Optional capabilities (a reward source's ``diagnostics()``, its ``offloadable_modules()``, a
+judge's ``explainer``) are Protocols too: the core and the built-ins test for them with
+``isinstance``. The data records (:class:`Prompt`, :class:`FeedbackRecord`, :class:`Cell`, …)
+live in :mod:`harness.records` and are re-exported here.
 """
 from __future__ import annotations
 
@@ -11,51 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Protocol, Sequence, runtime_checkable
 
+from harness.errors import HarnessError
 from harness.options import NoOptions, Options  # noqa: F401  (re-exported: plugins import both from here)
+from harness.records import (  # noqa: F401  (re-exported: plugins import the records from here)
+    FEEDBACK_FILE,
+    Cell,
+    Demonstration,
+    EvalSamples,
+    FeedbackRecord,
+    PreferenceGroup,
+    Prompt,
+    Split,
+    read_feedback,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pluggy
     import torch
 
     from harness.config import Experiment
-
-
-# --------------------------------------------------------------------------- data records
-Split = Literal["sft", "rm", "rl", "eval"]
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One instruction. ``answer`` is the checkable answer (None where the right move is to decline)."""
-
-    id: str
-    kind: str
-    text: str
-    answer: str | None = None
-    harmful: bool = False
-
-
-@dataclass(frozen=True)
-class Demonstration:
-    """A prompt and a demonstrator's response (SFT data)."""
-
-    prompt: Prompt
-    response: str
-    demonstrator: str = ""
-
-
-@dataclass(frozen=True)
-class PreferenceGroup:
-    """Responses to one prompt with weighted (winner, loser) index pairs.
-
-    Every feedback format reduces its records to these, so one Bradley–Terry loss
-    ``sum(weight * -log σ(r[w] - r[l]))`` trains a reward model from pairs, K-wise rankings
-    (all C(K,2) pairs, weight 1/C(K,2), InstructGPT §3.5) or Likert ratings (derived pairs).
-    DPO reads the same groups as (chosen, rejected) pairs.
-    """
-
-    prompt: Prompt
-    responses: tuple[str, ...]
-    pairs: tuple[tuple[int, int, float], ...]
 
 
 # --------------------------------------------------------------------------- the world
@@ -140,36 +118,31 @@ class World(Protocol):
 class RecordedFeedback(Protocol):
     """A world whose human feedback was collected already: feedback formats read it instead of simulating."""
 
-    def recorded_feedback(self, field: str) -> list[dict[str, Any]]:
-        """Records in the schema of the format whose record key is ``field`` (``choice``, ``ranking``,
-        ``ratings``); a HarnessError naming the right format when the data holds another."""
+    def recorded_feedback(self, field: str) -> list[FeedbackRecord]:
+        """Records whose answer is ``field`` (``choice``, ``ranking``, ``ratings``: the format's record key);
+        a HarnessError naming the right format when the data holds another."""
 
 
 # --------------------------------------------------------------------------- feedback formats
 class FeedbackFormat(Protocol):
     """The schema of one annotation, how it is collected, and how it becomes preference pairs.
 
-    The reward-model stage calls ``collect`` on the world's ``rm`` prompts and writes the records to
-    ``feedback.jsonl`` in its stage directory (DPO reads them there). A record is a JSON-ready dict
-    with at least ``prompt_id``, ``prompt`` (the :class:`Prompt` as a dict) and ``responses``; the
-    schema and a public base class that implements ``collect`` are in :mod:`harness.feedback`.
+    The ``feedback`` stage calls ``collect(ctx)`` once per run and writes the records to
+    ``runs/<experiment>/feedback/feedback.jsonl``; the reward-model stage, DPO and any plugin read
+    them back with ``ctx.feedback_records()`` (or as pairs with ``ctx.preference_groups()``). The
+    public base class :class:`harness.feedback.FeedbackFormatBase` implements all three methods.
     """
 
     Options: ClassVar[type[Options]]
-    options: Options  # the validated options; an optional ``candidates`` ("world" | "sft" | "mixed") asks
-    #                   the stage for π_SFT samples as candidates (passed to ``collect`` as ``source``)
-    k: int  # responses per item: how many candidates a ``source`` must supply
 
-    def collect(self, world: World, prompts: Sequence[Prompt], rng: random.Random,
-                source: Callable[[Prompt, int, random.Random], tuple[list[str], list[str]]] | None = None,
-                ) -> list[dict[str, Any]]:
-        """Records (one per prompt×annotator asked), deterministic given ``rng``. ``source(prompt, k, rng)``
-        returns an item's responses and where each came from; None means ``world.candidate_responses``."""
+    def collect(self, ctx: StageContext) -> list[FeedbackRecord]:
+        """Records on the world's ``rm`` prompts (``ctx.world.prompts("rm")``), deterministic given ``ctx.seed``;
+        π_SFT, for formats that label its samples, is at ``ctx.artifacts["sft"]``."""
 
-    def preference_groups(self, records: Sequence[dict[str, Any]]) -> list[PreferenceGroup]:
+    def preference_groups(self, records: Sequence[FeedbackRecord]) -> list[PreferenceGroup]:
         """Records → weighted (winner, loser) pairs: exactly one group per record, in order."""
 
-    def agreement(self, records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    def agreement(self, records: Sequence[FeedbackRecord]) -> dict[str, float]:
         """Inter-annotator agreement over items labelled by several annotators."""
 
 
@@ -186,13 +159,46 @@ class RewardSource(Protocol):
         """One float per (prompt, response), higher is better (shape ``[len(prompts)]``)."""
 
 
+@runtime_checkable
+class WithDiagnostics(Protocol):
+    """Optional, for a reward source or a judge: counters that describe its last call.
+
+    An ensemble's disagreement, an LLM judge's calls and cache hits: online optimizers log a reward
+    source's with every step; the win-rate evaluator reports its judge's as ``judge_stats``.
+    """
+
+    def diagnostics(self) -> dict[str, float]:
+        """Named numbers about the last ``score`` (or judge) call."""
+
+
+@runtime_checkable
+class Offloadable(Protocol):
+    """Optional, for a reward source: the torch modules it holds, which an optimizer may move off the GPU
+    between scoring calls (``offload_frozen``). Without it the optimizer looks for modules among its attributes."""
+
+    def offloadable_modules(self) -> list["torch.nn.Module"]:
+        """Every module ``score`` runs."""
+
+
 # --------------------------------------------------------------------------- stages & optimizers
 MetricsLogger = Callable[[dict[str, float], int], None]
+ProgressFactory = Callable[..., Any]  # progress(total=..., desc=...) -> context manager with .update(n)
+ComponentBuilder = Callable[..., Any]  # build(family, name, options=None) -> a registered component (harness.building)
+PeriodicEvaluator = Callable[[Any, int], dict[str, float]]  # evaluate(model, step) -> eval/… metrics
 
 
 class _SilentBar:
     def update(self, n: int = 1) -> None:
         """Progress is not shown (tests, ``--no-progress``)."""
+
+
+@dataclass
+class Components:
+    """The run's components that stages share, as the runner builds them (None before that)."""
+
+    feedback: FeedbackFormat | None = None  # the [feedback] format (built before any stage runs)
+    reward: RewardSource | None = None  # the [reward] source, prepared (after the reward-model stage)
+    optimizer: PolicyOptimizer | None = None  # the [optimizer] (built before the policy stage)
 
 
 @dataclass
@@ -203,19 +209,45 @@ class StageContext:
     stage: str
     stage_dir: Path
     world: World
-    seed: int
     log: MetricsLogger
-    # "base", "sft", "policy": HF model directories; "reward_model": the RM stage directory (model/ inside)
+    # "base", "sft", "policy": HF model directories; "feedback", "reward_model": those stages' directories
     artifacts: dict[str, Path] = field(default_factory=dict)
     checkpoint_dir: Path | None = None  # where to save/resume checkpoints (inside stage_dir)
-    progress: Callable[..., Any] | None = None  # progress(total=..., desc=...) -> context manager with .update(n)
-    components: dict[str, Any] = field(default_factory=dict)  # resolved slot instances (reward, feedback, ...)
-    hook: Any = None  # the plugin manager's hook relay (None in unit tests)
+    progress: ProgressFactory | None = None
+    components: Components = field(default_factory=Components)
+    hook: "pluggy.HookRelay | None" = None  # the plugin manager's hooks (None in unit tests)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)  # what finished upstream stages returned
-    evaluate: Callable[[Any, int], dict[str, float]] | None = None  # runner's mid-training evaluation (policy stage)
+    evaluate: PeriodicEvaluator | None = None  # the runner's mid-training evaluation (policy stage)
     evaluate_every: int = 0
-    # build(family, name, options) -> another registered component, options validated (harness.building)
-    build: Callable[..., Any] | None = None
+    build: ComponentBuilder | None = None
+
+    @property
+    def seed(self) -> int:
+        """The experiment's seed (``[experiment] seed``): every stage is deterministic from it."""
+        return self.experiment.seed
+
+    def feedback_records(self) -> list[FeedbackRecord]:
+        """The records the ``feedback`` stage collected this run (``feedback/feedback.jsonl``), in order."""
+        if "feedback" not in self.artifacts:
+            raise HarnessError(f"stage {self.stage!r} reads the run's feedback, but no feedback stage ran before it "
+                               f"(ctx.artifacts has no 'feedback').")
+        path = Path(self.artifacts["feedback"]) / FEEDBACK_FILE
+        if not path.is_file():
+            raise HarnessError(f"{path}: no feedback records; rerun, and the feedback stage collects them.")
+        return read_feedback(path)
+
+    def preference_groups(self, records: Sequence[FeedbackRecord] | None = None) -> list[PreferenceGroup]:
+        """``records`` (default: all of :meth:`feedback_records`) as weighted (winner, loser) pairs by the run's
+        feedback format: one group per record, in order."""
+        fmt = self.components.feedback
+        if fmt is None:
+            raise HarnessError(f"stage {self.stage!r} reads the run's feedback, but the context has no feedback format.")
+        records = self.feedback_records() if records is None else records
+        groups = fmt.preference_groups(records)
+        if len(groups) != len(records):
+            raise HarnessError(f"feedback format {type(fmt).__name__}: preference_groups returned {len(groups)} groups "
+                               f"for {len(records)} records; it must return exactly one per record, in order.")
+        return groups
 
     def periodic_evaluation(self, step: int, model: Any) -> dict[str, float] | None:
         """Evaluate the in-training ``model`` when ``step`` is a multiple of ``evaluate_every`` (optimizers call
@@ -251,8 +283,8 @@ class Stage(Protocol):
 class PolicyOptimizer(Protocol):
     """PPO, A2C, GRPO, RLOO (``online``: sample and score) or DPO (``offline``: preference pairs).
 
-    Optional: ``evaluation_policy(ctx) -> PolicySampler`` for an optimizer whose policy is a way of
-    sampling, not only weights (best-of-n); evaluation then samples the policy through it.
+    Optional: :class:`SamplingOptimizer`, for an optimizer whose policy is a way of sampling, not
+    only weights (best-of-n); evaluation then samples the policy through it.
     """
 
     Options: ClassVar[type[Options]]
@@ -265,7 +297,7 @@ class PolicyOptimizer(Protocol):
 class PolicySampler(Protocol):
     """A policy that is a sampling procedure (best-of-n: π_SFT sampled n times, the reward source picks).
 
-    An optimizer offers one through ``evaluation_policy(ctx)`` (``ctx.components['reward']`` is the run's
+    An optimizer offers one through ``evaluation_policy(ctx)`` (``ctx.components.reward`` is the run's
     prepared reward source); the evaluation stage draws the policy's held-out responses through
     ``respond`` instead of sampling the saved weights, and every evaluator sees them like any policy's.
     """
@@ -275,54 +307,12 @@ class PolicySampler(Protocol):
         and its KL(π‖π_SFT) in nats (exact where known, as best-of-n's log n − (n−1)/n)."""
 
 
-@dataclass(frozen=True)
-class EvalSamples:
-    """One sample per held-out prompt from the policy and from π_SFT, drawn once and shared by evaluators.
+@runtime_checkable
+class SamplingOptimizer(Protocol):
+    """Optional, for an optimizer: its policy is a sampling procedure that evaluation samples through."""
 
-    ``kl`` is the per-prompt sum over the policy's response tokens of log π_θ − log π_SFT.
-    """
-
-    prompts: tuple[Prompt, ...]
-    policy: tuple[str, ...]
-    sft: tuple[str, ...]
-    kl: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One headline number an evaluator declares: a row of the run summary, a column of ``harness compare``.
-
-    ``value`` (and ``before``, the SFT model's value where one is compared, shown ``before → value``) are
-    formatted with ``fmt``; ``low``/``high`` is its interval (shown ``[95% CI low, high]``); ``better`` says
-    which direction is an improvement; ``note`` qualifies it in the summary (``gold judge, n=200``); ``text``
-    replaces the number for a cell that is not one (a breakdown). The core knows no evaluator's keys: it
-    shows the cells evaluators declare, in order.
-    """
-
-    name: str
-    value: float | None = None
-    low: float | None = None
-    high: float | None = None
-    better: Literal["higher", "lower"] | None = None
-    before: float | None = None
-    fmt: str = ".3f"
-    note: str = ""
-    text: str | None = None
-
-    def render(self) -> str:
-        """The cell as read: ``0.460 [95% CI 0.392, 0.529]``, ``0.015 → 0.414``, or its ``text``."""
-        if self.text is not None:
-            return self.text
-        shown = _number(self.value, self.fmt)
-        if self.before is not None:
-            shown = f"{_number(self.before, self.fmt)} → {shown}"
-        if self.low is not None or self.high is not None:
-            shown += f" [95% CI {_number(self.low, self.fmt)}, {_number(self.high, self.fmt)}]"
-        return shown
-
-
-def _number(value: Any, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, (int, float)) and value == value else "—"
+    def evaluation_policy(self, ctx: StageContext) -> PolicySampler:
+        """The policy to evaluate, built after training (``ctx.components.reward`` is the prepared reward source)."""
 
 
 class Evaluator(Protocol):
@@ -337,9 +327,10 @@ class Evaluator(Protocol):
     periodic: ClassVar[bool]
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict[str, Any]:
-        """Measure; ``ctx.components['reward']`` is the run's prepared reward source."""
+        """Measure; ``ctx.components.reward`` is the run's prepared reward source."""
 
 
+@runtime_checkable
 class DescribedEvaluator(Protocol):
     """Optional: an evaluator that names its headline numbers (see :class:`Cell`)."""
 
@@ -355,9 +346,10 @@ class Judge(Protocol):
     """Decides which of two responses to a prompt is better (registered with ``register_judges``).
 
     Built from its ``Options`` (the evaluator's ``[evaluation.<evaluator>.<judge>]`` table), then
-    bound to a run. Optional: ``explainer(ctx)`` returns an :class:`ExplainedJudge` whose terms
-    explain the verdicts (the win rate then reports ``decided_by`` and a length-controlled rate),
-    and ``diagnostics()`` returns counters reported beside the verdicts (``judge_stats``).
+    bound to a run. Optional capabilities: :class:`ExplainingJudge` (the win rate then reports
+    ``decided_by`` and a length-controlled rate), :class:`GradingJudge` (it grades one response at
+    a time, so the ``llm_judge`` reward source can use it) and :class:`WithDiagnostics` (counters
+    reported beside the verdicts as ``judge_stats``).
     """
 
     Options: ClassVar[type[Options]]
@@ -365,3 +357,21 @@ class Judge(Protocol):
 
     def bind(self, ctx: StageContext) -> CompareMany:
         """This run's comparisons; raise :class:`~harness.errors.HarnessError` if the run cannot have this judge."""
+
+
+@runtime_checkable
+class ExplainingJudge(Protocol):
+    """Optional, for a judge: terms that explain its verdicts."""
+
+    def explainer(self, ctx: StageContext) -> ExplainedJudge | None:
+        """An :class:`ExplainedJudge` whose terms explain this run's verdicts; None when this run has none."""
+
+
+@runtime_checkable
+class GradingJudge(Protocol):
+    """Optional, for a judge: a grade for each response on its own (what a reward source needs)."""
+
+    grades: tuple[float, float]  # the lowest and the highest grade it gives
+
+    def grade(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        """One grade per (prompt, response) within ``grades``, higher is better."""

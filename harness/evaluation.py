@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from harness.config import EvaluationTable
-from harness.contracts import EvalSamples, PolicySampler, Prompt, World
+from harness.contracts import DescribedEvaluator, EvalSamples, PolicySampler, Prompt, World
 from harness.generation import generate_responses, sequence_logprobs
 from harness.models import load_causal_lm
 from harness.tables import deep_merge
@@ -99,7 +99,7 @@ def run_evaluators(evaluators: dict[str, Any], ctx, samples: EvalSamples, *, des
     for name, evaluator in evaluators.items():
         own = evaluator.evaluate(ctx, samples)
         deep_merge(fragment, own)
-        if describe and hasattr(evaluator, "headline"):
+        if describe and isinstance(evaluator, DescribedEvaluator):
             cells += [{"evaluator": name, **dataclasses.asdict(cell)} for cell in evaluator.headline(own)]
     if describe:
         fragment["headline"] = cells

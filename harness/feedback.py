@@ -1,61 +1,74 @@
-"""The public base of feedback formats: who labels which item, the record schema, and the
-records → PreferenceGroup / agreement plumbing. The built-in pairwise, ranking and Likert formats
-are written on it, and so can a third-party format (``from harness.feedback import
+"""Feedback: the public base of feedback formats and the ``feedback`` stage that runs one.
+
+**The stage.** Every run collects its feedback once, in stage ``feedback`` (after SFT, before the
+reward model): :func:`feedback_stage` calls the format's ``collect(ctx)`` and writes the
+:class:`~harness.contracts.FeedbackRecord` s to ``runs/<experiment>/feedback/feedback.jsonl``
+(atomically; an interrupted attempt's file is kept, a finished stage is reused like any other).
+The reward-model stage, DPO and any plugin read them with ``ctx.feedback_records()``.
+
+**The base class.** The built-in pairwise, ranking and Likert formats are written on
+:class:`FeedbackFormatBase`, and so can a third-party format (``from harness.feedback import
 FeedbackFormatBase``): it implements ``annotate``, ``pairs`` and ``item_agreement`` and inherits
-the documented ``collect(world, prompts, rng, source=None)`` contract.
-
-Each item is one prompt with ``k`` candidate responses from ``world.candidate_responses``.
-Most items get one annotator; a fraction (``overlap``) gets ``raters_per_overlap_item``
-different annotators, as InstructGPT did to measure inter-labeler agreement. A record is one
-(item, annotator) answer, JSON-ready (:func:`make_record`; ``sources`` only when the responses
-came from a candidate source):
-
-    {"prompt_id", "prompt": <Prompt as dict>, "responses": [...], "annotator": name,
-     <format field>: choice | ranking | ratings, "sources": ["sft" | "world", ...]}
-
-``preference_groups`` returns exactly one group per record, in the records' order (the reward
-model stage splits records and groups together by index).
+``collect``, ``preference_groups`` and ``agreement``. Each item is one ``rm`` prompt with ``k``
+candidate responses (from ``world.candidate_responses``, or π_SFT samples as its ``candidates``
+option asks, see :mod:`harness.candidates`). Most items get one annotator; a fraction
+(``overlap``) gets ``raters_per_overlap_item`` different annotators, as InstructGPT did to
+measure inter-labeler agreement. A record is one (item, annotator) answer whose ``field`` is
+the format's ``field``. ``preference_groups`` returns exactly one group per record, in the
+records' order (the reward-model stage splits records and groups together by index).
 
 A subclass says only how an annotator answers (``annotate``), which weighted
 (winner, loser) pairs one answer implies (``pairs``), and how agreement is measured over
 items that several annotators labelled (``item_agreement``). A world of real data hands over
-its recorded records in this same schema (``RecordedFeedback``), so nothing downstream changes.
+its recorded records (``RecordedFeedback``), so nothing downstream changes.
 """
 from __future__ import annotations
 
-import dataclasses
 import operator
 import random
 from collections import defaultdict
 from itertools import combinations
-from typing import Any, Callable, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Sequence
 
 from pydantic import Field
 
-from harness.contracts import Annotator, Options, PreferenceGroup, Prompt, RecordedFeedback, World
+from harness import distributed
+from harness.candidates import Candidates, CandidateSource, candidate_source, policy_share, sample_distinct
+from harness.contracts import (
+    FEEDBACK_FILE,
+    Annotator,
+    FeedbackRecord,
+    Options,
+    PreferenceGroup,
+    Prompt,
+    RecordedFeedback,
+    StageContext,
+    World,
+)
+from harness.errors import HarnessError
+from harness.io import read_rebuildable_jsonl
+from harness.models import load_causal_lm
+from harness.records import records_from_rows, write_feedback
 
-Record = dict[str, Any]
-Candidates = Literal["world", "sft", "mixed"]
-# (prompt, k, rng) -> (k responses, where each came from: "sft" or "world"); see plugins.feedback.candidates
-CandidateSource = Callable[[Prompt, int, random.Random], tuple[list[str], list[str]]]
 Pair = tuple[int, int, float]
 
 
 class FeedbackOptions(Options):
-    """Options every feedback format has: how much of the data is labelled several times."""
+    """Options every feedback format has: how much of the data is labelled several times, and which responses."""
 
     overlap: float = Field(0.1, ge=0.0, le=1.0, description="Fraction of items labelled by several annotators (to measure agreement).")
     raters_per_overlap_item: int = Field(3, ge=2, description="Distinct annotators per overlap item (capped by the pool size).")
     candidates: Candidates = Field("world", description="Responses annotators compare: 'world' (the world's writers), "
                                                         "'sft' (distinct samples of π_SFT, as InstructGPT's labelers "
                                                         "ranked model outputs) or 'mixed' (half each).")
+    max_new_tokens: int = Field(32, ge=1, description="Longest π_SFT sample drawn as a candidate (candidates = 'sft' or 'mixed').")
 
 
 class FeedbackFormatBase:
     """Collection, grouping and agreement plumbing; subclasses define the annotation itself."""
 
     Options: ClassVar[type[FeedbackOptions]] = FeedbackOptions
-    field: ClassVar[str]  # the record key holding the annotation
+    field: ClassVar[str]  # the records' answer key (FeedbackRecord.field)
     k: int = 2  # responses per item
 
     def __init__(self, options: FeedbackOptions | None = None) -> None:
@@ -65,25 +78,31 @@ class FeedbackFormatBase:
     def annotate(self, annotator: Annotator, prompt: Prompt, responses: list[str], rng: random.Random) -> Any:
         raise NotImplementedError
 
-    def pairs(self, record: Record) -> tuple[Pair, ...]:
+    def pairs(self, record: FeedbackRecord) -> tuple[Pair, ...]:
         raise NotImplementedError
 
-    def item_agreement(self, items: list[list[Record]]) -> dict[str, float]:
+    def item_agreement(self, items: list[list[FeedbackRecord]]) -> dict[str, float]:
         raise NotImplementedError
 
     # ------------------------------------------------------------- the contract
-    def collect(self, world: World, prompts: Sequence[Prompt], rng: random.Random,
-                source: CandidateSource | None = None) -> list[Record]:
+    def collect(self, ctx: StageContext) -> list[FeedbackRecord]:
+        """Records on the world's ``rm`` prompts, from ``random.Random(ctx.seed)`` and, when the ``candidates``
+        option asks for them, π_SFT samples as candidates (see :meth:`collect_from`)."""
+        prompts = ctx.world.prompts("rm")
+        return self.collect_from(ctx.world, prompts, random.Random(ctx.seed), self.candidate_source(ctx, prompts))
+
+    def collect_from(self, world: World, prompts: Sequence[Prompt], rng: random.Random,
+                     source: CandidateSource | None = None) -> list[FeedbackRecord]:
         """One record per (prompt, annotator asked); deterministic given ``rng``.
 
         ``source`` supplies each item's responses and where they came from (see
-        :mod:`plugins.feedback.candidates`); without it they are ``world.candidate_responses``.
+        :mod:`harness.candidates`); without it they are ``world.candidate_responses``.
         A world with recorded human feedback (:class:`RecordedFeedback`) hands over its records of
         ``prompts`` instead: real labels, nobody simulated.
         """
         if isinstance(world, RecordedFeedback):
             wanted = {p.id for p in prompts}
-            return [r for r in world.recorded_feedback(self.field) if r["prompt_id"] in wanted]
+            return [r for r in world.recorded_feedback(self.field) if r.prompt.id in wanted]
         pool = list(world.annotators())
         if not pool:
             raise ValueError(f"world {world.name!r} has no annotators to collect feedback from")
@@ -97,17 +116,28 @@ class FeedbackFormatBase:
             n_raters = min(self.options.raters_per_overlap_item, len(pool)) if i in overlap else 1
             for annotator in rng.sample(pool, n_raters):
                 answer = self.annotate(annotator, prompt, responses, rng)
-                records.append(make_record(prompt, responses, annotator.name, self.field, answer, sources))
+                records.append(FeedbackRecord(prompt, responses, annotator.name, self.field, answer, sources))
         return records
 
-    def preference_groups(self, records: Sequence[Record]) -> list[PreferenceGroup]:
-        """One group per record (a group may have no pairs, e.g. a Likert item rated all-equal)."""
-        return [
-            PreferenceGroup(prompt_from_dict(r["prompt"]), tuple(r["responses"]), self.pairs(r))
-            for r in records
-        ]
+    def candidate_source(self, ctx: StageContext, prompts: Sequence[Prompt]) -> CandidateSource | None:
+        """None (the world's writers) or π_SFT samples as the ``candidates`` option asks (drawn here, once)."""
+        mode = self.options.candidates
+        if mode == "world":
+            return None
+        if isinstance(ctx.world, RecordedFeedback):
+            raise HarnessError(f"[feedback.{ctx.experiment.slots['feedback'].name}] candidates = {mode!r}: world "
+                               f"{ctx.world.name!r} hands over recorded feedback, whose responses are fixed; remove the "
+                               f"option (or set it to 'world').")
+        policy, tokenizer = load_causal_lm(ctx.artifacts["sft"])
+        samples = sample_distinct(policy, tokenizer, ctx.world, prompts, policy_share(mode, self.k), seed=ctx.seed,
+                                  max_new_tokens=self.options.max_new_tokens)
+        return candidate_source(ctx.world, mode, samples)
 
-    def agreement(self, records: Sequence[Record]) -> dict[str, float]:
+    def preference_groups(self, records: Sequence[FeedbackRecord]) -> list[PreferenceGroup]:
+        """One group per record (a group may have no pairs, e.g. a Likert item rated all-equal)."""
+        return [PreferenceGroup(r.prompt, r.responses, self.pairs(r)) for r in records]
+
+    def agreement(self, records: Sequence[FeedbackRecord]) -> dict[str, float]:
         """Agreement over items with ≥ 2 annotators; ``{"n_items": 0}`` when there are none."""
         items = [group for group in group_by_item(records) if len(group) >= 2]
         if not items:
@@ -115,29 +145,35 @@ class FeedbackFormatBase:
         return {"n_items": len(items), **self.item_agreement(items)}
 
 
-def make_record(prompt: Prompt, responses: list[str], annotator: str, field: str, answer: Any,
-                sources: list[str] | None = None) -> Record:
-    record = {
-        "prompt_id": prompt.id,
-        "prompt": dataclasses.asdict(prompt),
-        "responses": list(responses),
-        "annotator": annotator,
-        field: answer,
-    }
-    if sources is not None:  # which response came from π_SFT and which from the world's writers
-        record["sources"] = list(sources)
-    return record
+# ----------------------------------------------------------------- the stage
+def feedback_stage(ctx: StageContext) -> dict[str, Any]:
+    """Stage ``feedback``: the run's format collects the records once; the summary counts them and their agreement.
+
+    The records are written atomically to ``<stage_dir>/feedback.jsonl``; a file an interrupted attempt
+    left is read back instead of collecting again (an unreadable one is moved aside and collected anew).
+    Launched as several processes, every process collects the same records (from the seed) and rank 0 writes.
+    """
+    path, fmt = ctx.stage_dir / FEEDBACK_FILE, ctx.components.feedback
+    records = _earlier_attempt(path)
+    if records is None:
+        records = list(fmt.collect(ctx))
+        if distributed.is_main_process():
+            write_feedback(path, records)
+    return {"n_records": len(records), "n_prompts": len({r.prompt.id for r in records}),
+            "agreement": fmt.agreement(records)}
 
 
-def prompt_from_dict(data: dict[str, Any]) -> Prompt:
-    return Prompt(**data)
+def _earlier_attempt(path) -> list[FeedbackRecord] | None:
+    """The records an interrupted attempt wrote; None when there are none (or they were unreadable: moved aside)."""
+    rows = read_rebuildable_jsonl(path, "collecting the feedback again")
+    return None if rows is None else records_from_rows(rows, path, "move it aside and rerun")
 
 
-def group_by_item(records: Sequence[Record]) -> list[list[Record]]:
+def group_by_item(records: Sequence[FeedbackRecord]) -> list[list[FeedbackRecord]]:
     """Records of the same item (same prompt and the same candidate responses), in first-seen order."""
-    groups: dict[tuple, list[Record]] = defaultdict(list)
+    groups: dict[tuple, list[FeedbackRecord]] = defaultdict(list)
     for r in records:
-        groups[(r["prompt_id"], tuple(r["responses"]))].append(r)
+        groups[(r.prompt.id, r.responses)].append(r)
     return list(groups.values())
 
 
@@ -151,7 +187,7 @@ def pairs_from_order(order: Sequence[int]) -> tuple[Pair, ...]:
     return tuple((w, l, 1.0 / len(pairs)) for w, l in pairs)
 
 
-def pair_labels_by_unit(items: list[list[Record]], order_of) -> list[list[int]]:
+def pair_labels_by_unit(items: list[list[FeedbackRecord]], order_of) -> list[list[int]]:
     """For every item and every response pair (i < j): each annotator's label (1 if i above j).
 
     ``order_of(record, i, j)`` returns +1 / −1 (or 0 for a tie). These labels make the
@@ -160,7 +196,7 @@ def pair_labels_by_unit(items: list[list[Record]], order_of) -> list[list[int]]:
     """
     units = []
     for item in items:
-        k = len(item[0]["responses"])
+        k = len(item[0].responses)
         units += [[order_of(r, i, j) for r in item] for i, j in combinations(range(k), 2)]
     return units
 

@@ -1,4 +1,4 @@
-"""One run of the InstructGPT flow over plugins: SFT → reward model → policy optimization → evaluation.
+"""One run of the InstructGPT flow over plugins: SFT → feedback → reward model → policy optimization → evaluation.
 
 The runner owns the order, the run store (reuse/resume per stage), the metrics stream and
 results.json; every piece of work is a component looked up by name in the registry.
@@ -20,8 +20,9 @@ from harness import distributed
 from harness import results as results_file
 from harness.building import build_component
 from harness.config import SLOTS, Experiment
-from harness.contracts import StageContext
+from harness.contracts import Components, SamplingOptimizer, StageContext
 from harness.errors import HarnessError
+from harness.feedback import feedback_stage
 from harness.io import atomic_write_json, atomic_write_text
 from harness.models import resolve_base
 from harness.plugins import PluginHost
@@ -33,7 +34,8 @@ from harness.tables import deep_merge
 # stage -> (config tables it depends on, upstream stages)
 STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sft": (("model", "world", "sft"), ()),
-    "reward_model": (("feedback", "reward_model"), ("sft",)),
+    "feedback": (("feedback",), ("sft",)),
+    "reward_model": (("reward_model",), ("sft", "feedback")),
     "policy": (("reward", "optimizer"), ("sft", "reward_model")),
     "evaluation": (("evaluation",), ("policy",)),
 }
@@ -52,7 +54,7 @@ class Run:
     artifacts: dict[str, Path] = field(default_factory=dict)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    components: dict[str, Any] = field(default_factory=dict)
+    components: Components = field(default_factory=Components)
     echo: Callable[[str], None] = print
 
     # ------------------------------------------------------------------ helpers
@@ -80,7 +82,7 @@ class Run:
     def context(self, record: StageRecord) -> StageContext:
         return StageContext(
             experiment=self.experiment, stage=record.name, stage_dir=record.dir, world=self.world,
-            seed=self.experiment.seed, log=self._logger(record), artifacts=dict(self.artifacts),
+            log=self._logger(record), artifacts=dict(self.artifacts),
             checkpoint_dir=record.checkpoint_dir, progress=self._progress if self.show_progress else None,
             components=self.components, hook=self.host.hook, summaries=dict(self.summaries), build=self.build,
         )
@@ -181,16 +183,18 @@ def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, peers: 
     with distributed.main_process_first():  # a world may build and cache its models on first use
         run.world = run.instantiate("world")
         run.artifacts["base"] = resolve_base(host.hook, experiment.model.base, experiment)
-    run.components["feedback"] = run.instantiate("feedback")
+    run.components.feedback = run.instantiate("feedback")
     run.stage("sft", run.instantiate("sft").run)
     run.artifacts["sft"] = run.store.stage_dir("sft") / "model"
+    run.stage("feedback", feedback_stage)
+    run.artifacts["feedback"] = run.store.stage_dir("feedback")
     run.stage("reward_model", run.instantiate("reward_model").run)
     run.artifacts["reward_model"] = run.store.stage_dir("reward_model")
     reward = run.instantiate("reward")
-    run.components["reward"] = reward
+    run.components.reward = reward
     reward.prepare(_prep_context(run))
     optimizer = run.instantiate("optimizer")
-    run.components["optimizer"] = optimizer
+    run.components.optimizer = optimizer
     run.stage("policy", lambda ctx: _train_policy(run, ctx, optimizer, reward))
     run.artifacts["policy"] = run.store.stage_dir("policy") / "model"
     results: dict[str, Any] = {}
@@ -244,7 +248,7 @@ def _train_policy(run: Run, ctx: StageContext, optimizer, reward) -> dict[str, A
 def _prep_context(run: Run) -> StageContext:
     """A context for preparing components outside a stage (reads artifacts, logs nowhere)."""
     return StageContext(experiment=run.experiment, stage="prepare", stage_dir=run.store.run_dir, world=run.world,
-                        seed=run.experiment.seed, log=lambda m, s: None, artifacts=dict(run.artifacts),
+                        log=lambda m, s: None, artifacts=dict(run.artifacts),
                         components=run.components, hook=run.host.hook, build=run.build)
 
 
@@ -252,10 +256,10 @@ def _evaluate(run: Run, ctx: StageContext) -> dict[str, Any]:
     from harness.evaluation import build_evaluators, draw_eval_samples, run_evaluators
 
     device = "cuda" if run.experiment.compute.uses_gpu else "cpu"
-    offer = getattr(run.components["optimizer"], "evaluation_policy", None)  # a policy that is a sampling procedure
+    optimizer = run.components.optimizer  # its policy may be a sampling procedure (best-of-n)
     samples = draw_eval_samples(run.world, run.artifacts["policy"], run.artifacts["sft"],
                                 run.experiment.evaluation, run.experiment.seed, device,
-                                sampler=offer(ctx) if callable(offer) else None)
+                                sampler=optimizer.evaluation_policy(ctx) if isinstance(optimizer, SamplingOptimizer) else None)
     atomic_write_json(ctx.stage_dir / "samples.json", [
         {"prompt": p.text, "kind": p.kind, "policy": a, "sft": b, "kl": k}
         for p, a, b, k in zip(samples.prompts, samples.policy, samples.sft, samples.kl)
@@ -274,6 +278,7 @@ def _results(run: Run, wall_s: float) -> dict[str, Any]:
         "seed": run.experiment.seed,
         "components": {slot: choice.name for slot, choice in run.experiment.slots.items()},
         "sft": run.summaries["sft"],
+        "feedback": run.summaries["feedback"],
         "rm": run.summaries["reward_model"],
         "policy": {"optimizer": run.experiment.choice("optimizer").name, "train": run.summaries["policy"]},
         "stages": run.timings,

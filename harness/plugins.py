@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.rewards.llm_judge",
     "plugins.judges.scored",
     "plugins.judges.pairwise_llm",
+    "plugins.judges.scoring_llm",
     "plugins.optimizers.ppo",
     "plugins.optimizers.a2c",
     "plugins.optimizers.dpo",

@@ -79,7 +79,7 @@ def judge_builder():
     from harness.building import build_component
     from harness.plugins import get_plugin_manager
 
-    builtins = ("plugins.judges.scored", "plugins.judges.pairwise_llm")
+    builtins = ("plugins.judges.scored", "plugins.judges.pairwise_llm", "plugins.judges.scoring_llm")
     return partial(build_component, get_plugin_manager(builtins=builtins, autoload=False).registry)
 
 

@@ -12,7 +12,7 @@ import torch
 
 from harness.compute import ComputeOptions
 from harness.config import EvaluationTable, load_experiment
-from harness.contracts import NoOptions, StageContext
+from harness.contracts import Components, NoOptions, StageContext
 from harness.errors import HarnessError
 from harness.evaluation import sample_texts
 from harness.models import load_causal_lm
@@ -65,9 +65,9 @@ def test_evaluation_samples_the_optimizers_policy_not_the_saved_weights(tmp_path
     experiment = SimpleNamespace(compute=ComputeOptions(backend="cpu", threads=1), evaluation=SETTINGS, seed=0,
                                  evaluators={"rewards": NoOptions()})
     run = SimpleNamespace(experiment=experiment, world=FakeWorld(), host=get_plugin_manager(autoload=False),
-                          components={"optimizer": BestOfN(BestOfN.Options(n=4)), "reward": reward},
+                          components=Components(optimizer=BestOfN(BestOfN.Options(n=4)), reward=reward),
                           artifacts={"policy": tmp_path / "no-such-model", "sft": sft_dir})
-    ctx = StageContext(experiment=experiment, stage="evaluation", stage_dir=tmp_path, world=run.world, seed=0,
+    ctx = StageContext(experiment=experiment, stage="evaluation", stage_dir=tmp_path, world=run.world,
                        log=lambda m, s: None, artifacts=dict(run.artifacts), components=run.components)
     fragment = _evaluate(run, ctx)
     assert fragment["policy"]["kl"] == pytest.approx(kl_bon(4))  # KL_bon, not a single-sample estimate

@@ -44,7 +44,7 @@ def host():
 
 def _ctx(host):
     world = SimpleNamespace(name="w", gold=lambda: Gold())
-    return StageContext(experiment=None, stage="prepare", stage_dir=None, world=world, seed=0, log=lambda m, s: None,
+    return StageContext(experiment=None, stage="prepare", stage_dir=None, world=world, log=lambda m, s: None,
                         build=lambda family, name, options=None: build_component(host.registry, family, name, options,
                                                                                  source="x.toml"))
 

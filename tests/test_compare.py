@@ -86,7 +86,7 @@ def compared(host, tmp_path_factory):
 def test_shared_stages_are_trained_once(compared):
     root, summary = compared
     assert set(summary["variants"]) == {"ppo", "a2c", "dpo"} and not summary["failed"]
-    for stage in ("sft", "reward_model"):
+    for stage in ("sft", "feedback", "reward_model"):
         assert (root / "ppo" / stage).is_dir() and not (root / "ppo" / stage).is_symlink()
         for other in ("a2c", "dpo"):
             assert (root / other / stage).is_symlink()

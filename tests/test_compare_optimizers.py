@@ -48,7 +48,7 @@ def test_the_experiment_compares_the_same_six_as_the_shipped_one():
 def test_all_six_share_one_sft_and_rm_and_reach_the_report(compared):
     root, summary = compared
     assert list(summary["variants"]) == VARIANTS and not summary["failed"]
-    for stage in ("sft", "reward_model"):
+    for stage in ("sft", "feedback", "reward_model"):
         assert len({(root / v / stage).resolve() for v in VARIANTS}) == 1  # trained once, linked into the rest
     text = (root / "report" / "report.md").read_text()
     for variant in VARIANTS:

@@ -66,7 +66,7 @@ def one_process(env, tmp_path_factory):
 
 def two_process_run(env, one_process, tmp_path, *settings):
     run_dir = tmp_path / "tiny"
-    for stage in ("sft", "reward_model"):  # the same trained models: only the policy stage differs
+    for stage in ("sft", "feedback", "reward_model"):  # the same trained models: only the policy stage differs
         shutil.copytree(one_process / stage, run_dir / stage, symlinks=True)
     out = harness_run(env, tmp_path, "compute.backend='deepspeed'", *settings, processes=2)
     return run_dir, out
@@ -76,7 +76,7 @@ def assert_written_once(run_dir: Path, out: subprocess.CompletedProcess) -> None
     assert out.stdout.count("· policy: running") == 1 and out.stdout.count("harness results: tiny") == 1
     assert out.stdout.count("· sft: reusing") == 1
     assert [m["step"] for m in metrics(run_dir)] == [1, 2, 3]  # one line per step, not one per process
-    for stage in ("sft", "reward_model", "policy", "evaluation"):
+    for stage in ("sft", "feedback", "reward_model", "policy", "evaluation"):
         assert json.loads((run_dir / stage / "manifest.json").read_text())["status"] == "finished"
     assert json.loads((run_dir / "results.json").read_text())["policy"]["train"]["steps"] == 3
     assert [p.name for p in (run_dir / "policy" / "checkpoints").iterdir()] == ["step-000002"]
@@ -186,8 +186,8 @@ def test_every_process_splits_the_batch(tmp_path, monkeypatch):
     from plugins.optimizers.ppo import PPOOptions
 
     monkeypatch.setenv("WORLD_SIZE", "3")
-    ctx = StageContext(experiment=SimpleNamespace(compute=ComputeOptions()), stage="policy", stage_dir=tmp_path,
-                       world=None, seed=0, log=lambda m, s: None)
+    ctx = StageContext(experiment=SimpleNamespace(seed=0, compute=ComputeOptions()), stage="policy",
+                       stage_dir=tmp_path, world=None, log=lambda m, s: None)
     with pytest.raises(HarnessError, match="batch_size = 8 must be a multiple of the 3 launched processes"):
         _check_processes(ctx, PPOOptions(batch_size=8, minibatch_size=4), "ppo")
     assert _check_processes(ctx, PPOOptions(batch_size=6, minibatch_size=3), "ppo") == 3
@@ -196,7 +196,7 @@ def test_every_process_splits_the_batch(tmp_path, monkeypatch):
 def test_dpo_runs_its_trl_trainer_on_deepspeed(env, one_process, tmp_path):
     """DPO honours [compute] through trl's ``deepspeed=`` argument (one process, ZeRO-2, CPU)."""
     run_dir = tmp_path / "tiny"
-    for stage in ("sft", "reward_model"):
+    for stage in ("sft", "feedback", "reward_model"):
         shutil.copytree(one_process / stage, run_dir / stage, symlinks=True)
     harness_run(env, tmp_path, "compute.backend='deepspeed'", "compute.zero_stage=2", "optimizer.name='dpo'",
                 "optimizer.dpo.batch_size=8")

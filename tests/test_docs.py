@@ -70,3 +70,13 @@ def test_every_optimizer_option_is_documented_with_its_default(name):
     missing = [field for field, info in model.model_fields.items()
                if f"| `{field}` | `{_shown(info.default)}` |" not in OPTIMIZERS_DOC]
     assert missing == [], f"docs/optimizers.md lacks a row | `option` | `default` | for {name}: {missing}"
+
+
+def test_every_feedback_record_field_is_documented():
+    import dataclasses
+
+    from harness.contracts import FeedbackRecord
+
+    section = DOC[DOC.index("#### `register_feedback_formats(register)`"):DOC.index("#### `register_reward_sources")]
+    assert [f.name for f in dataclasses.fields(FeedbackRecord) if f"| `{f.name}` |" not in section] == []
+    assert "ctx.feedback_records()" in section and "ctx.preference_groups(" in section

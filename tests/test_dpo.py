@@ -1,12 +1,11 @@
 """DPO end to end on the tiny world of ``tests/test_ppo.py``: pairwise feedback that prefers ``good`` words.
 
-The "reward-model stage" here is just its ``feedback.jsonl``; the policy is the random tiny Llama.
+The feedback stage here is just its ``feedback.jsonl``; the policy is the random tiny Llama.
 After a few steps the policy's implicit reward margin β·[(log π_θ − log π_SFT)(y_w) − (…)(y_l)] on the
 training pairs must be positive, measured independently of trl with the harness's own tokenization.
 """
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
@@ -19,9 +18,10 @@ from tests.test_ppo import FakeWorld, make_ctx, sft_dir  # noqa: F401  (fixtures
 FAST = dict(epochs=3, batch_size=8, lr=1e-3, log_every=1, max_length=64)
 
 
-def write_feedback(rm_dir, n: int = 24, seed: int = 0) -> list[dict]:
-    """Pairwise records (the feedback format's own schema) where the ``good`` response always wins."""
-    from harness.feedback import make_record
+def write_feedback(feedback_dir, n: int = 24, seed: int = 0) -> list:
+    """Pairwise records, as the feedback stage writes them, where the ``good`` response always wins."""
+    from harness.contracts import FeedbackRecord
+    from harness.records import write_feedback as write
 
     rng = random.Random(seed)
     records = []
@@ -29,10 +29,9 @@ def write_feedback(rm_dir, n: int = 24, seed: int = 0) -> list[dict]:
         good = " ".join(["good"] * rng.randint(1, 3) + rng.choices(["yes", "cat"], k=1))
         bad = " ".join(["bad"] * rng.randint(1, 3) + rng.choices(["no", "dog"], k=1))
         responses, choice = ([good, bad], 0) if rng.random() < 0.5 else ([bad, good], 1)
-        records.append(make_record(prompt, responses, "a1", "choice", choice))
-    records.append(dict(records[0]))  # an exact duplicate: kept once
-    rm_dir.mkdir(parents=True, exist_ok=True)
-    (rm_dir / "feedback.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        records.append(FeedbackRecord(prompt, responses, "a1", "choice", choice))
+    records.append(records[0])  # an exact duplicate: kept once
+    write(feedback_dir / "feedback.jsonl", records)
     return records
 
 
@@ -40,8 +39,8 @@ def dpo_ctx(tmp_path, sft, logged):
     from plugins.feedback.pairwise import Pairwise
 
     ctx = make_ctx(tmp_path, sft, logged)
-    ctx.artifacts["reward_model"] = tmp_path / "reward_model"
-    ctx.components["feedback"] = Pairwise()
+    ctx.artifacts["feedback"] = tmp_path / "feedback"
+    ctx.components.feedback = Pairwise()
     return ctx
 
 
@@ -75,7 +74,7 @@ def test_dpo_raises_the_implicit_reward_margin(tmp_path, sft_dir):
     from plugins.feedback.pairwise import Pairwise
     from plugins.optimizers.dpo import DPO
 
-    records = write_feedback(tmp_path / "reward_model")
+    records = write_feedback(tmp_path / "feedback")
     logged: list = []
     ctx = dpo_ctx(tmp_path, sft_dir, logged)
     summary = DPO(DPO.Options(**FAST)).train(ctx, None)
@@ -116,5 +115,9 @@ def test_registered_and_missing_feedback_is_a_clear_error(tmp_path, sft_dir):
     registered = {}
     dpo.register_optimizers(register=lambda name, factory: registered.setdefault(name, factory))
     assert registered == {"dpo": dpo.DPO}
-    with pytest.raises(HarnessError, match="feedback"):
-        dpo.DPO().train(dpo_ctx(tmp_path, sft_dir, []), None)
+    ctx = dpo_ctx(tmp_path, sft_dir, [])
+    with pytest.raises(HarnessError, match=r"feedback.jsonl: no feedback records"):
+        dpo.DPO().train(ctx, None)
+    del ctx.artifacts["feedback"]
+    with pytest.raises(HarnessError, match="no feedback stage ran before it"):
+        dpo.DPO().train(ctx, None)

@@ -32,6 +32,7 @@ from tests.test_stages import (  # noqa: F401 - fixtures are used by name
     ToyWorld,
     _restore_torch_threads,
     base_dir,
+    collect_feedback,
     make_ctx,
     metric,
     sft_run,
@@ -42,7 +43,8 @@ FEEDBACK = Ranking.Options(k=4, overlap=0.2)  # as test_stages' reward model
 
 
 def run_stage(run_dir, sft_run, options=ENSEMBLE):
-    ctx, logged = make_ctx(run_dir, "reward_model", {"sft": sft_run.model_dir}, feedback=Ranking(FEEDBACK))
+    artifacts, _ = collect_feedback(run_dir, Ranking(FEEDBACK), {"sft": sft_run.model_dir})
+    ctx, logged = make_ctx(run_dir, "reward_model", artifacts, feedback=Ranking(FEEDBACK))
     return ctx, logged, BradleyTerryRM(options).run(ctx)
 
 
@@ -123,7 +125,7 @@ def test_bootstrap_resamples_whole_prompts_with_replacement():
 
 def test_ensemble_accuracy_is_that_of_the_mean_reward(ensemble_run, sft_run):
     # the stage's figure, recomputed through the reward source on the same held-out split
-    records = [json.loads(line) for line in (ensemble_run.stage_dir / "feedback.jsonl").read_text().splitlines()]
+    records = ensemble_run.ctx.feedback_records()
     reward = prepared(ensemble_run.stage_dir, sft_run.dir, aggregate="mean")
     groups = encode_groups(reward.members[0].tokenizer, ToyWorld(), Ranking(FEEDBACK).preference_groups(records), 256)
     _, heldout = split_by_prompt(records, groups, ENSEMBLE.val_fraction, seed=0)

@@ -27,11 +27,12 @@ TINY = ROOT / "tests" / "data" / "tiny.toml"
 OVERRIDES = ["evaluation.evaluators=['rewards', 'win_rate']"]
 KILL_POINTS = {  # per stage, where the kill plugin may SIGKILL the run
     "sft": ["metrics:sft:1", "metrics:sft:2", "finished:sft"],
+    "feedback": ["finished:feedback"],
     "reward_model": ["metrics:reward_model:1", "metrics:reward_model:2", "finished:reward_model"],
     "policy": ["metrics:policy:1", "metrics:policy:2", "metrics:policy:3", "finished:policy"],
     "evaluation": ["finished:evaluation"],
 }
-TIMING = ("wall_s", "peak_rss_mib", "generation_s", "reward_s", "generation_share", "s_per_step", "seconds")
+TIMING = ("wall_s", "peak_rss_mib", "generation_s", "reward_s", "generation_share", "s_per_step", "seconds", "phase_s")
 
 
 @pytest.fixture(scope="module")

@@ -51,8 +51,8 @@ def release_gpu_memory():
 
 
 def make_ctx(tmp_path, sft, logged: list, **compute) -> StageContext:
-    return StageContext(experiment=SimpleNamespace(compute=ComputeOptions(**compute)), stage="policy",
-                        stage_dir=tmp_path / "policy", world=FakeWorld(), seed=0,
+    return StageContext(experiment=SimpleNamespace(seed=0, compute=ComputeOptions(**compute)), stage="policy",
+                        stage_dir=tmp_path / "policy", world=FakeWorld(),
                         log=lambda metrics, step: logged.append((step, dict(metrics))),
                         artifacts={"sft": sft}, checkpoint_dir=None)
 

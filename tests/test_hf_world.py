@@ -76,15 +76,15 @@ def test_hh_pairwise_rows_become_pairwise_records():
     rows = jsonl("hh_pairwise.jsonl")
     records = w.recorded_feedback("choice")
     assert w.skipped == {"feedback": {"transcripts with different prompts": 1}}
-    assert all(set(r) == RECORD_KEYS | {"choice"} and r["choice"] == 0 for r in records)
+    assert all(set(r.to_json()) == RECORD_KEYS | {"choice"} and r.answer == 0 for r in records)
     # the multi-turn row: prompt = every earlier turn, responses = the two final replies
-    multi = next(r for r in records if r["prompt"]["text"].startswith("do you know cats"))
-    assert multi["prompt"]["text"] == "do you know cats ?\n\nAssistant: yes , cats are nice .\n\nHuman: and what else ?"
-    assert multi["prompt"]["kind"] == "dialogue"
-    assert multi["responses"] == ["cats are kind too .", "cats are odd ."]
+    multi = next(r for r in records if r.prompt.text.startswith("do you know cats"))
+    assert multi.prompt.text == "do you know cats ?\n\nAssistant: yes , cats are nice .\n\nHuman: and what else ?"
+    assert multi.prompt.kind == "dialogue"
+    assert multi.responses == ("cats are kind too .", "cats are odd .")
     # the default template rebuilds the transcript's prefix exactly
     source = next(r for r in rows if r["chosen"].startswith("\n\nHuman: do you know cats"))
-    chat = w.chat_text(next(p for p in w.prompts("rm") if p.id == multi["prompt_id"]))
+    chat = w.chat_text(next(p for p in w.prompts("rm") if p.id == multi.prompt.id))
     assert "\n\n" + chat == source["chosen"][: source["chosen"].rfind("\n\nAssistant:") + len("\n\nAssistant:")]
 
 
@@ -93,10 +93,10 @@ def test_eval_prompts_are_held_out_of_feedback_and_demonstrations():
     rm, ev, rl = ({p.id for p in w.prompts(s)} for s in ("rm", "eval", "rl"))
     assert len(rm) + len(ev) == 40 and len(ev) == 10 and not rm & ev
     assert rl == rm  # no [rl] source and rl_fraction = 0: RL samples the rm prompts
-    assert {r["prompt_id"] for r in w.recorded_feedback("choice")} == rm
+    assert {r.prompt.id for r in w.recorded_feedback("choice")} == rm
     demos = w.demonstrations()  # no [sft] source: the chosen reply of each rm item
     assert {d.prompt.id for d in demos} == rm == {p.id for p in w.prompts("sft")}
-    chosen = {r["prompt_id"]: r["responses"][0] for r in w.recorded_feedback("choice")}
+    chosen = {r.prompt.id: r.responses[0] for r in w.recorded_feedback("choice")}
     assert all(d.response == chosen[d.prompt.id] for d in demos)
     again = hh_world(eval_fraction=0.25)
     assert [p.id for p in again.prompts("eval")] == [p.id for p in w.prompts("eval")]  # seeded
@@ -110,7 +110,7 @@ def test_sources_for_sft_rl_eval_and_pretraining():
               rl={"path": str(DATA / "prompts.jsonl"), "split": "train[:5]"}, sft={"path": str(DATA / "sft.jsonl")},
               pretraining={"path": str(DATA / "pretraining.jsonl"), "heldout_fraction": 0.05})
     eval_ids = {p.id for p in w.prompts("eval")}
-    assert len(eval_ids) == 8 and not eval_ids & {r["prompt_id"] for r in w.recorded_feedback("choice")}
+    assert len(eval_ids) == 8 and not eval_ids & {r.prompt.id for r in w.recorded_feedback("choice")}
     assert [p.text for p in w.prompts("rl")] == [r["prompt"] for r in jsonl("prompts.jsonl")][:5]
     assert [(d.prompt.text, d.response) for d in w.demonstrations()] == [(r["prompt"], r["response"]) for r in jsonl("sft.jsonl")]
     texts = [r["text"] for r in jsonl("pretraining.jsonl")]
@@ -138,21 +138,21 @@ def test_plain_pairwise_from_jsonl_and_parquet_with_a_column_mapping(tmp_path):
     assert a == b and len(a) == 8
     rows = {r["question"]: r for r in jsonl("pairwise.jsonl")}
     for record in a:
-        row = rows[record["prompt"]["text"]]
-        assert record["responses"] == [row["better"], row["worse"]] and record["annotator"] == row["rater"]
-    groups = Pairwise().preference_groups(Pairwise().collect(by_file[0], by_file[0].prompts("rm"), random.Random(0)))
+        row = rows[record.prompt.text]
+        assert list(record.responses) == [row["better"], row["worse"]] and record.annotator == row["rater"]
+    groups = Pairwise().preference_groups(Pairwise().collect_from(by_file[0], by_file[0].prompts("rm"), random.Random(0)))
     assert len(groups) == 8 and all(g.pairs == ((0, 1, 1.0),) for g in groups)
 
 
 def test_ranking_records_feed_the_ranking_format():
     w = world(feedback={"path": str(DATA / "ranking.jsonl"), "format": "ranking"}, eval_fraction=0.2)
     fmt = Ranking()
-    records = fmt.collect(w, w.prompts("rm"), random.Random(0))
+    records = fmt.collect_from(w, w.prompts("rm"), random.Random(0))
     assert isinstance(w, RecordedFeedback) and records == w.recorded_feedback("ranking") and len(records) == 8
     rows = {r["prompt"]: r for r in jsonl("ranking.jsonl")}
     for record, group in zip(records, fmt.preference_groups(records)):
-        row = rows[record["prompt"]["text"]]
-        assert record["ranking"] == row["ranking"] and list(group.responses) == row["responses"]
+        row = rows[record.prompt.text]
+        assert list(record.answer) == row["ranking"] and list(group.responses) == row["responses"]
         best = row["ranking"][0]
         assert len(group.pairs) == 6 and all(w_ == best for w_, _, _ in group.pairs[:3])
         assert all(math.isclose(weight, 1 / 6) for _, _, weight in group.pairs)
@@ -162,27 +162,27 @@ def test_ranking_records_feed_the_ranking_format():
 def test_rating_rows_become_one_likert_record_per_prompt_and_annotator():
     w = world(feedback={"path": str(DATA / "rating.jsonl"), "format": "rating"}, eval_fraction=0.2)
     fmt = Likert()
-    records = fmt.collect(w, w.prompts("rm"), random.Random(0))
+    records = fmt.collect_from(w, w.prompts("rm"), random.Random(0))
     assert len(records) == 2 * len(w.prompts("rm")) == 16
-    assert {r["annotator"] for r in records} == {"a", "b"} and all(len(r["ratings"]) == 3 for r in records)
-    a = next(r for r in records if r["annotator"] == "a")
-    assert a["ratings"] == [6, 4, 2]
+    assert {r.annotator for r in records} == {"a", "b"} and all(len(r.answer) == 3 for r in records)
+    a = next(r for r in records if r.annotator == "a")
+    assert a.field == "ratings" and a.answer == (6, 4, 2)
     groups = fmt.preference_groups(records)
     assert all({(w_, l) for w_, l, _ in g.pairs} == {(0, 1), (0, 2), (1, 2)} for g in groups)
     agreement = fmt.agreement(records)  # both annotators rated the same responses of every prompt
     assert agreement["n_items"] == 8 and agreement["pair_agreement"] == 1.0
     assert 0 < agreement["krippendorff_alpha"] < 1  # same order, shifted scale: agreement below perfect
     demos = w.demonstrations()
-    assert all(d.response == next(r for r in records if r["prompt_id"] == d.prompt.id)["responses"][0] for d in demos)
+    assert all(d.response == next(r for r in records if r.prompt.id == d.prompt.id).responses[0] for d in demos)
 
 
 def test_feedback_format_that_does_not_match_the_data_names_the_right_one():
     ranking = world(feedback={"path": str(DATA / "ranking.jsonl"), "format": "ranking"})
     with pytest.raises(ConfigError, match=r"format = 'ranking'.*reads 'choice' records. Set \[feedback\] name = 'ranking'"):
-        Pairwise().collect(ranking, ranking.prompts("rm"), random.Random(0))
+        Pairwise().collect_from(ranking, ranking.prompts("rm"), random.Random(0))
     rating = world(feedback={"path": str(DATA / "rating.jsonl"), "format": "rating"})
     with pytest.raises(ConfigError, match=r"Set \[feedback\] name = 'likert'"):
-        Ranking().collect(rating, rating.prompts("rm"), random.Random(0))
+        Ranking().collect_from(rating, rating.prompts("rm"), random.Random(0))
 
 
 # ----------------------------------------------------------------- errors a user can cause
@@ -242,8 +242,8 @@ def test_a_real_data_world_has_no_gold_annotators_or_models():
 
 
 def _ctx(w, tmp_path):
-    return StageContext(experiment=SimpleNamespace(), stage="evaluation", stage_dir=tmp_path, world=w, seed=0,
-                        log=lambda m, s: None, artifacts={}, components={}, build=judge_builder())
+    return StageContext(experiment=SimpleNamespace(seed=0), stage="evaluation", stage_dir=tmp_path, world=w,
+                        log=lambda m, s: None, artifacts={}, build=judge_builder())
 
 
 def test_win_rate_with_the_gold_judge_says_to_use_another_judge(tmp_path):
@@ -375,8 +375,10 @@ def test_pipeline_runs_on_recorded_feedback_without_gold(tiny_base, tmp_path):
     results = run_experiment(load_experiment(path, host.registry), host, tmp_path / "runs",
                              show_progress=False, echo=lambda s: None)
     run_dir = tmp_path / "runs" / "hf-tiny"
-    feedback = [json.loads(line) for line in (run_dir / "reward_model" / "feedback.jsonl").read_text().splitlines()]
-    assert feedback == hh_world(eval_fraction=0.2).recorded_feedback("choice")  # the recorded labels, as they are
+    feedback = [json.loads(line) for line in (run_dir / "feedback" / "feedback.jsonl").read_text().splitlines()]
+    recorded = hh_world(eval_fraction=0.2).recorded_feedback("choice")
+    assert feedback == [r.to_json() for r in recorded]  # the recorded labels, as they are
+    assert results["feedback"]["n_records"] == 32
     assert results["rm"]["n_records"] == 32 and results["rm"].get("gold_accuracy") is None  # absent: no gold
     assert 0.0 <= results["rm"]["accuracy"] <= 1.0
     assert not {"gold_score", "base_gold_score"} & set(results["sft"]) and results["sft"]["n_demonstrations"] == 32

@@ -19,13 +19,14 @@ import torch
 
 from harness import hookimpl
 from harness.config import load_experiment
-from harness.contracts import EvalSamples, Prompt
+from harness.contracts import Components, EvalSamples, Prompt
 from harness.errors import ConfigError, HarnessError
 from harness.plugins import get_plugin_manager
 from plugins.evaluators.win_rate import WinRate, WinRateOptions
 from plugins.judges.pairwise_llm import PAIRWISE_TEMPLATE, PairwiseJudgeOptions, parse_verdict
 from plugins.judges.client import VerdictError
-from plugins.rewards.llm_judge import DEFAULT_TEMPLATE, LLMJudgeOptions, LLMJudgeReward, parse_score
+from plugins.judges.scoring_llm import GRADING_TEMPLATE, parse_score
+from plugins.rewards.llm_judge import LLMJudgeOptions, LLMJudgeReward
 from tests.fakes import FakePlugin, judge_builder
 
 KEY_ENV = "HARNESS_TEST_JUDGE_KEY"
@@ -140,7 +141,7 @@ def options(judge, **kw):
 
 def scorer(judge, **kw) -> LLMJudgeReward:
     source = LLMJudgeReward(options(judge, **kw))
-    source.prepare(None)
+    source.prepare(SimpleNamespace(build=judge_builder()))
     return source
 
 
@@ -260,7 +261,7 @@ def test_garbage_verdicts_are_reasked_then_quoted(judge):
     assert len(judge.requests) == 3 and source.diagnostics()["judge/parse_failures"] == 3
     assert "I really liked this answer" in msg and f"({len(babble)} chars)" in msg and len(msg) < len(babble)
     assert "Score: <integer 1-10>" in msg
-    assert not source.client.cache_path().exists()  # nothing unparseable is cached
+    assert not source.judge.client.cache_path().exists()  # nothing unparseable is cached
 
 
 def test_a_bad_verdict_then_a_good_one_is_a_retry_not_an_error(judge):
@@ -276,6 +277,7 @@ def test_endpoint_down(tmp_path):
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
     source = LLMJudgeReward(LLMJudgeOptions(base_url=url, model=MODEL, api_key_env=KEY_ENV, max_retries=1, backoff_s=0.0))
+    source.prepare(SimpleNamespace(build=judge_builder()))
     with pytest.raises(HarnessError) as err:
         source.score(prompts(1), RESPONSES[:1])
     msg = str(err.value)
@@ -342,7 +344,7 @@ def test_win_rate_with_the_reward_judge_still_swaps_positions():
             return torch.tensor([float(len(r)) for r in responses])
 
     class Ctx:
-        components = {"reward": Length()}
+        components = Components(reward=Length())
         build = staticmethod(judge_builder())
 
     result = WinRate(WinRateOptions(judge="reward")).evaluate(Ctx(), samples())["win_rate_vs_sft"]
@@ -358,7 +360,8 @@ class FakesWithoutWinRate(FakePlugin):
 
 @pytest.fixture
 def registry():
-    builtins = ("plugins.rewards.llm_judge", "plugins.evaluators.win_rate", "plugins.judges.pairwise_llm")
+    builtins = ("plugins.rewards.llm_judge", "plugins.evaluators.win_rate", "plugins.judges.pairwise_llm",
+                "plugins.judges.scoring_llm")
     return get_plugin_manager(builtins=builtins, extra=[FakesWithoutWinRate()], autoload=False).registry
 
 
@@ -388,11 +391,11 @@ def test_an_llm_judged_experiment_validates(tmp_path, registry):
     path.write_text(JUDGED.format(extra=""))
     exp = load_experiment(path, registry)
     reward = exp.choice("reward")
-    assert reward.name == "llm_judge" and reward.options.concurrency == 2 and reward.options.template == DEFAULT_TEMPLATE
+    assert reward.name == "llm_judge" and reward.options.concurrency == 2 and reward.options.template == GRADING_TEMPLATE
     assert exp.evaluators["win_rate"].llm.template == PAIRWISE_TEMPLATE
     assert exp.to_dict()["reward"]["llm_judge"]["api_key_env"] == "JUDGE_KEY"
     assert PairwiseJudgeOptions(base_url="u", model="m", template=PAIRWISE_TEMPLATE).template == PAIRWISE_TEMPLATE
-    assert LLMJudgeOptions(base_url="u", model="m", template=DEFAULT_TEMPLATE).template == DEFAULT_TEMPLATE
+    assert LLMJudgeOptions(base_url="u", model="m", template=GRADING_TEMPLATE).template == GRADING_TEMPLATE
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -434,3 +437,32 @@ def test_the_first_hard_failure_cancels_the_rest_of_the_batch(judge):
     with pytest.raises(HarnessError, match="refused the request: HTTP 401"):
         scorer(judge, concurrency=3, max_retries=3, backoff_s=1.0).score(prompts(9), RESPONSES[:1] * 9)
     assert time.monotonic() - judge.arrivals[0] < 0.5 and len(judge.requests) <= 3
+
+
+# --------------------------------------------------------------------------- the reward source's judge, by name
+def test_the_reward_source_builds_its_judge_by_name_and_needs_one_that_grades(judge):
+    source = scorer(judge)
+    assert source.judge.name == f"llm_score:{MODEL}" and source.options.judge_options()["model"] == MODEL
+    pairwise = LLMJudgeReward(LLMJudgeOptions(judge="llm", base_url=judge.url, model=MODEL, api_key_env=KEY_ENV,
+                                              template=PAIR_TEMPLATE))
+    with pytest.raises(HarnessError, match=r"judge = 'llm': that judge compares two responses but grades none"):
+        pairwise.prepare(SimpleNamespace(build=judge_builder()))
+
+
+def test_the_judges_options_sit_beside_judge_and_scale(tmp_path, registry):
+    path = tmp_path / "exp.toml"
+    path.write_text(JUDGED.format(extra="bogus = 1"))
+    with pytest.raises(ConfigError, match=r"\[reward.llm_judge\] unknown key 'bogus'. Allowed keys: judge, scale, base_url"):
+        load_experiment(path, registry)
+    path.write_text(JUDGED.format(extra='judge = "oracle"'))
+    with pytest.raises(ConfigError, match=r"\[reward.llm_judge\] judge = 'oracle': no judge of that name.*llm_score"):
+        load_experiment(path, registry)
+
+
+def test_the_grading_judge_decides_a_win_rate_too(judge):
+    llm_score = dict(base_url=judge.url, model=MODEL, api_key_env=KEY_ENV, template=SCORE_TEMPLATE)
+    result = WinRate(WinRateOptions(judge="llm_score", llm_score=llm_score)).evaluate(
+        SimpleNamespace(build=judge_builder()), samples())["win_rate_vs_sft"]
+    # the longer answer gets the higher grade: 3 wins, 1 loss, 1 tie (the equal pair), as with the pairwise judge
+    assert result["rate"] == pytest.approx(3.5 / 5) and result["ties"] == 1 and result["judge"] == f"llm_score:{MODEL}"
+    assert len(judge.requests) == 9 and result["judge_stats"]["judge/calls"] == 9  # each distinct response graded once

@@ -206,7 +206,7 @@ def test_a_reward_model_can_start_from_a_smaller_model_with_its_own_tokenizer(sf
     from plugins.rewards.learned import LearnedReward
     from plugins.stages.common import sample_responses
     from plugins.stages.reward_model import BradleyTerryRM
-    from tests.test_stages import RM_OPTIONS, WORDS, ToyWorld
+    from tests.test_stages import RM_OPTIONS, WORDS, ToyWorld, collect_feedback
     from tests.test_stages import make_ctx as stage_ctx
 
     vocab = {w: i for i, w in enumerate(["<unk>", "<eos>", "<bos>", *reversed(WORDS)])}  # other ids than the SFT's
@@ -215,7 +215,8 @@ def test_a_reward_model_can_start_from_a_smaller_model_with_its_own_tokenizer(sf
     tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>")
     small = save_tiny_llama(tmp_path / "small", tok, hidden=16, layers=1, seed=1)
 
-    ctx, _ = stage_ctx(tmp_path, "reward_model", {"sft": sft_run.model_dir}, feedback=Ranking(Ranking.Options(k=4)))
+    artifacts, _ = collect_feedback(tmp_path, Ranking(Ranking.Options(k=4)), {"sft": sft_run.model_dir})
+    ctx, _ = stage_ctx(tmp_path, "reward_model", artifacts, feedback=Ranking(Ranking.Options(k=4)))
     summary = BradleyTerryRM(RM_OPTIONS.model_copy(update={"base": str(small), "lr": 1e-2})).run(ctx)
     assert summary["accuracy"] > 0.75
 

@@ -47,14 +47,17 @@ def test_cli_run_writes_results_and_prints_a_summary(cache, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Win rate vs SFT" in out.stdout and "95% CI" in out.stdout
     results = json.loads((tmp_path / "tiny" / "results.json").read_text())
-    assert {"config_hash", "sft", "rm", "policy", "win_rate_vs_sft", "stages", "tax", "peak_rss_mib"} <= set(results)
+    assert {"config_hash", "sft", "feedback", "rm", "policy", "win_rate_vs_sft", "stages", "tax", "peak_rss_mib"} <= set(results)
+    assert results["feedback"]["n_records"] == results["rm"]["n_records"] > 0
     assert {"accuracy", "gold_accuracy"} <= set(results["rm"])
     assert {"reward_proxy", "reward_gold", "sft_reward_proxy", "sft_reward_gold", "kl"} <= set(results["policy"])
     win = results["win_rate_vs_sft"]
     assert win["judge"] == "gold" and win["n"] == 16 and win["ci_low"] <= win["rate"] <= win["ci_high"]
     if win["ties"] < win["n"]:  # some verdict was decided: the summary says by which gold term
         assert "decided by (gold terms)" in out.stdout
-    assert all(results["stages"][s]["wall_s"] > 0 for s in ("sft", "reward_model", "policy", "evaluation"))
+    assert list(results["stages"]) == ["sft", "feedback", "reward_model", "policy", "evaluation"]
+    assert all(results["stages"][s]["wall_s"] > 0 for s in results["stages"])
+    assert (tmp_path / "tiny" / "feedback" / "feedback.jsonl").is_file()
     metrics = (tmp_path / "tiny" / "policy" / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 3 and {"reward/proxy", "reward/gold", "ppo/kl", "ppo/clipfrac"} <= set(json.loads(metrics[0]))
     assert list((tmp_path / "tiny" / "policy" / "tensorboard").iterdir())
@@ -71,7 +74,7 @@ def test_run_interrupted_after_rm_resumes_without_retraining(cache, tmp_path):
 
     host = get_plugin_manager(autoload=False)
     results = run_experiment(experiment, host, tmp_path, show_progress=False, echo=lambda s: None)
-    assert results["stages"]["sft"]["reused"] and results["stages"]["reward_model"]["reused"]
+    assert all(results["stages"][s]["reused"] for s in ("sft", "feedback", "reward_model"))
     assert not results["stages"]["policy"]["reused"]
     assert (run_dir / "sft" / "model" / "model.safetensors").stat().st_mtime_ns == sft_weights
     again = run_experiment(experiment, host, tmp_path, show_progress=False, echo=lambda s: None)

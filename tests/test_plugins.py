@@ -95,7 +95,7 @@ def test_lifecycle_hooks_are_broadcast():
 
 
 def _ctx(h):
-    return StageContext(experiment=None, stage="policy", stage_dir=Path("."), world=None, seed=0,
+    return StageContext(experiment=None, stage="policy", stage_dir=Path("."), world=None,
                         log=lambda m, s: None, hook=h.hook)
 
 
@@ -170,3 +170,36 @@ def test_every_built_in_plugin_is_listed_under_its_own_name():
     assert "embedded" in names and "plugin" not in names and len(set(names)) == len(names)
     h = get_plugin_manager(autoload=False)
     assert h.registry.get("world", "embedded").plugin == "embedded"
+
+
+def test_optional_capabilities_are_protocols_the_built_ins_declare():
+    import torch
+
+    from harness.contracts import ExplainingJudge, GradingJudge, Offloadable, SamplingOptimizer, WithDiagnostics
+    from plugins.optimizers.best_of_n import BestOfN
+    from plugins.optimizers.ppo import PPO
+    from plugins.judges.pairwise_llm import LLMPairwiseJudge
+    from plugins.judges.scored import GoldJudge, RewardJudge
+    from plugins.judges.scoring_llm import LLMScoreJudge
+    from plugins.optimizers.memory import reward_modules
+    from plugins.rewards.ensemble import EnsembleReward
+    from plugins.rewards.gold import GoldReward
+    from plugins.rewards.llm_judge import LLMJudgeReward
+
+    assert all(issubclass(c, WithDiagnostics) for c in (EnsembleReward, LLMJudgeReward, LLMPairwiseJudge, LLMScoreJudge))
+    assert not issubclass(GoldReward, WithDiagnostics) and not issubclass(RewardJudge, WithDiagnostics)
+    assert issubclass(GoldJudge, ExplainingJudge) and not issubclass(RewardJudge, ExplainingJudge)
+    assert isinstance(LLMScoreJudge.__new__(LLMScoreJudge), GradingJudge)
+    assert issubclass(BestOfN, SamplingOptimizer) and not issubclass(PPO, SamplingOptimizer)
+    assert not isinstance(LLMPairwiseJudge.__new__(LLMPairwiseJudge), GradingJudge)
+
+    class Declared:
+        def __init__(self):
+            self.head, self.spare = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+
+        def offloadable_modules(self):
+            return [self.head]
+
+    assert isinstance(Declared(), Offloadable)
+    declared = Declared()
+    assert reward_modules(declared) == [declared.head]  # what it declares, not every module it holds

@@ -77,8 +77,8 @@ class GoodWordReward:
 
 def make_ctx(tmp_path: Path, sft: Path, logged: list) -> StageContext:
     """A real StageContext whose compute table asks for one thread (see ``one_thread``)."""
-    return StageContext(experiment=SimpleNamespace(compute=ComputeOptions(backend="cpu", threads=1)), stage="policy",
-                        stage_dir=tmp_path / "policy", world=FakeWorld(), seed=0,
+    return StageContext(experiment=SimpleNamespace(seed=0, compute=ComputeOptions(backend="cpu", threads=1)),
+                        stage="policy", stage_dir=tmp_path / "policy", world=FakeWorld(),
                         log=lambda metrics, step: logged.append((step, dict(metrics))),
                         artifacts={"sft": sft}, checkpoint_dir=tmp_path / "policy" / "checkpoints")
 

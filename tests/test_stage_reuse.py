@@ -51,6 +51,23 @@ SOURCE = textwrap.dedent('''
             return {"version": VERSION}
 
 
+    class NoFeedback:
+        """Collects nothing."""
+        Options = NoOptions
+
+        def __init__(self, options):
+            self.options = options
+
+        def collect(self, ctx):
+            return []
+
+        def preference_groups(self, records):
+            return []
+
+        def agreement(self, records):
+            return {}
+
+
     class StopStage:
         """Ends the run (the test needs no reward model)."""
         Options = NoOptions
@@ -65,6 +82,11 @@ SOURCE = textwrap.dedent('''
     @hookimpl
     def register_worlds(register):
         register("empty", World)
+
+
+    @hookimpl
+    def register_feedback_formats(register):
+        register("nothing", NoFeedback)
 
 
     @hookimpl
@@ -97,7 +119,7 @@ def _experiment(tmp_path, name: str, host):
     base.mkdir(exist_ok=True)
     toml = tmp_path / f"{name}.toml"
     toml.write_text(f'[experiment]\nname = "{name}"\n[model]\nbase = "{base}"\n[world]\nname = "empty"\n'
-                    f'[sft]\nname = "counting"\n[reward_model]\nname = "stop"\n')
+                    f'[sft]\nname = "counting"\n[feedback]\nname = "nothing"\n[reward_model]\nname = "stop"\n')
     return load_experiment(toml, host.registry)
 
 

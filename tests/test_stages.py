@@ -1,4 +1,4 @@
-"""SFT and reward-model stages (and the learned reward source) on a toy world with a tiny Llama.
+"""SFT, feedback and reward-model stages (and the learned reward source) on a toy world with a tiny Llama.
 
 The toy world: prompts "tell me about <topic>", demonstrations "<topic> are good", candidate
 responses "<topic> are <adjective>". Gold quality and the annotators' taste are a value per
@@ -17,15 +17,16 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 from harness import hookspecs
 from harness.compute import ComputeOptions
 from harness.models import load_causal_lm
-from harness.contracts import Demonstration, Prompt, StageContext
+from harness.candidates import candidate_source, sample_distinct
+from harness.contracts import Components, Demonstration, FeedbackRecord, Prompt, StageContext
 from harness.errors import HarnessError
+from harness.feedback import feedback_stage
 from harness.text import encode_prompt, encode_response
-from plugins.feedback.candidates import candidate_source, sample_distinct
 from plugins.feedback.pairwise import Pairwise
 from plugins.feedback.ranking import Ranking
 from plugins.rewards.learned import LearnedReward
 from plugins.stages.common import IGNORE, lm_batch, sample_responses, token_loss_sum
-from plugins.stages.reward_model import BradleyTerryRM, Encoded, bt_loss, feedback_source
+from plugins.stages.reward_model import BradleyTerryRM, Encoded, bt_loss
 from plugins.stages.sft import NextTokenSFT
 from tests.tiny_models import save_tiny_llama
 
@@ -114,13 +115,20 @@ def base_dir(tmp_path_factory):
 def make_ctx(tmp_path, stage, artifacts, seed=0, **components):
     """A StageContext as the runner builds it; one CPU thread keeps tiny ops fast on a busy 2-core box."""
     logged = []
-    ctx = StageContext(experiment=SimpleNamespace(compute=ComputeOptions(backend="cpu", threads=1)), stage=stage,
-                       stage_dir=tmp_path / stage, world=ToyWorld(), seed=seed,
+    ctx = StageContext(experiment=SimpleNamespace(seed=seed, compute=ComputeOptions(backend="cpu", threads=1)),
+                       stage=stage, stage_dir=tmp_path / stage, world=ToyWorld(),
                        log=lambda metrics, step: logged.append((step, dict(metrics))),
                        artifacts=dict(artifacts), checkpoint_dir=tmp_path / stage / "checkpoints",
-                       components=components)
+                       components=Components(**components))
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     return ctx, logged
+
+
+def collect_feedback(run_dir, feedback, artifacts):
+    """The feedback stage, as the runner runs it: ``artifacts`` with its directory added, and its summary."""
+    ctx, _ = make_ctx(run_dir, "feedback", artifacts, feedback=feedback)
+    summary = feedback_stage(ctx)
+    return {**artifacts, "feedback": ctx.stage_dir}, summary
 
 
 def metric(logged, name):
@@ -218,10 +226,11 @@ RM_OPTIONS = BradleyTerryRM.Options(epochs=4, lr=2e-3, batch_size=8, val_fractio
 @pytest.fixture(scope="module")
 def rm_run(sft_run):
     feedback = Ranking(Ranking.Options(k=4, overlap=0.2))
-    ctx, logged = make_ctx(sft_run.dir, "reward_model", {"base": sft_run.ctx.artifacts["base"], "sft": sft_run.model_dir},
-                           feedback=feedback)
+    artifacts, collected = collect_feedback(sft_run.dir, feedback, {"base": sft_run.ctx.artifacts["base"],
+                                                                    "sft": sft_run.model_dir})
+    ctx, logged = make_ctx(sft_run.dir, "reward_model", artifacts, feedback=feedback)
     summary = BradleyTerryRM(RM_OPTIONS).run(ctx)
-    return SimpleNamespace(ctx=ctx, logged=logged, summary=summary, feedback=feedback)
+    return SimpleNamespace(ctx=ctx, logged=logged, summary=summary, feedback=feedback, collected=collected)
 
 
 def test_rm_beats_chance_on_heldout_pairs(rm_run):
@@ -232,12 +241,23 @@ def test_rm_beats_chance_on_heldout_pairs(rm_run):
     json.dumps(s)
 
 
-def test_rm_writes_feedback_and_model(rm_run):
-    stage_dir = rm_run.ctx.stage_dir
-    records = [json.loads(line) for line in (stage_dir / "feedback.jsonl").read_text().splitlines()]
-    assert len(records) == rm_run.summary["n_records"] and "ranking" in records[0]
-    norm = json.loads((stage_dir / "model" / "reward_normalization.json").read_text())
+def test_the_feedback_stage_writes_the_records_the_rm_reads(rm_run):
+    feedback_dir = rm_run.ctx.artifacts["feedback"]
+    records = [json.loads(line) for line in (feedback_dir / "feedback.jsonl").read_text().splitlines()]
+    assert len(records) == rm_run.summary["n_records"] == rm_run.collected["n_records"] and "ranking" in records[0]
+    assert rm_run.collected["agreement"] == rm_run.summary["agreement"] and rm_run.collected["n_prompts"] == 120
+    read = rm_run.ctx.feedback_records()
+    assert [r.to_json() for r in read] == records and all(isinstance(r, FeedbackRecord) for r in read)
+    assert len(rm_run.ctx.preference_groups()) == len(records)
+    assert not (rm_run.ctx.stage_dir / "feedback.jsonl").exists()  # one copy, in the feedback stage
+    norm = json.loads((rm_run.ctx.stage_dir / "model" / "reward_normalization.json").read_text())
     assert norm["offset"] == pytest.approx(rm_run.summary["offset"])
+
+
+def test_a_stage_without_a_feedback_stage_before_it_is_told_so(tmp_path):
+    ctx, _ = make_ctx(tmp_path, "reward_model", {}, feedback=Pairwise())
+    with pytest.raises(HarnessError, match="no feedback stage ran before it"):
+        ctx.feedback_records()
 
 
 def test_learned_reward_centres_sft_samples_at_zero(rm_run, sft_run):
@@ -255,8 +275,8 @@ def test_learned_reward_centres_sft_samples_at_zero(rm_run, sft_run):
 
 def test_bt_loss_weights_each_of_the_k_choose_2_pairs_by_its_inverse():
     k = 4
-    group = Ranking().preference_groups([{"prompt": {"id": "p", "kind": "toy", "text": "?"}, "responses": list("abcd"),
-                                          "prompt_id": "p", "annotator": "x", "ranking": [2, 0, 3, 1]}])[0]
+    record = FeedbackRecord(Prompt("p", "toy", "?"), list("abcd"), "x", "ranking", [2, 0, 3, 1])
+    group = Ranking().preference_groups([record])[0]
     rewards = torch.tensor([0.3, -1.0, 2.0, 0.5])
     loss = bt_loss([Encoded(group, [[1]] * k)], rewards)
     pairs = [(2, 0), (2, 3), (2, 1), (0, 3), (0, 1), (3, 1)]
@@ -265,26 +285,28 @@ def test_bt_loss_weights_each_of_the_k_choose_2_pairs_by_its_inverse():
 
 
 def test_bt_loss_is_a_mean_over_groups_and_pairwise_weight_is_one():
-    record = {"prompt": {"id": "p", "kind": "toy", "text": "?"}, "responses": ["a", "b"], "prompt_id": "p",
-              "annotator": "x", "choice": 1}
-    group = Pairwise().preference_groups([record])[0]
+    group = Pairwise().preference_groups([FeedbackRecord(Prompt("p", "toy", "?"), ["a", "b"], "x", "choice", 1)])[0]
     rewards = torch.tensor([0.0, 1.0, 0.0, 1.0])
     one = -torch.nn.functional.logsigmoid(torch.tensor(1.0)).item()
     assert bt_loss([Encoded(group, [[1], [2]])] * 2, rewards).item() == pytest.approx(one)
 
 
 def test_rm_stops_early_when_heldout_accuracy_stalls(sft_run, tmp_path):
-    ctx, logged = make_ctx(tmp_path, "reward_model", {"sft": sft_run.model_dir}, feedback=Pairwise())
+    artifacts, _ = collect_feedback(tmp_path, Pairwise(), {"sft": sft_run.model_dir})
+    ctx, logged = make_ctx(tmp_path, "reward_model", artifacts, feedback=Pairwise())
     options = RM_OPTIONS.model_copy(update={"lr": 1e-12, "patience": 1, "epochs": 6, "normalization_samples": 4})
     summary = BradleyTerryRM(options).run(ctx)
     # epoch 0 is the best; epoch 1 does not improve; patience 1 -> no epoch 2
     assert len(metric(logged, "rm/val_accuracy")) == 2 and summary["best_epoch"] == 0
 
 
-def test_rm_rerun_reuses_feedback_and_resumes_from_checkpoint(rm_run, sft_run):
-    feedback_file = rm_run.ctx.stage_dir / "feedback.jsonl"
+def test_rm_rerun_reuses_feedback_and_resumes_from_checkpoint(rm_run, sft_run, monkeypatch):
+    feedback_file = rm_run.ctx.artifacts["feedback"] / "feedback.jsonl"
     before = feedback_file.read_text()
-    ctx, logged = make_ctx(sft_run.dir, "reward_model", rm_run.ctx.artifacts, feedback=rm_run.feedback)
+    monkeypatch.setattr(Ranking, "collect", lambda self, ctx: pytest.fail("collected again"))
+    artifacts, collected = collect_feedback(sft_run.dir, rm_run.feedback, rm_run.ctx.artifacts)
+    assert collected == rm_run.collected
+    ctx, logged = make_ctx(sft_run.dir, "reward_model", artifacts, feedback=rm_run.feedback)
     summary = BradleyTerryRM(RM_OPTIONS).run(ctx)
     assert feedback_file.read_text() == before and metric(logged, "rm/train_loss") == []
     assert summary["accuracy"] == rm_run.summary["accuracy"] and summary["offset"] == pytest.approx(rm_run.summary["offset"])
@@ -328,13 +350,14 @@ def test_mixed_candidates_take_half_from_sft_and_top_up_from_the_world():
 
 
 def test_rm_trained_on_sft_samples_records_their_source(sft_run, tmp_path):
-    feedback = Ranking(Ranking.Options(k=4, overlap=0.2, candidates="sft"))
-    ctx, _ = make_ctx(tmp_path, "reward_model", {"sft": sft_run.model_dir}, feedback=feedback)
+    feedback = Ranking(Ranking.Options(k=4, overlap=0.2, candidates="sft", max_new_tokens=6))
+    artifacts, _ = collect_feedback(tmp_path, feedback, {"sft": sft_run.model_dir})
+    ctx, _ = make_ctx(tmp_path, "reward_model", artifacts, feedback=feedback)
     summary = BradleyTerryRM(RM_OPTIONS).run(ctx)
-    records = [json.loads(line) for line in (ctx.stage_dir / "feedback.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (artifacts["feedback"] / "feedback.jsonl").read_text().splitlines()]
     policy, tok = load_causal_lm(sft_run.model_dir)
     prompts = ToyWorld().prompts("rm")
-    drawn = sample_distinct(policy, tok, ToyWorld(), prompts, 4, seed=0, max_new_tokens=RM_OPTIONS.max_new_tokens)
+    drawn = sample_distinct(policy, tok, ToyWorld(), prompts, 4, seed=0, max_new_tokens=6)
     for r in records:
         own = [t for t, s in zip(r["responses"], r["sources"]) if s == "sft"]
         assert own == drawn[r["prompt_id"]] and len(set(r["responses"])) == 4
@@ -347,8 +370,8 @@ def test_sft_candidates_with_recorded_feedback_name_the_option(tmp_path):
             return []
 
     feedback = Ranking(Ranking.Options(candidates="sft"))
-    ctx, _ = make_ctx(tmp_path, "reward_model", {}, feedback=feedback)
+    ctx, _ = make_ctx(tmp_path, "feedback", {}, feedback=feedback)
     ctx.world = Recorded()
     ctx.experiment.slots = {"feedback": SimpleNamespace(name="ranking")}
     with pytest.raises(HarnessError, match=r"\[feedback.ranking\] candidates = 'sft'.*recorded feedback"):
-        feedback_source(ctx, feedback, ctx.world.prompts("rm"), 8)
+        feedback_stage(ctx)

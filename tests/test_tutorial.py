@@ -69,8 +69,9 @@ def test_the_tutorial_runs_end_to_end_and_its_cells_reach_compare(installed, cac
     assert [c["step"] for c in curve] == [1, 2] and {"reward/proxy", "reward/gold", "kl"} <= set(curve[-1])
     assert results["win_rate_vs_sft"]["judge"] == "shorter"
     assert {"policy", "sft"} == set(results["mean_words"])
-    records = [json.loads(line) for line in (run / "reward_model" / "feedback.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "feedback" / "feedback.jsonl").read_text().splitlines()]
     assert records and all(len(r["thumbs"]) == 2 for r in records)
+    assert results["feedback"]["n_records"] == len(records) and "thumbs_agreement" in results["feedback"]["agreement"]
     out = _harness(["compare", str(run)], installed, cache)
     assert "mean words" in out
     report = (runs / "report" / "report.md").read_text()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.contracts import Annotator, ExplainedJudge, GoldJudge, World
+from harness.contracts import Annotator, Components, ExplainedJudge, GoldJudge, World
 from plugins.worlds.embedded import plugin
 from plugins.worlds.embedded.responses import CLOSERS, REFUSALS, answer_sentence, compliance
 from plugins.worlds.embedded.gold import StrictRubricJudge
@@ -186,7 +186,7 @@ def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
     samples = EvalSamples(prompts=(capital, colour, opposite, colour),
                           policy=(good_a, flawed_b["rude"], flawed_c["verbose"], good_b),
                           sft=(flawed_a["wrong"], good_b, good_c, good_b), kl=(0.0,) * 4)
-    ctx = SimpleNamespace(world=world, components={}, build=judge_builder())
+    ctx = SimpleNamespace(world=world, components=Components(), build=judge_builder())
     result = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, samples)["win_rate_vs_sft"]
     assert result["rate"] == pytest.approx(2.5 / 4) and result["ties"] == 1
     assert result["decided_by"] == {"task": {"wins": 1, "losses": 0}, "rudeness": {"wins": 0, "losses": 1},

@@ -53,8 +53,8 @@ def make_run(model_dir: Path, stage_dir: Path, args):
     compute = {"backend": args.backend, "threads": args.threads}
     if args.backend == "deepspeed":
         compute |= {"zero_stage": 2, "mixed_precision": "bf16"}
-    ctx = StageContext(experiment=SimpleNamespace(compute=ComputeOptions(**compute)), stage="policy",
-                       stage_dir=stage_dir, world=EmbeddedWorld(EmbeddedWorld.Options(rl_size=256)), seed=0,
+    ctx = StageContext(experiment=SimpleNamespace(seed=0, compute=ComputeOptions(**compute)), stage="policy",
+                       stage_dir=stage_dir, world=EmbeddedWorld(EmbeddedWorld.Options(rl_size=256)),
                        log=lambda metrics, step: None, artifacts={"sft": model_dir})
     reward = LearnedReward(LearnedReward.Options(batch_size=args.batch_size)).load(model_dir, ctx)
     options = PPOOptions(steps=args.repeats + 1, batch_size=args.batch_size, minibatch_size=args.minibatch_size,

@@ -66,7 +66,7 @@ class OverOptimization:
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict[str, Any]:
         prompts, policy = list(samples.prompts), list(samples.policy)
-        reward, gold = ctx.components["reward"], ctx.world.gold()
+        reward, gold = ctx.components.reward, ctx.world.gold()
         lengths = [float(len(t.split())) for t in policy]
         proxy = reward.score(prompts, policy).tolist()
         out: dict[str, Any] = {"length_proxy_corr": pearson(lengths, proxy), "kl": fmean(samples.kl)}

@@ -30,7 +30,7 @@ class RewardsEvaluator:
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict:
         prompts, gold = list(samples.prompts), ctx.world.gold()
-        reward = ctx.components["reward"]
+        reward = ctx.components.reward
         out = {}
         for who, texts in (("", samples.policy), ("sft_", samples.sft)):
             out[f"{who}reward_proxy"] = float(reward.score(prompts, list(texts)).mean())

@@ -22,7 +22,16 @@ from pydantic import ConfigDict, Field, ValidationInfo, model_validator
 
 from harness import hookimpl
 from harness.building import validate_component_tables
-from harness.contracts import Cell, EvalSamples, ExplainedJudge, Judge, Options, StageContext
+from harness.contracts import (
+    Cell,
+    EvalSamples,
+    ExplainedJudge,
+    ExplainingJudge,
+    Judge,
+    Options,
+    StageContext,
+    WithDiagnostics,
+)
 from harness.errors import HarnessError
 from harness.stats import wilson_interval
 
@@ -85,12 +94,12 @@ class WinRate:
         ties = sum(1 for s in scores if s == 0.5)
         result = {"rate": rate, "ci_low": low, "ci_high": high, "n": n, "ties": ties, "judge": judge.name}
         result["by_kind"] = rates_by_kind([p.kind for p, _, _ in pairs], scores)
-        explained = judge.explainer(ctx) if hasattr(judge, "explainer") else None
+        explained = judge.explainer(ctx) if isinstance(judge, ExplainingJudge) else None
         if isinstance(explained, ExplainedJudge):
             terms = [(explained.explain(p, mine), explained.explain(p, theirs)) for p, mine, theirs in pairs]
             result["decided_by"] = decided_by(terms, scores)
             result["length_controlled"] = length_controlled(terms)
-        if hasattr(judge, "diagnostics"):
+        if isinstance(judge, WithDiagnostics):
             result["judge_stats"] = judge.diagnostics()
         return {"win_rate_vs_sft": result}
 

@@ -20,9 +20,9 @@ from itertools import combinations
 from pydantic import Field
 
 from harness import hookimpl
-from harness.contracts import Annotator, Prompt
+from harness.contracts import Annotator, FeedbackRecord, Prompt
 from plugins.feedback.agreement import krippendorff_alpha, percent_agreement
-from harness.feedback import FeedbackFormatBase, FeedbackOptions, Pair, Record, check_range, pair_labels_by_unit
+from harness.feedback import FeedbackFormatBase, FeedbackOptions, Pair, check_range, pair_labels_by_unit
 
 SCALE = (1, 7)
 
@@ -44,11 +44,11 @@ class Likert(FeedbackFormatBase):
     def annotate(self, annotator: Annotator, prompt: Prompt, responses: list[str], rng: random.Random) -> list[int]:
         return [check_range("rating", annotator.rate(prompt, r, rng), *SCALE, annotator.name) for r in responses]
 
-    def pairs(self, record: Record) -> tuple[Pair, ...]:
-        return derived_pairs(record["ratings"])
+    def pairs(self, record: FeedbackRecord) -> tuple[Pair, ...]:
+        return derived_pairs(record.answer)
 
-    def item_agreement(self, items: list[list[Record]]) -> dict[str, float]:
-        ratings = [[r["ratings"][i] for r in item] for item in items for i in range(len(item[0]["ratings"]))]
+    def item_agreement(self, items: list[list[FeedbackRecord]]) -> dict[str, float]:
+        ratings = [[r.answer[i] for r in item] for item in items for i in range(len(item[0].answer))]
         return {
             "pair_agreement": percent_agreement(pair_labels_by_unit(items, _order)),
             "krippendorff_alpha": krippendorff_alpha(ratings, level="ordinal"),
@@ -61,9 +61,9 @@ def derived_pairs(ratings: list[int]) -> tuple[Pair, ...]:
     return tuple((w, l, 1.0 / len(ordered)) for w, l in ordered)
 
 
-def _order(record: Record, i: int, j: int) -> int:
+def _order(record: FeedbackRecord, i: int, j: int) -> int:
     """+1 / −1 / 0: this annotator rated ``i`` higher / lower / the same as ``j``."""
-    a, b = record["ratings"][i], record["ratings"][j]
+    a, b = record.answer[i], record.answer[j]
     return (a > b) - (a < b)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import random
 
 from harness import hookimpl
-from harness.contracts import Annotator, Prompt
+from harness.contracts import Annotator, FeedbackRecord, Prompt
 from plugins.feedback.agreement import fleiss_kappa, percent_agreement
-from harness.feedback import FeedbackFormatBase, Pair, Record, check_range
+from harness.feedback import FeedbackFormatBase, Pair, check_range
 
 
 class Pairwise(FeedbackFormatBase):
@@ -24,12 +24,12 @@ class Pairwise(FeedbackFormatBase):
         choice = annotator.choose(prompt, responses[0], responses[1], rng)
         return check_range("choice", choice, 0, 1, annotator.name)
 
-    def pairs(self, record: Record) -> tuple[Pair, ...]:
-        winner = record["choice"]
+    def pairs(self, record: FeedbackRecord) -> tuple[Pair, ...]:
+        winner = record.answer
         return ((winner, 1 - winner, 1.0),)
 
-    def item_agreement(self, items: list[list[Record]]) -> dict[str, float]:
-        labels = [[r["choice"] for r in item] for item in items]
+    def item_agreement(self, items: list[list[FeedbackRecord]]) -> dict[str, float]:
+        labels = [[r.answer for r in item] for item in items]
         return {"pair_agreement": percent_agreement(labels), "fleiss_kappa": fleiss_kappa(labels, n_categories=2)}
 
 

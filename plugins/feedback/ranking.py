@@ -15,13 +15,12 @@ import numpy as np
 from pydantic import Field
 
 from harness import hookimpl
-from harness.contracts import Annotator, Prompt
+from harness.contracts import Annotator, FeedbackRecord, Prompt
 from plugins.feedback.agreement import fleiss_kappa, kendall_tau, percent_agreement
 from harness.feedback import (
     FeedbackFormatBase,
     FeedbackOptions,
     Pair,
-    Record,
     pair_labels_by_unit,
     pairs_from_order,
 )
@@ -47,12 +46,12 @@ class Ranking(FeedbackFormatBase):
             raise ValueError(f"annotator {annotator.name!r} gave ranking {ranking}; expected a permutation of 0..{len(responses) - 1}")
         return ranking
 
-    def pairs(self, record: Record) -> tuple[Pair, ...]:
-        return pairs_from_order(record["ranking"])
+    def pairs(self, record: FeedbackRecord) -> tuple[Pair, ...]:
+        return pairs_from_order(record.answer)
 
-    def item_agreement(self, items: list[list[Record]]) -> dict[str, float]:
+    def item_agreement(self, items: list[list[FeedbackRecord]]) -> dict[str, float]:
         units = pair_labels_by_unit(items, _above)
-        taus = [np.mean([kendall_tau(a["ranking"], b["ranking"]) for a, b in combinations(item, 2)]) for item in items]
+        taus = [np.mean([kendall_tau(a.answer, b.answer) for a, b in combinations(item, 2)]) for item in items]
         return {
             "pair_agreement": percent_agreement(units),
             "fleiss_kappa": fleiss_kappa(units),
@@ -60,9 +59,9 @@ class Ranking(FeedbackFormatBase):
         }
 
 
-def _above(record: Record, i: int, j: int) -> int:
+def _above(record: FeedbackRecord, i: int, j: int) -> int:
     """+1 if this annotator ranked response ``i`` above ``j``, else −1."""
-    ranking = record["ranking"]
+    ranking = record.answer
     return 1 if ranking.index(i) < ranking.index(j) else -1
 
 

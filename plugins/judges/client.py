@@ -1,7 +1,8 @@
 """The LLM judge's client: one OpenAI-compatible endpoint, retried, cached, bounded in concurrency.
 
-Shared by reward source ``llm_judge`` and the ``llm`` judge (:mod:`plugins.judges.pairwise_llm`); each
-brings its own prompt template and verdict parser. What this module owns:
+Shared by the ``llm`` judge (:mod:`plugins.judges.pairwise_llm`) and the ``llm_score`` judge
+(:mod:`plugins.judges.scoring_llm`, which reward source ``llm_judge`` builds); each brings its own
+prompt template and verdict parser. What this module owns:
 
 - the endpoint options (``base_url``, ``model``, ``api_key_env`` …) both judges accept;
 - requests at temperature 0, retried with exponential backoff on timeouts, connection errors,
@@ -26,9 +27,9 @@ import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.contracts import Options
 from harness.errors import HarnessError
@@ -66,6 +67,18 @@ class JudgeEndpointOptions(Options):
             raise ValueError("api_key_env must be the NAME of an environment variable (letters, digits, _), "
                              "not the key itself; export the key, e.g. OPENAI_API_KEY=…, and name that variable")
         return self
+
+
+class TemplatedJudgeOptions(JudgeEndpointOptions):
+    """Endpoint options and the judge's ``template``, whose placeholders must be exactly ``placeholders``."""
+
+    placeholders: ClassVar[tuple[str, ...]] = ()
+    template: str = Field(..., description="The judge's instructions, with the judge's placeholders.")
+
+    @field_validator("template")
+    @classmethod
+    def _placeholders(cls, template: str) -> str:
+        return check_template(template, cls.placeholders)
 
 
 def check_template(template: str, required: Sequence[str]) -> str:
@@ -154,7 +167,7 @@ class JudgeClient:
 
     def __init__(self, options: JudgeEndpointOptions, who: str) -> None:
         self.options = options
-        self.who = who  # "reward source 'llm_judge'": how errors name the asker
+        self.who = who  # "judge 'llm_score'": how errors name the asker
         self._client = None
         self._cache: VerdictCache | None = None
         self._key = ""

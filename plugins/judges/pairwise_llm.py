@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from harness import hookimpl
 from harness.contracts import CompareMany, Prompt, StageContext
-from plugins.judges.client import JudgeClient, JudgeEndpointOptions, check_template, final_line
+from plugins.judges.client import JudgeClient, TemplatedJudgeOptions, final_line
 
 VERDICT_LINE = re.compile(r"Verdict:\s*(A|B|tie)", re.IGNORECASE)
 VERDICTS = {"a": 1.0, "b": 0.0, "tie": 0.5}
@@ -35,13 +35,9 @@ Explain briefly, then end with one final line of exactly this form:
 Verdict: A, Verdict: B, or Verdict: tie"""
 
 
-class PairwiseJudgeOptions(JudgeEndpointOptions):
+class PairwiseJudgeOptions(TemplatedJudgeOptions):
+    placeholders = PAIRWISE_PLACEHOLDERS
     template: str = Field(PAIRWISE_TEMPLATE, description="The judge's instructions, with {prompt}, {response_a} and {response_b}; the answer must end in 'Verdict: A|B|tie'.")
-
-    @field_validator("template")
-    @classmethod
-    def _placeholders(cls, template: str) -> str:
-        return check_template(template, PAIRWISE_PLACEHOLDERS)
 
 
 def parse_verdict(text: str) -> float:

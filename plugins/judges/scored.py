@@ -47,7 +47,7 @@ class RewardJudge(_OptionlessJudge):
     name = "reward"
 
     def bind(self, ctx: StageContext) -> CompareMany:
-        reward = ctx.components["reward"]
+        reward = ctx.components.reward
 
         def compare(prompt, a, b):
             ra, rb = reward.score([prompt, prompt], [a, b]).tolist()

@@ -96,7 +96,7 @@ class BestOfN:
         model, tokenizer = load_causal_lm(ctx.artifacts["sft"])
         compute = getattr(ctx.experiment, "compute", None)
         model.to("cuda" if compute is not None and compute.uses_gpu else "cpu")
-        return BestOfNPolicy(model, tokenizer, ctx.world, ctx.components["reward"], self.options.n)
+        return BestOfNPolicy(model, tokenizer, ctx.world, ctx.components.reward, self.options.n)
 
 
 @hookimpl

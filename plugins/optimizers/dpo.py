@@ -1,9 +1,9 @@
 """DPO (Rafailov et al. 2023): the policy learns straight from preference pairs, no reward model, no sampling.
 
 An *offline* optimizer: the runner passes ``reward=None``. Read top to bottom:
-  1. data: the feedback records the reward-model stage wrote (``reward_model/feedback.jsonl``) become
-     (prompt, chosen, rejected) pairs through the feedback format's ``preference_groups`` — rankings and
-     Likert ratings become pairs there, exactly as for the Bradley–Terry loss;
+  1. data: the run's feedback records (``ctx.preference_groups()``: what the ``feedback`` stage collected,
+     through the feedback format's ``preference_groups``) become (prompt, chosen, rejected) pairs — rankings
+     and Likert ratings become pairs there, exactly as for the Bradley–Terry loss;
   2. tokens: prompt = ``encode_prompt(chat_text(x))``, chosen/rejected = ``encode_response(y)`` (leading
      space, EOS), the :mod:`harness.text` convention SFT was trained with;
   3. loss: trl's ``DPOTrainer``, −log σ(β·[(log π_θ(y_w) − log π_SFT(y_w)) − (log π_θ(y_l) − log π_SFT(y_l))])
@@ -32,12 +32,11 @@ from pydantic import Field
 from harness import hookimpl
 from harness.contracts import Options, PreferenceGroup, RewardSource, StageContext
 from harness.errors import HarnessError
-from harness.io import atomic_directory, read_jsonl
+from harness.io import atomic_directory
 from harness.models import load_causal_lm
 from harness.text import encode_prompt, encode_response
 from plugins.stages.common import save_model, seed_everything
 
-FEEDBACK_FILE = "feedback.jsonl"
 METRICS = {  # trl's log key -> the harness's metric name
     "loss": "dpo/loss",
     "rewards/margins": "dpo/rewards_margin",
@@ -66,17 +65,6 @@ class DPOOptions(Options):
 
 
 # --------------------------------------------------------------------------- 1. data
-def read_feedback(ctx: StageContext) -> list[dict[str, Any]]:
-    """The records the reward-model stage collected (one JSON object per line)."""
-    if "reward_model" not in ctx.artifacts:
-        raise HarnessError("optimizer 'dpo' trains on the reward-model stage's feedback, but no 'reward_model' "
-                           "artifact was produced (run the reward-model stage first).")
-    path = Path(ctx.artifacts["reward_model"]) / FEEDBACK_FILE
-    if not path.is_file():
-        raise HarnessError(f"optimizer 'dpo': no feedback records at {path}.")
-    return read_jsonl(path, fix="rerun so the reward-model stage collects it again (move the reward_model stage directory aside)")
-
-
 def preference_pairs(groups: list[PreferenceGroup]) -> list[tuple[Any, str, str]]:
     """(prompt, chosen, rejected) for every pair, weights dropped, identical triples once, first-seen order."""
     seen: set[tuple[str, str, str]] = set()
@@ -208,7 +196,7 @@ class DPO:
         o = self.options
         if "sft" not in ctx.artifacts:
             raise HarnessError("optimizer 'dpo' starts from the SFT model, but no 'sft' artifact was produced.")
-        groups = ctx.components["feedback"].preference_groups(read_feedback(ctx))
+        groups = ctx.preference_groups()
         pairs = preference_pairs(groups)
         if not pairs:
             raise HarnessError("optimizer 'dpo': the feedback has no (chosen, rejected) pairs to train on.")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 from torch import nn
 
+from harness.contracts import Offloadable
 from harness.errors import HarnessError
 from harness.generation import unwrap_model
 
@@ -107,7 +108,7 @@ def reward_modules(reward: Any) -> list[nn.Module]:
     Without the method: module-valued attributes, and those of objects in list/tuple attributes
     (an ensemble's members), one level deep.
     """
-    if hasattr(reward, "offloadable_modules"):
+    if isinstance(reward, Offloadable):
         return list(reward.offloadable_modules())
     found: list[nn.Module] = []
     for value in vars(reward).values() if hasattr(reward, "__dict__") else ():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from harness import distributed
-from harness.contracts import Prompt
+from harness.contracts import Prompt, WithDiagnostics
 from harness.generation import generate_responses, sequence_logprobs, token_logprobs
 from harness.text import encode_prompt
 from plugins.optimizers.advantages import explained_variance, global_masked_mean
@@ -189,7 +189,6 @@ def rollout_metrics(run: "RLRun", batch: Rollout, returns: torch.Tensor | None, 
     if gold is not None:  # a world of real data has no gold judge: the metric is left out, never faked
         golds = torch.tensor([gold.score(p, t) for p, t in zip(batch.prompts, batch.texts)], dtype=torch.float32)
         metrics["reward/gold"] = float(global_masked_mean(golds, torch.ones_like(golds)))
-    diagnostics = getattr(run.reward, "diagnostics", None)  # e.g. an ensemble's disagreement, a judge's cache hits
-    if callable(diagnostics):
-        metrics.update({k: float(v) for k, v in diagnostics().items()})
+    if isinstance(run.reward, WithDiagnostics):  # e.g. an ensemble's disagreement, a judge's cache hits
+        metrics.update({k: float(v) for k, v in run.reward.diagnostics().items()})
     return metrics

@@ -1,86 +1,97 @@
-"""Reward source ``llm_judge``: an LLM behind an OpenAI-compatible API grades each response 1–10.
+"""Reward source ``llm_judge``: a registered judge grades each response, and its grade is the reward.
 
-The judge sees the prompt's text and the response filled into ``template`` and must end its
-answer with a line ``Score: <1–10>``; anything else is re-asked and, past ``parse_retries``, an
-error (never a silent default). The score becomes the reward centred on the scale's midpoint,
-(s − 5.5) / 4.5 ∈ [−1, 1], or stays raw. Requests, retries, the verdict cache and the counters
-that :meth:`LLMJudgeReward.diagnostics` reports live in :mod:`plugins.judges.client`.
+The judge is looked up by name in the judge registry (``judge``, default ``llm_score``: an LLM
+behind an OpenAI-compatible API grading 1–10, :mod:`plugins.judges.scoring_llm`), as the win-rate
+evaluator looks up its judge; any judge that grades one response at a time
+(:class:`~harness.contracts.GradingJudge`), a plugin's included, will do. Its options sit in the
+same table, beside ``judge`` and ``scale``:
+
+    [reward.llm_judge]
+    base_url = "http://localhost:8000/v1"
+    model = "judge-7b"
+    scale = "centered"
+
+The grade becomes the reward centred on the judge's scale, (g − mid) / half-range ∈ [−1, 1]
+((s − 5.5) / 4.5 for 1–10), or stays raw. ``diagnostics()`` passes on the judge's counters.
 """
 from __future__ import annotations
 
-import re
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, model_validator
 
 from harness import hookimpl
-from harness.contracts import Prompt, StageContext
-from plugins.judges.client import JudgeClient, JudgeEndpointOptions, VerdictError, check_template, final_line
+from harness.building import validate_inline_component
+from harness.contracts import GradingJudge, Options, Prompt, StageContext, WithDiagnostics
+from harness.errors import HarnessError
 
-SCORE_MIN, SCORE_MAX = 1, 10
-SCORE_LINE = re.compile(r"Score:\s*(\d+)", re.IGNORECASE)
-PLACEHOLDERS = ("prompt", "response")
-
-DEFAULT_TEMPLATE = """You are grading an AI assistant's reply to a user's instruction.
-
-[Instruction]
-{prompt}
-
-[Reply]
-{response}
-
-Rate how helpful, correct and harmless the reply is, from 1 (useless or harmful) to 10 (excellent).
-Explain briefly, then end with one final line of exactly this form:
-Score: <integer from 1 to 10>"""
+DEFAULT_JUDGE = "llm_score"
 
 
-class LLMJudgeOptions(JudgeEndpointOptions):
-    template: str = Field(DEFAULT_TEMPLATE, description="The judge's instructions, with {prompt} and {response} placeholders; the answer must end in 'Score: <1-10>'.")
-    scale: Literal["centered", "raw"] = Field("centered", description="Score → reward: centered maps 1..10 to -1..1 ((s-5.5)/4.5); raw keeps 1..10.")
+class LLMJudgeOptions(Options):
+    """The judge by name and how its grade becomes a reward; every other key of the table is the judge's."""
 
-    @field_validator("template")
+    model_config = ConfigDict(extra="allow", frozen=True)  # the judge's options: checked below
+
+    judge: str = Field(DEFAULT_JUDGE, description="A registered judge that grades one response at a time (`harness "
+                                                  "plugins`); llm_score: an LLM over an OpenAI-compatible API. Its "
+                                                  "options (base_url, model, template, …) go in this table.")
+    scale: Literal["centered", "raw"] = Field("centered", description="Grade → reward: centered maps the judge's "
+                                                                      "scale to -1..1 (1..10: (s-5.5)/4.5); raw keeps it.")
+
+    @model_validator(mode="before")
     @classmethod
-    def _placeholders(cls, template: str) -> str:
-        return check_template(template, PLACEHOLDERS)
+    def _judge_options(cls, data: Any, info: ValidationInfo) -> Any:
+        return validate_inline_component(data, info.context, family="judge", selector="judge", default=DEFAULT_JUDGE,
+                                         fields=cls.model_fields)
+
+    def judge_options(self) -> dict[str, Any]:
+        """The judge's options: every key of the table but ``judge`` and ``scale``."""
+        return dict(self.model_extra or {})
 
 
-def parse_score(text: str) -> int:
-    """The integer on the answer's final ``Score: N`` line, N in 1..10, or :class:`VerdictError`."""
-    expected = f"'Score: <integer {SCORE_MIN}-{SCORE_MAX}>'"
-    score = int(final_line(text, SCORE_LINE, expected).group(1))
-    if not SCORE_MIN <= score <= SCORE_MAX:
-        raise VerdictError(f"expected a final line {expected}, got score {score}")
-    return score
-
-
-def to_reward(score: int, scale: str) -> float:
+def to_reward(grade: float, grades: tuple[float, float], scale: str) -> float:
+    """A grade on the judge's scale ``grades`` (lowest, highest) as a reward."""
     if scale == "raw":
-        return float(score)
-    mid, half = (SCORE_MAX + SCORE_MIN) / 2, (SCORE_MAX - SCORE_MIN) / 2
-    return (score - mid) / half
+        return float(grade)
+    low, high = grades
+    mid, half = (high + low) / 2, (high - low) / 2
+    return (grade - mid) / half
 
 
 class LLMJudgeReward:
-    """An LLM judge over an OpenAI-compatible API scores each response 1–10 (cached, retried)."""
+    """A registered judge (an LLM over an OpenAI-compatible API by default) grades each response; cached, retried."""
 
     Options = LLMJudgeOptions
 
     def __init__(self, options: LLMJudgeOptions) -> None:
         self.options = options
-        self.client = JudgeClient(options, who="reward source 'llm_judge'")
+        self.judge: GradingJudge | None = None
 
-    def prepare(self, ctx: StageContext | None = None) -> None:
-        self.client.open()
+    def prepare(self, ctx: StageContext) -> None:
+        """Build the judge by name and bind it to the run (an LLM judge reads its API key here)."""
+        if self.judge is not None:
+            return
+        if getattr(ctx, "build", None) is None:
+            raise HarnessError("reward source 'llm_judge' builds its judge through ctx.build; prepare it with the "
+                               "runner's StageContext.")
+        judge = ctx.build("judge", self.options.judge, self.options.judge_options())
+        if not isinstance(judge, GradingJudge):
+            raise HarnessError(f"[reward.llm_judge] judge = {self.options.judge!r}: that judge compares two responses "
+                               f"but grades none on its own; name one that grades (built in: {DEFAULT_JUDGE}).")
+        judge.bind(ctx)
+        self.judge = judge
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
-        items = [{"prompt": p.text, "response": r} for p, r in zip(prompts, responses, strict=True)]
-        scores = self.client.judge(self.options.template, items, parse_score)
-        return torch.tensor([to_reward(s, self.options.scale) for s in scores], dtype=torch.float32)
+        if self.judge is None:
+            raise HarnessError("reward source 'llm_judge' was not prepared (call prepare(ctx) first).")
+        grades = self.judge.grade(prompts, responses)
+        return torch.tensor([to_reward(g, self.judge.grades, self.options.scale) for g in grades], dtype=torch.float32)
 
     def diagnostics(self) -> dict[str, float]:
-        """Counters of the last :meth:`score` call: ``judge/calls``, ``judge/cache_hits``, ``judge/retries``, …"""
-        return self.client.diagnostics()
+        """The judge's counters of the last :meth:`score` call: ``judge/calls``, ``judge/cache_hits``, …"""
+        return self.judge.diagnostics() if isinstance(self.judge, WithDiagnostics) else {}
 
 
 @hookimpl

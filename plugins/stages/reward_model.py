@@ -1,8 +1,8 @@
 """Stage ``bradley_terry``: a reward model from human feedback (InstructGPT step 2).
 
-1. Feedback: the run's feedback format collects records on the ``rm`` prompts from the
-   world's annotators (``feedback.jsonl``, reused when present) and reduces them to
-   :class:`PreferenceGroup`s — weighted (winner, loser) pairs, whatever the format.
+1. Feedback: the records the ``feedback`` stage collected (``ctx.feedback_records()``), reduced by
+   the run's feedback format to :class:`PreferenceGroup`s — weighted (winner, loser) pairs,
+   whatever the format.
 2. Model: the SFT model with a scalar head (``AutoModelForSequenceClassification``,
    ``num_labels=1``); the reward is read at the last token of prompt + response.
 3. Loss: Σ weight · −log σ(r_w − r_l) over a group's pairs, every response of a group scored
@@ -34,12 +34,10 @@ from pydantic import Field
 
 from harness import distributed, hookimpl
 from harness.compute import zero_stage_of
-from harness.contracts import PreferenceGroup, RecordedFeedback, StageContext
-from harness.errors import HarnessError
-from harness.io import atomic_write_text, read_json, read_rebuildable_jsonl
+from harness.contracts import FeedbackRecord, PreferenceGroup, StageContext
+from harness.io import read_json
 from harness.models import load_causal_lm, resolve_base
 from harness.text import encode_prompt, encode_response
-from plugins.feedback.candidates import CandidateSource, candidate_source, policy_share, sample_distinct
 from plugins.stages.common import (
     ensure_pad,
     prepare_reward_model,
@@ -72,8 +70,7 @@ class BradleyTerryOptions(TrainOptions):
     batch_size: int = Field(8, ge=1, description="Feedback records (preference groups) per optimizer step.")
     patience: int = Field(2, ge=1, description="Epochs without better held-out accuracy before stopping.")
     normalization_samples: int = Field(64, ge=1, description="SFT samples (on rm prompts) whose mean reward becomes 0.")
-    max_new_tokens: int = Field(32, ge=1, description="Longest SFT sample drawn for the normalization (and for feedback "
-                                                      "candidates when the format's candidates option asks for them).")
+    max_new_tokens: int = Field(32, ge=1, description="Longest SFT sample drawn for the normalization.")
     members: int = Field(1, ge=1, description="Reward models trained (an ensemble for reward source 'ensemble' when ≥ 2).")
     bootstrap: bool = Field(True, description="Members after the first train on a bootstrap resample (by prompt, "
                                               "with replacement) of the training feedback; false: seed differs only.")
@@ -99,15 +96,15 @@ class BradleyTerryRM:
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         seed_everything(ctx.seed)
-        feedback = ctx.components["feedback"]
-        records = load_or_collect_feedback(ctx, feedback, self.options.max_new_tokens)
+        records = ctx.feedback_records()
         tokenizer = load_reward_tokenizer(self._start(ctx))
-        groups = encode_groups(tokenizer, ctx.world, feedback.preference_groups(records), self.options.max_length)
+        groups = encode_groups(tokenizer, ctx.world, ctx.preference_groups(records), self.options.max_length)
         train, heldout = split_by_prompt(records, groups, self.options.val_fraction, ctx.seed)
         layouts = [member_layout(ctx, i) for i in range(self.options.members)]
         samples = None if all(m.finished for m in layouts) else self._normalization_samples(ctx, tokenizer)
         results = [self._member(ctx, m, tokenizer, train, heldout, samples) for m in layouts]
-        return stage_summary(ctx.world.gold(), feedback.agreement(records), len(records), train, heldout, results)
+        agreement = ctx.components.feedback.agreement(records)
+        return stage_summary(ctx.world.gold(), agreement, len(records), train, heldout, results)
 
     def _member(self, ctx, member: MemberLayout, tokenizer, train, heldout, samples) -> MemberResult:
         """One reward model, trained now or (finished by an earlier attempt) loaded; scored on the held-out split."""
@@ -296,34 +293,6 @@ def accuracies(gold, heldout: list[Encoded], rewards: list[torch.Tensor]) -> dic
 
 
 # ----------------------------------------------------------------- data
-def load_or_collect_feedback(ctx: StageContext, feedback, max_new_tokens: int = 32) -> list[dict[str, Any]]:
-    """Records from ``feedback.jsonl`` if an earlier attempt wrote it, else collected now (and written atomically)."""
-    path = ctx.stage_dir / "feedback.jsonl"
-    if (rows := read_rebuildable_jsonl(path, "collecting the feedback again")) is not None:
-        return rows
-    prompts = ctx.world.prompts("rm")
-    records = feedback.collect(ctx.world, prompts, random.Random(ctx.seed), feedback_source(ctx, feedback, prompts, max_new_tokens))
-    if distributed.is_main_process():  # every process collected the same records (from the seed); one writes
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
-    return records
-
-
-def feedback_source(ctx: StageContext, feedback, prompts, max_new_tokens: int) -> CandidateSource | None:
-    """Where the annotators' responses come from: None (the world's writers) or π_SFT samples as the
-    format's ``candidates`` option asks (drawn here, where π_SFT is at hand)."""
-    mode = getattr(feedback.options, "candidates", "world")
-    if mode == "world":
-        return None
-    if isinstance(ctx.world, RecordedFeedback):
-        raise HarnessError(f"[feedback.{ctx.experiment.slots['feedback'].name}] candidates = {mode!r}: world {ctx.world.name!r} hands over "
-                           f"recorded feedback, whose responses are fixed; remove the option (or set it to 'world').")
-    policy, tokenizer = load_causal_lm(ctx.artifacts["sft"])
-    n = policy_share(mode, feedback.k)
-    samples = sample_distinct(policy, tokenizer, ctx.world, prompts, n, seed=ctx.seed,
-                              max_new_tokens=max_new_tokens)
-    return candidate_source(ctx.world, mode, samples)
-
-
 def read_offset(model_dir) -> float:
     """The normalization offset saved beside a reward model (0 when absent, e.g. an RM trained elsewhere)."""
     path = Path(model_dir) / NORMALIZATION_FILE
@@ -357,14 +326,14 @@ def encode_groups(tokenizer, world, groups: list[PreferenceGroup], max_length: i
     return [encode(g) for g in groups]
 
 
-def split_by_prompt(records, groups, val_fraction: float, seed: int):
+def split_by_prompt(records: list[FeedbackRecord], groups, val_fraction: float, seed: int):
     """(train, held-out) groups that have pairs, split by prompt so no item (or its other raters' labels) leaks across."""
-    ids = sorted({r["prompt_id"] for r in records})
+    ids = sorted({r.prompt.id for r in records})
     random.Random(seed).shuffle(ids)
     n_val = min(len(ids) - 1, max(1, round(val_fraction * len(ids)))) if val_fraction > 0 and len(ids) >= 2 else 0
     heldout_ids = set(ids[:n_val])
-    train = [g for r, g in zip(records, groups) if r["prompt_id"] not in heldout_ids and g.pairs]
-    heldout = [g for r, g in zip(records, groups) if r["prompt_id"] in heldout_ids and g.pairs]
+    train = [g for r, g in zip(records, groups, strict=True) if r.prompt.id not in heldout_ids and g.pairs]
+    heldout = [g for r, g in zip(records, groups, strict=True) if r.prompt.id in heldout_ids and g.pairs]
     return train, heldout
 
 

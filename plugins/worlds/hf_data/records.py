@@ -1,8 +1,8 @@
 """Rows (keyed by role) → the harness's own records: Prompts, Demonstrations and feedback records.
 
-Feedback records follow exactly the schema the feedback-format plugins write when they collect
-from simulated annotators (:func:`harness.feedback.make_record`), so ``preference_groups``,
-``agreement``, the reward-model stage and DPO read recorded human labels unchanged:
+Feedback records are the same :class:`~harness.contracts.FeedbackRecord` s the feedback formats
+make when they collect from simulated annotators, so ``preference_groups``, ``agreement``, the
+reward-model stage and DPO read recorded human labels unchanged:
 
 - pairwise → ``responses = [chosen, rejected]``, ``choice = 0`` (format ``pairwise``);
 - ranking  → ``responses``, ``ranking`` = indices best → worst (format ``ranking``);
@@ -21,15 +21,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.contracts import Demonstration, Prompt
+from harness.contracts import Demonstration, FeedbackRecord, Prompt
 from harness.errors import ConfigError
-from harness.feedback import make_record
 
 from .options import ChatSourceTable, FeedbackTable
 from .transcripts import TranscriptError, is_dialogue, shared_prompt, split_transcript
 
 Row = dict[str, Any]
-Record = dict[str, Any]
 RECORDED = "recorded"  # annotator name when the data does not say who labelled a row
 
 # data format -> (record key, name of the feedback-format plugin that reads it)
@@ -94,7 +92,7 @@ def demonstrations_from_rows(rows: list[Row], table: ChatSourceTable, skipped: S
 
 
 # --------------------------------------------------------------------------- feedback
-def feedback_records(rows: list[Row], table: FeedbackTable, where: str, skipped: Skipped) -> list[Record]:
+def feedback_records(rows: list[Row], table: FeedbackTable, where: str, skipped: Skipped) -> list[FeedbackRecord]:
     """Rows → records of the table's format (see the module docstring)."""
     key, _ = FORMAT_FIELD[table.format]
     items = []
@@ -115,7 +113,7 @@ def feedback_records(rows: list[Row], table: FeedbackTable, where: str, skipped:
                       str(row.get("annotator", RECORDED))))
     if table.format == "rating":
         return _rating_records(items)
-    return [make_record(p, responses, who, key, answer) for _, p, responses, answer, who in items]
+    return [FeedbackRecord(p, responses, who, key, answer) for _, p, responses, answer, who in items]
 
 
 def _pairwise(row: Row, hh: bool):
@@ -155,21 +153,20 @@ def _check(kind: str, answer: Any, responses: list[str], where: str, index: int)
     return answer
 
 
-def _rating_records(items) -> list[Record]:
+def _rating_records(items) -> list[FeedbackRecord]:
     """One record per (prompt, annotator): every response they rated, in row order."""
     grouped: dict[tuple[str, str], list] = {}
     for _, prompt, responses, rating, who in items:
         entry = grouped.setdefault((prompt.id, who), [prompt, [], []])
         entry[1].append(responses[0])
         entry[2].append(rating)
-    return [make_record(p, responses, who, "ratings", ratings) for (_, who), (p, responses, ratings) in grouped.items()]
+    return [FeedbackRecord(p, responses, who, "ratings", ratings) for (_, who), (p, responses, ratings) in grouped.items()]
 
 
-def preferred_response(record: Record) -> str:
+def preferred_response(record: FeedbackRecord) -> str:
     """The response a record ranks first (chosen / top of the ranking / highest rated, first on ties)."""
-    if "choice" in record:
-        return record["responses"][record["choice"]]
-    if "ranking" in record:
-        return record["responses"][record["ranking"][0]]
-    ratings = record["ratings"]
-    return record["responses"][ratings.index(max(ratings))]
+    if record.field == "choice":
+        return record.responses[record.answer]
+    if record.field == "ranking":
+        return record.responses[record.answer[0]]
+    return record.responses[record.answer.index(max(record.answer))]

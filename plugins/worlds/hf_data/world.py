@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.contracts import Demonstration, Prompt, Split
+from harness.contracts import Demonstration, FeedbackRecord, Prompt, Split
 from harness.errors import ConfigError, HarnessError
 
 from .options import TOKENIZER_TEMPLATE, HFDataOptions, SourceTable
@@ -62,7 +62,7 @@ class HFDataWorld:
                               f"{' (' + ', '.join(skipped.reasons) + ')' if skipped else ''}.")
 
     @cached_property
-    def _all_feedback(self) -> list[dict[str, Any]]:
+    def _all_feedback(self) -> list[FeedbackRecord]:
         table, skipped = self.options.feedback, Skipped()
         records = feedback_records(self._rows("feedback", table), table, f"{TABLE}.feedback", skipped)
         self._report("feedback", skipped, len(records))
@@ -80,7 +80,7 @@ class HFDataWorld:
     @cached_property
     def _splits(self) -> dict[str, list[Prompt]]:
         """rm / rl / eval prompts (sft prompts come with the demonstrations)."""
-        feedback_prompts = list({r["prompt_id"]: _prompt(r) for r in self._all_feedback}.values())
+        feedback_prompts = list({r.prompt.id: r.prompt for r in self._all_feedback}.values())
         eval_given, rl_given = self._source_prompts("eval"), self._source_prompts("rl")
         o = self.options
         held = _hold_out(feedback_prompts, {"eval": None if eval_given else o.eval_fraction,
@@ -116,15 +116,15 @@ class HFDataWorld:
         eval_ids = {p.id for p in self._splits["eval"]}
         if self.options.sft is None:  # SFT on the preferred response of each rm feedback item
             rm_ids = {p.id for p in self._splits["rm"]}
-            demos = [Demonstration(_prompt(r), preferred_response(r), "human") for r in self._all_feedback
-                     if r["prompt_id"] in rm_ids]
+            demos = [Demonstration(r.prompt, preferred_response(r), "human") for r in self._all_feedback
+                     if r.prompt.id in rm_ids]
         else:
             skipped = Skipped()
             demos = demonstrations_from_rows(self._rows("sft", self.options.sft), self.options.sft, skipped)
             self._report("sft", skipped, len(demos))
         return [d for d in demos if d.prompt.id not in eval_ids]
 
-    def recorded_feedback(self, field: str) -> list[dict[str, Any]]:
+    def recorded_feedback(self, field: str) -> list[FeedbackRecord]:
         """The recorded records of the ``rm`` prompts, for the feedback format whose record key is ``field``."""
         fmt = self.options.feedback.format
         expected, plugin = FORMAT_FIELD[fmt]
@@ -134,7 +134,7 @@ class HFDataWorld:
                 f"run's feedback format reads {field!r} records. Set [feedback] name = {plugin!r}."
             )
         rm_ids = {p.id for p in self._splits["rm"]}
-        return [r for r in self._all_feedback if r["prompt_id"] in rm_ids]
+        return [r for r in self._all_feedback if r.prompt.id in rm_ids]
 
     def candidate_responses(self, prompt: Prompt, k: int, rng: random.Random) -> list[str]:
         raise HarnessError("world 'hf_data' has recorded feedback and no response generator; feedback formats "
@@ -182,10 +182,6 @@ class HFDataWorld:
             raise ConfigError(f"[{TABLE}] tokenizer = {self.options.tokenizer!r} has no chat template; set "
                               f"chat_template to a format string such as \"Human: {{prompt}}\\n\\nAssistant:\".")
         return tokenizer
-
-
-def _prompt(record: dict[str, Any]) -> Prompt:
-    return Prompt(**record["prompt"])
 
 
 def _hold_out(prompts: list[Prompt], fractions: dict[str, float | None], rng: random.Random) -> dict[str, list[Prompt]]:

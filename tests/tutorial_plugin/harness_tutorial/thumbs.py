@@ -15,9 +15,9 @@ class Thumbs(FeedbackFormatBase):
                 for r in responses]
 
     def pairs(self, record):
-        up, down = record["thumbs"]
+        up, down = record.answer
         return ((0, 1, 1.0),) if up > down else ((1, 0, 1.0),) if down > up else ()
 
     def item_agreement(self, items):
-        same = [a["thumbs"] == b["thumbs"] for item in items for a, b in zip(item, item[1:])]
+        same = [a.answer == b.answer for item in items for a, b in zip(item, item[1:])]
         return {"thumbs_agreement": sum(same) / len(same)}

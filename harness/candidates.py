@@ -8,7 +8,8 @@ RM reaches 0.70 held-out accuracy on world candidates, yet agrees with the gold 
 0.51 of the held-out (policy sample, SFT sample) pairs that gold does not tie — chance — and
 PPO against it loses to SFT.
 
-``candidates`` (a ``[feedback.<format>]`` option) picks the source:
+``candidates`` (a ``[feedback.<format>]`` option of :class:`harness.feedback.FeedbackOptions`) picks
+the source:
 
 - ``world``: ``world.candidate_responses`` (varied writers; the only choice for recorded data);
 - ``sft``: K distinct samples of π_SFT per prompt. A prompt whose samples repeat is resampled
@@ -23,14 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Sequence
+from typing import Callable, Literal, Sequence
 
 from harness.contracts import Prompt, World
-from harness.feedback import Candidates, CandidateSource
 from harness.generation import generate_responses
 from harness.text import encode_prompt
 
-__all__ = ["Candidates", "CandidateSource", "candidate_source", "policy_share", "sample_distinct"]
+Candidates = Literal["world", "sft", "mixed"]
+# (prompt, k, rng) -> (k responses, where each came from: "sft" or "world")
+CandidateSource = Callable[[Prompt, int, random.Random], tuple[list[str], list[str]]]
 RESAMPLE_ROUNDS = 3  # extra sampling rounds for prompts whose samples repeat before topping up from the world
 SFT, WORLD = "sft", "world"
 TOP_UP_TRIES = 10  # draws of world candidates when some coincide with π_SFT's samples
