@@ -104,20 +104,20 @@ def compare_command(host, run_dirs, out, title):
     """Compare finished runs: report.md, report.html, report.csv and PNG plots."""
     from pathlib import Path
 
-    from harness.report import headline, load_runs, render_report, table
+    from harness.report import headline, load_runs, render_report
 
     dirs = [Path(d) for d in run_dirs]
     parents = {d.resolve().parent for d in dirs}
     parent = parents.pop() if len(parents) == 1 else Path.cwd()
     out = Path(out) if out else parent / "report"
     runs = load_runs(dirs)
-    report = render_report(runs, out, title=title or parent.name)
-    df = table(runs)
+    report = render_report(runs, out, host.registry, title=title or parent.name)
     cols = headline(runs)
     widths = [max(len(t), *(len(c) for c in cells)) for t, cells in cols]
-    name_w = max(len("variant"), *(len(str(i)) for i in df.index))
+    labels = [run["label"] for run in runs]
+    name_w = max(len("variant"), *(len(label) for label in labels))
     click.echo(f"{'variant':<{name_w}}  " + "  ".join(f"{t:<{w}}" for (t, _), w in zip(cols, widths)))
-    for i, label in enumerate(df.index):
+    for i, label in enumerate(labels):
         click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
     click.echo(f"\nreport: {report} (and report.html, report.csv, plots in {out})")
 

@@ -48,7 +48,7 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
             failed[label] = str(err)
             echo(f"✗ variant {label} failed: {err}")
     finished = [dirs[label] for label in results]
-    report = write_report(finished, root / REPORT_DIR, title=experiment.name,
+    report = write_report(finished, root / REPORT_DIR, host.registry, title=experiment.name,
                           description=experiment.experiment.description) if finished else None
     summary = {"comparison": experiment.name, "wall_s": time.perf_counter() - start,
                "variants": results, "failed": failed, "report": str(report) if report else None}

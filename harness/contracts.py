@@ -23,8 +23,10 @@ from harness.records import (  # noqa: F401  (re-exported: plugins import the re
     Demonstration,
     EvalSamples,
     FeedbackRecord,
+    Plot,
     PreferenceGroup,
     Prompt,
+    ReportRun,
     Split,
     read_feedback,
 )
@@ -336,6 +338,23 @@ class DescribedEvaluator(Protocol):
 
     def headline(self, fragment: dict[str, Any]) -> list[Cell]:
         """The cells of what this evaluator's ``evaluate`` returned (``fragment``), for the summary and reports."""
+
+
+@runtime_checkable
+class PlottingComponent(Protocol):
+    """Optional, for any registered component class (evaluator, optimizer, …): the plots it adds to a
+    ``harness compare`` report. A classmethod (the report builds no component); ``[]`` when the runs lack its numbers."""
+
+    @classmethod
+    def report_plots(cls, runs: Sequence[ReportRun]) -> list[Plot]: ...
+
+
+@runtime_checkable
+class NotingComponent(Protocol):
+    """Optional, likewise: markdown paragraphs under the report's table (what its numbers mean, findings)."""
+
+    @classmethod
+    def report_notes(cls, runs: Sequence[ReportRun]) -> list[str]: ...
 
 
 # (prompt, a, b) triples -> 1.0 if a is better, 0.0 if b is, 0.5 for a tie

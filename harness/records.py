@@ -1,5 +1,5 @@
 """The data records every stage and plugin shares: prompts, demonstrations, feedback, preference pairs,
-evaluation samples and the headline cells evaluators declare.
+evaluation samples, and the headline cells and report plots evaluators declare.
 
 Frozen dataclasses, re-exported by :mod:`harness.contracts` (import them from there). A feedback
 record is what the ``feedback`` stage writes, one JSON object per line of
@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, TypedDict
 
 from harness.errors import CorruptFileError
 from harness.io import atomic_write_text, read_jsonl
@@ -150,6 +150,29 @@ class Cell:
         if self.low is not None or self.high is not None:
             shown += f" [95% CI {_number(self.low, self.fmt)}, {_number(self.high, self.fmt)}]"
         return shown
+
+
+class ReportRun(TypedDict):
+    """One run of a ``harness compare`` report, as :func:`harness.report.load_runs` reads it."""
+
+    label: str  # the variant's label (or the run directory's name)
+    dir: Path  # the run directory
+    results: dict[str, Any]  # its results.json
+    curve: list[dict[str, Any]]  # its training curve: {"step", "reward/proxy", "reward/gold", "kl"} per step
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure a component contributes to a ``harness compare`` report (see :class:`~harness.contracts.PlottingComponent`).
+
+    ``draw(plt)`` gets ``matplotlib.pyplot`` (Agg backend) and returns the figure; the report saves it as
+    ``file`` (a ``.png`` name, unique in the report), closes it, and shows it with ``note`` (a paragraph
+    under the image, may be empty).
+    """
+
+    file: str
+    draw: Callable[[Any], Any]
+    note: str = ""
 
 
 def _number(value: Any, fmt: str) -> str:

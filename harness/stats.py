@@ -47,3 +47,14 @@ def pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
     sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
     sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
     return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+
+
+SMOOTH = 10  # training curves in reports are shown as a moving average over this many steps
+
+
+def smooth(values: Sequence[float | None]) -> list[float]:
+    """A training curve as a report plots it: its moving average over :data:`SMOOTH` steps, or ``[]``
+    when a point is missing."""
+    if not values or any(v is None for v in values):
+        return []
+    return moving_average([float(v) for v in values], SMOOTH)

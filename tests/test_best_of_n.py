@@ -94,6 +94,8 @@ def test_the_report_draws_gold_and_proxy_against_kl_bon(tmp_path):
         return {"label": f"best_of_n,n={n}", "dir": tmp_path / str(n), "curve": [],
                 "results": {"policy": policy, "components": {"optimizer": "best_of_n"}}}
 
-    report = render_report([run(1, 0.1, 0.2), run(4, 0.4, 0.3), run(16, 0.7, 0.25)], tmp_path / "report", title="bon")
+    registry = get_plugin_manager(autoload=False).registry
+    report = render_report([run(1, 0.1, 0.2), run(4, 0.4, 0.3), run(16, 0.7, 0.25)], tmp_path / "report", registry,
+                           title="bon")
     assert (tmp_path / "report" / "best_of_n.png").read_bytes()[:4] == b"\x89PNG"
     assert "(best_of_n.png)" in report.read_text()

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from harness.contracts import Cell, EvalSamples
+import pytest
+
+from harness.contracts import Cell, EvalSamples, NotingComponent, Plot, PlottingComponent
+from harness.errors import HarnessError
 from harness.evaluation import run_evaluators
-from harness.report import headline, render_report
+from harness.registry import Registry
+from harness.report import declared, headline, render_report
 from harness.summary import format_summary
 
 
@@ -18,6 +22,28 @@ class Brevity:
     def headline(self, fragment):
         b = fragment["brevity"]
         return [Cell("mean words", b["words"], low=b["low"], high=b["high"], better="lower", fmt=".1f", note="policy")]
+
+    @classmethod
+    def report_plots(cls, runs):
+        words = [(r["label"], c["value"]) for r in runs for c in r["results"].get("headline", []) if c["evaluator"] == "brevity"]
+        return [Plot("brevity.png", lambda plt: _bars(plt, words), note="Fewer words is better.")] if words else []
+
+    @classmethod
+    def report_notes(cls, runs):
+        return ["Mean words: of the policy's held-out answers."]
+
+
+def _bars(plt, words):
+    fig, ax = plt.subplots()
+    ax.bar([label for label, _ in words], [w for _, w in words])
+    return fig
+
+
+def _registry(*evaluators) -> Registry:
+    registry = Registry()
+    for i, evaluator in enumerate(evaluators):
+        registry.add("evaluator", f"e{i}", evaluator, "third_party")
+    return registry
 
 
 class Silent:
@@ -64,6 +90,32 @@ def test_compare_shows_a_third_party_cell_and_a_column_per_slot(tmp_path):
     cols = dict(headline(runs))
     assert cols["reward"] == ["learned", "gold"] and cols["feedback"] == ["pairwise", "pairwise"]
     assert cols["mean words [95% CI]"] == ["6.5 [5.5, 7.5]", "—"]
-    report = render_report(runs, tmp_path / "report", title="t")
-    assert "| a | rloo | learned | pairwise | 6.5 [5.5, 7.5] |" in report.read_text()
-    assert "brevity:mean words" in (tmp_path / "report" / "report.csv").read_text().splitlines()[0]
+    report = render_report(runs, tmp_path / "report", _registry(Brevity, Silent), title="t")
+    text = report.read_text()
+    assert "| a | rloo | learned | pairwise | 6.5 [5.5, 7.5] |" in text
+    assert "brevity:mean words,brevity:mean words low" in (tmp_path / "report" / "report.csv").read_text().splitlines()[0]
+    # its declared plot and note are drawn and shown, with nothing in the core knowing its keys
+    assert (tmp_path / "report" / "brevity.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![brevity](brevity.png)\n\nFewer words is better." in text and "Mean words: of the policy" in text
+    assert 'src="brevity.png"' in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_plots_and_notes_are_optional_capabilities_and_a_plot_file_has_one_owner(tmp_path):
+    assert isinstance(Brevity, PlottingComponent) and isinstance(Brevity, NotingComponent)
+    assert not isinstance(Silent, PlottingComponent)
+    runs = [{"label": "a", "dir": tmp_path, "results": _results(6.5, "learned"), "curve": []}]
+    plots, notes = declared(_registry(Brevity, Silent), runs)
+    assert [p.file for p in plots] == ["brevity.png"] and notes == ["Mean words: of the policy's held-out answers."]
+
+    class Copy(Brevity):  # inherits the same method: asked once
+        pass
+
+    assert len(declared(_registry(Brevity, Copy), runs)[0]) == 1
+
+    class Rival(Silent):
+        @staticmethod
+        def report_plots(runs):
+            return [Plot("brevity.png", lambda plt: None)]
+
+    with pytest.raises(HarnessError, match=r"'brevity.png' is declared by evaluator 'e0' and by evaluator 'e1'"):
+        declared(_registry(Brevity, Rival), runs)

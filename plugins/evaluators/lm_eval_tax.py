@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import Field
 
 from harness import hookimpl
-from harness.contracts import Cell, EvalSamples, Options, StageContext
+from harness.contracts import Cell, EvalSamples, Options, Plot, ReportRun, StageContext
 from harness.errors import HarnessError
 from harness.models import load_causal_lm
 
@@ -119,6 +119,40 @@ class LmEvalTax:
         return [Cell(f"tax {task}", t.get("delta"), fmt="+.4f", note=f"{t.get('metric')}, policy − SFT",
                      better="higher" if t.get("higher_is_better", True) else "lower")
                 for task, t in sorted(fragment["tax"].items())]
+
+
+    @classmethod
+    def report_plots(cls, runs: Sequence[ReportRun]) -> list[Plot]:
+        """``tax_vs_reward.png``: the tax of each task against the policy's held-out gold reward."""
+        points = {r["label"]: (r["results"].get("policy", {}).get("reward_gold"),
+                               {t: v.get("delta") for t, v in r["results"].get("tax", {}).items()}) for r in runs}
+        tasks = sorted({t for gold, taxes in points.values() if _num(gold) for t, d in taxes.items() if _num(d)})
+        return [Plot("tax_vs_reward.png", lambda plt: _draw_tax(plt, tasks, points))] if tasks else []
+
+    @classmethod
+    def report_notes(cls, runs: Sequence[ReportRun]) -> list[str]:
+        """What the tax is, when a run measured one."""
+        if not any(r["results"].get("tax") for r in runs):
+            return []
+        return ["Tax: lm-eval score of the policy minus SFT's (for perplexity, positive is a loss)."]
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value == value
+
+
+def _draw_tax(plt, tasks: list[str], points: dict[str, tuple[Any, dict[str, Any]]]):
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for i, (label, (gold, taxes)) in enumerate(points.items()):
+            if _num(taxes.get(task)) and _num(gold):
+                ax.scatter([gold], [taxes[task]], color=f"C{i % 10}", label=label)
+                ax.annotate(label, (gold, taxes[task]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0.0, color="k", lw=1, ls="--")
+        ax.set_xlabel("gold reward of the policy (held-out)")
+        ax.set_ylabel("tax: policy − SFT")
+        ax.set_title(task)
+    return fig
 
 
 @hookimpl

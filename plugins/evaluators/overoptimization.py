@@ -20,10 +20,8 @@ from statistics import fmean
 from typing import Any, Sequence
 
 from harness import hookimpl
-from harness.contracts import Cell, EvalSamples, NoOptions, StageContext
-from harness.stats import moving_average, pearson
-
-SMOOTH = 10  # training-curve statistics use a moving average over this many steps
+from harness.contracts import Cell, EvalSamples, NoOptions, Plot, ReportRun, StageContext
+from harness.stats import SMOOTH, moving_average, pearson, smooth  # curve statistics smooth as the report plots
 
 
 def curve_signals(curve: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -91,6 +89,51 @@ class OverOptimization:
             return []
         return [Cell("proxy agrees with gold", out["proxy_gold_pair_agreement"], better="higher",
                      note=f"{out.get('proxy_gold_pairs', 0):.0f} held-out pairs gold decides")]
+
+
+    @classmethod
+    def report_plots(cls, runs: Sequence[ReportRun]) -> list[Plot]:
+        """``gold_vs_proxy.png``: proxy and gold reward over training steps (over-optimization shows as proxy
+        rising while gold turns down)."""
+        if not any(r["curve"] for r in runs):
+            return []
+        return [Plot("gold_vs_proxy.png", lambda plt: _draw_gold_vs_proxy(plt, runs), note=CURVE_NOTE)]
+
+    @classmethod
+    def report_notes(cls, runs: Sequence[ReportRun]) -> list[str]:
+        """What "proxy agrees with gold" means, and which runs hacked the proxy (proxy up, gold down vs SFT)."""
+        notes = []
+        if any("proxy_gold_pair_agreement" in r["results"].get("overoptimization", {}) for r in runs):
+            notes.append("Proxy agrees with gold: the share of held-out (policy, SFT) pairs the gold judge does not "
+                         "tie that the optimized reward orders as gold does.")
+        for run in runs:
+            p = run["results"].get("policy", {})
+            values = [p.get(k) for k in ("sft_reward_proxy", "reward_proxy", "sft_reward_gold", "reward_gold")]
+            if all(isinstance(v, (int, float)) for v in values) and values[1] > values[0] and values[3] < values[2]:
+                notes.append(f"- **{run['label']}**: proxy reward rose ({values[0]:.3f} → {values[1]:.3f}) while gold "
+                             f"fell ({values[2]:.3f} → {values[3]:.3f}): over-optimization of the proxy.")
+        return notes
+
+
+CURVE_NOTE = ("Training curves are means over each step's rollout batch; every variant sees the same prompts at a "
+              "given step, so batch difficulty moves their gold curves together. The held-out numbers (table, "
+              "frontier points, mid-training evaluations) are on fixed prompts.")
+
+
+def _draw_gold_vs_proxy(plt, runs: Sequence[ReportRun]):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for i, run in enumerate(runs):
+        steps = [c.get("step", j + 1) for j, c in enumerate(run["curve"])]
+        for ax, key in zip(axes, ("reward/proxy", "reward/gold")):
+            values = smooth([c.get(key) for c in run["curve"]])
+            if values:
+                ax.plot(steps[: len(values)], values, color=f"C{i % 10}", label=run["label"])
+    for ax, key in zip(axes, ("proxy", "gold")):
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"{key} reward (moving average of {SMOOTH})")
+        ax.set_title(f"{key} reward during training")
+    axes[0].legend(fontsize=8)
+    return fig
 
 
 @hookimpl

@@ -16,6 +16,7 @@ and ``llm`` (an LLM over an OpenAI-compatible API); its options are ``[evaluatio
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from pydantic import ConfigDict, Field, ValidationInfo, model_validator
@@ -29,6 +30,8 @@ from harness.contracts import (
     ExplainingJudge,
     Judge,
     Options,
+    Plot,
+    ReportRun,
     StageContext,
     WithDiagnostics,
 )
@@ -116,6 +119,39 @@ class WinRate:
             cells.append(Cell("wins / losses decided by (gold terms)", text=format_decided(win["decided_by"]),
                               note=f"{win['ties']} ties"))
         return cells
+
+    @classmethod
+    def report_plots(cls, runs: Sequence[ReportRun]) -> list[Plot]:
+        """``win_rate.png``: win rate ± 95% CI per run against the 0.5 line."""
+        rated = [(r["label"], w) for r in runs if "rate" in (w := r["results"].get("win_rate_vs_sft", {}))]
+        return [Plot("win_rate.png", lambda plt: _draw_win_rate(plt, rated))] if rated else []
+
+    @classmethod
+    def report_notes(cls, runs: Sequence[ReportRun]) -> list[str]:
+        """What the win rate is, what ``decided by`` means, and which runs beat SFT."""
+        wins = [(r["label"], r["results"].get("win_rate_vs_sft", {})) for r in runs]
+        judges = ", ".join(sorted({str(w["judge"]) for _, w in wins if w.get("judge") is not None}))
+        if not judges:
+            return []
+        notes = [f"Win rate: policy vs its SFT model on held-out prompts, judge {judges}, positions swapped, "
+                 "ties half, Wilson 95% interval."]
+        if any(w.get("decided_by") for _, w in wins):
+            notes.append("Wins / losses decided by: for each held-out prompt the gold judge did not tie, the rubric "
+                         "term that moved most in the verdict's direction.")
+        return notes + [f"- **{label}** beats SFT: the whole 95% interval of its win rate is above 0.5."
+                        for label, w in wins if isinstance(w.get("ci_low"), float) and w["ci_low"] > 0.5]
+
+
+def _draw_win_rate(plt, rated: Sequence[tuple[str, dict[str, Any]]]):
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(rated)))
+    rates = [w["rate"] for _, w in rated]
+    err = [[w["rate"] - w.get("ci_low", math.nan) for _, w in rated], [w.get("ci_high", math.nan) - w["rate"] for _, w in rated]]
+    ax.barh(list(range(len(rated))), rates, xerr=err, color="#4c72b0", capsize=3)
+    ax.axvline(0.5, color="k", lw=1, ls="--")
+    ax.set_yticks(list(range(len(rated))), [label for label, _ in rated])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate vs SFT (95% CI)")
+    return fig
 
 
 def format_decided(decided_by: dict[str, dict[str, float]]) -> str:

@@ -28,7 +28,7 @@ import torch
 from pydantic import Field
 
 from harness import hookimpl
-from harness.contracts import Options, Prompt, RewardSource, StageContext
+from harness.contracts import Options, Plot, Prompt, ReportRun, RewardSource, StageContext
 from harness.errors import HarnessError
 from harness.evaluation import sample_texts
 from harness.io import atomic_directory
@@ -97,6 +97,31 @@ class BestOfN:
         compute = getattr(ctx.experiment, "compute", None)
         model.to("cuda" if compute is not None and compute.uses_gpu else "cpu")
         return BestOfNPolicy(model, tokenizer, ctx.world, ctx.components.reward, self.options.n)
+
+
+    @classmethod
+    def report_plots(cls, runs: Sequence[ReportRun]) -> list[Plot]:
+        """``best_of_n.png``: held-out gold and proxy reward against KL_bon, one point per best-of-n run
+        (Gao et al. 2022's baseline curve)."""
+        rows = sorted(((train["kl_bon"], train["n"], policy) for r in runs
+                       if "kl_bon" in (train := (policy := r["results"].get("policy", {})).get("train", {}))),
+                      key=lambda row: row[0])
+        return [Plot("best_of_n.png", lambda plt: _draw_best_of_n(plt, rows))] if rows else []
+
+
+def _draw_best_of_n(plt, rows: list[tuple[float, int, dict[str, Any]]]):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    kl = [k for k, _, _ in rows]
+    for key, color in (("proxy", "C0"), ("gold", "C3")):
+        values = [v if isinstance(v := p.get(f"reward_{key}"), (int, float)) else math.nan for _, _, p in rows]
+        ax.plot(kl, values, marker="o", color=color, label=f"{key} reward (held-out)")
+        for (k, n, _), v in zip(rows, values):
+            ax.annotate(f"n={n}", (k, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("KL_bon = log n − (n−1)/n, nats")
+    ax.set_ylabel("reward")
+    ax.set_title("best-of-n: reward vs KL to π_SFT")
+    ax.legend(fontsize=8)
+    return fig
 
 
 @hookimpl
