@@ -41,7 +41,8 @@ def test_tutorial_matches_the_example_package():
 def test_the_tutorial_walks_through_the_tutorial_package():
     package = ROOT / "tests" / "tutorial_plugin" / "harness_tutorial"
     for module, start in (("rloo", "class RLOOOptions"), ("thumbs", "class Thumbs"),
-                          ("length_penalized", "class LengthPenalizedOptions"), ("shorter", "class Shorter")):
+                          ("length_penalized", "class LengthPenalizedOptions"), ("shorter", "class Shorter"),
+                          ("mean_words", "class MeanWords")):
         source = (package / f"{module}.py").read_text()
         assert source[source.index(start):].strip() in DOC, f"docs/plugins.md lacks {module}.py as the package has it"
     assert 'tutorial = "harness_tutorial"' in DOC and 'register("mini_rloo", RLOO)' in DOC

@@ -3,7 +3,7 @@
 ``tests/tutorial_plugin`` is pip-installed into a private directory and found through its entry
 point; its experiment (RLOO on a length-penalized learned reward trained from thumbs feedback,
 judged by length, described by its own evaluator) runs end to end on the micro world, and its
-evaluator's cell reaches the ``harness compare`` report.
+evaluator's cell and plot reach the ``harness compare`` report.
 """
 from __future__ import annotations
 
@@ -80,3 +80,6 @@ def test_the_tutorial_runs_end_to_end_and_its_cells_reach_compare(installed, cac
     assert "| mean words |" in header and "| mini_rloo | length_penalized | thumbs |" in row
     words = results["mean_words"]
     assert f"{words['sft']:.1f} → {words['policy']:.1f}" in row
+    # the plot its evaluator declares is drawn into the report too
+    assert "![mean_words](mean_words.png)" in report
+    assert (runs / "report" / "mean_words.png").read_bytes()[:4] == b"\x89PNG"
