@@ -19,6 +19,14 @@ def _world(seed: int):
     return EmbeddedWorld(seed=seed)
 
 
+def _seed_list(text: str, option: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``; anything else is a usage error naming ``option``."""
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected comma-separated integers, e.g. 0,1,2", param_hint=option) from None
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return "n/a" if math.isnan(value) else f"{value:.4g}"
@@ -81,10 +89,7 @@ def validate_command(host, seeds: str, experiment_file: str, output: str, overri
     """Rows V1–V9 (docs/world.md): does this world reproduce the literature's RLHF findings on every seed?"""
     from .validate_run import validate
 
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{seeds!r}: expected comma-separated integers, e.g. 0,1,2", param_hint="--seeds") from None
+    seed_list = _seed_list(seeds, "--seeds")
     table = validate(host, experiment_file, seed_list, output, overrides, show_progress=not no_progress, echo=click.echo)
     click.echo(table)
     if readme:
@@ -98,17 +103,13 @@ def validate_command(host, seeds: str, experiment_file: str, output: str, overri
 @click.option("--seed", "seeds", default="0", show_default=True, help="World seed(s), comma-separated.")
 @click.option("--model", "models", multiple=True, default=("tiny",), show_default=True, help="Model name(s) to build.")
 @click.option("--ship", is_flag=True,
-              help="Rebuild from scratch (ignoring shipped and cached copies) and write the result into the package's "
-                   "weights/ directory, as `make world-weights` does.")
+              help="Ignore the shipped copy, build (or reuse a cached build of the same recipe) and write the result "
+                   "into the package's weights/ directory, as `make world-weights` does.")
 def build_command(seeds: str, models: tuple[str, ...], ship: bool) -> None:
     """Build (or find shipped or cached) the base models and the lm-eval task files."""
     from .model import ship as ship_build
 
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{seeds!r}: expected comma-separated integers, e.g. 0,1,2", param_hint="--seed") from None
-    for seed in seed_list:
+    for seed in _seed_list(seeds, "--seed"):
         world = _world(seed)
         for name in models:
             path = world.base_model(name, use_shipped=not ship)
