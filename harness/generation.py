@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -141,12 +142,31 @@ def generate_responses(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *,
         if seed is not None:
             torch.manual_seed(seed)
         out = model.generate(input_ids=query_ids, attention_mask=query_mask, max_new_tokens=max_new_tokens,
-                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **sampling)
+                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **sampling,
+                             **prefilled_prompts(model, query_ids, query_mask))
     response_ids = out[:, query_ids.shape[1]:]
     response_mask = mask_through_eos(response_ids, tokenizer.eos_token_id)
     response_ids = response_ids.masked_fill(response_mask == 0, pad_id)
     texts = [decode_response(tokenizer, row) for row in response_ids.tolist()]
     return Generation(query_ids, query_mask, response_ids, response_mask, texts)
+
+
+@torch.no_grad()
+def prefilled_prompts(model, query_ids: torch.Tensor, query_mask: torch.Tensor) -> dict:
+    """``generate``'s KV cache with each distinct prompt run once, when rows repeat their prompt (k samples
+    per prompt): all but the last prompt column, indexed out to every row, so ``generate`` starts from
+    the last column as it would have. The samples are the same; the repeated prefill work is gone.
+    An empty dict (``generate`` prefills as usual) when nothing repeats."""
+    owners = shared_prompt_owners(model, query_ids, query_mask)
+    if owners is None or query_ids.shape[1] < 2:
+        return {}
+    firsts = torch.cat([owners.new_ones(1, dtype=torch.bool), owners[1:] != owners[:-1]])
+    positions = (query_mask.cumsum(-1) - 1).masked_fill(query_mask == 0, 0)
+    prefill = model(input_ids=query_ids[firsts, :-1], attention_mask=query_mask[firsts, :-1],
+                    position_ids=positions[firsts, :-1], use_cache=True, logits_to_keep=1)
+    cache = getattr(prefill, _cache_name())
+    cache.batch_select_indices(owners)
+    return {_cache_name(): cache}
 
 
 # --------------------------------------------------------------------------- scoring samples
@@ -174,14 +194,74 @@ def response_forward(model, query_ids, response_ids, response_mask, query_mask=N
 
     Only those positions go through the LM head (``logits_to_keep``), which skips the prompt's
     vocabulary projection; hidden states are the final (normed) layer, for a shared value head.
+    Rows that repeat the row above's prompt (GRPO's and RLOO's groups of k samples per prompt) share
+    one forward of that prompt (:func:`forward_sharing_prompts`): the same numbers, about half the work.
     """
     if query_mask is None:
         query_mask = _infer_query_mask(model, query_ids)
+    owners = shared_prompt_owners(model, query_ids, query_mask)
+    if owners is not None:
+        return forward_sharing_prompts(model, query_ids, query_mask, response_ids, response_mask, owners, hidden=hidden)
     width = response_ids.shape[1]
     out = model(**response_inputs(query_ids, query_mask, response_ids, response_mask),
                 logits_to_keep=width + 1, output_hidden_states=hidden, use_cache=False)
     states = out.hidden_states[-1][:, -width - 1:-1] if hidden else None
     return out.logits[:, :-1], states
+
+
+@lru_cache(maxsize=1)
+def _cache_name() -> str:
+    """What transformers calls the KV cache (argument and output): ``cache`` in 5.x, ``past_key_values`` before."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
+
+
+def shared_prompt_owners(model, query_ids: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor | None:
+    """Row → index of its prompt among the distinct runs of equal consecutive prompts, or None when fewer
+    than half the rows repeat the row above (nothing worth sharing) or the model cannot keep a KV cache
+    in this mode (activation checkpointing in training turns the cache off)."""
+    rows = query_ids.shape[0]
+    if rows < 2:
+        return None
+    inner = unwrap_model(model)
+    checkpointing = getattr(inner, "is_activation_checkpointing", None)
+    if checkpointing is None:
+        checkpointing = getattr(inner, "is_gradient_checkpointing", False)
+    if checkpointing and inner.training:
+        return None
+    same = (query_ids[1:] == query_ids[:-1]).all(-1) & (query_mask[1:] == query_mask[:-1]).all(-1)
+    starts = torch.cat([same.new_ones(1), ~same])
+    if 2 * int(starts.sum()) > rows:
+        return None
+    return starts.long().cumsum(0) - 1
+
+
+def forward_sharing_prompts(model, query_ids, query_mask, response_ids, response_mask, owners: torch.Tensor, *,
+                            hidden: bool = False):
+    """:func:`response_forward` with each distinct prompt run once: its KV cache is indexed out to the rows
+    that share it and the responses run on top (gradients flow back through the shared prompt).
+
+    The logit that predicts a response's first token is the prompt's last; the other T − 1 come from
+    the response forward over tokens 0..T−2, with the attention mask and position ids of the one-pass forward.
+    """
+    inputs = response_inputs(query_ids, query_mask, response_ids, response_mask)
+    width, prompt_width = response_ids.shape[1], query_ids.shape[1]
+    firsts = torch.cat([owners.new_ones(1, dtype=torch.bool), owners[1:] != owners[:-1]])
+    prompt = model(input_ids=query_ids[firsts], attention_mask=query_mask[firsts],
+                   position_ids=inputs["position_ids"][firsts, :prompt_width], use_cache=True, logits_to_keep=1,
+                   output_hidden_states=hidden)
+    cache = getattr(prompt, _cache_name())
+    logits = [prompt.logits[owners, -1:]]
+    states = [prompt.hidden_states[-1][owners, -1:]] if hidden else []
+    if width > 1:
+        cache.batch_select_indices(owners)  # each row gets its prompt's keys and values
+        rest = model(input_ids=response_ids[:, :-1], attention_mask=inputs["attention_mask"][:, :-1],
+                     position_ids=inputs["position_ids"][:, prompt_width:-1], use_cache=True,
+                     output_hidden_states=hidden, **{_cache_name(): cache})
+        logits.append(rest.logits)
+        states += [rest.hidden_states[-1]] if hidden else []
+    return torch.cat(logits, 1), (torch.cat(states, 1) if hidden else None)
 
 
 def token_logprobs(logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.generation import (generate_responses, left_pad, mask_through_eos, sequence_logprobs, token_logprobs,
-                                unwrap_model)
+from harness.generation import (generate_responses, left_pad, mask_through_eos, prefilled_prompts, response_forward,
+                                sequence_logprobs, shared_prompt_owners, token_logprobs, unwrap_model)
 from harness.text import decode_response, encode_prompt
 
 WORDS = "good bad yes no the a cat dog runs sits".split()
@@ -87,6 +87,62 @@ def test_logprobs_of_padded_batches_equal_those_of_each_sequence_alone():
             logits = model(torch.tensor([prompt + response.tolist()])).logits[0, len(prompt) - 1:-1]
         assert torch.allclose(batched[row, :n], token_logprobs(logits, response), atol=1e-5)
         assert (batched[row, n:] == 0).all()
+
+
+def grouped_samples(tok, model, k: int = 4):
+    """k samples of each of three prompts, a prompt's rows next to each other (GRPO's and RLOO's layout)."""
+    prompts = [p for p in prompt_ids(tok)[:3] for _ in range(k)]
+    return generate_responses(model, tok, prompts, max_new_tokens=10, seed=2)
+
+
+def test_rows_sharing_a_prompt_get_the_log_probs_and_gradients_of_a_one_pass_forward():
+    """Groups run each prompt once and reuse its KV cache: same log-probs, hidden states and gradients."""
+    tok = tiny_tokenizer()
+    model = tiny_llama(len(tok))
+    gen = grouped_samples(tok, model)
+    assert shared_prompt_owners(model, gen.query_ids, gen.query_mask).tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    logits, hidden = response_forward(model, gen.query_ids, gen.response_ids, gen.response_mask, gen.query_mask,
+                                      hidden=True)
+    (token_logprobs(logits, gen.response_ids) * gen.response_mask).sum().backward()
+    shared_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for row in range(len(gen.texts)):  # one row at a time: nothing to share, the one-pass forward
+        one = slice(row, row + 1)
+        assert shared_prompt_owners(model, gen.query_ids[one], gen.query_mask[one]) is None
+        alone, alone_hidden = response_forward(model, gen.query_ids[one], gen.response_ids[one],
+                                               gen.response_mask[one], gen.query_mask[one], hidden=True)
+        n = int(gen.response_mask[row].sum())
+        assert torch.allclose(logits[row, :n], alone[0, :n], atol=1e-5)
+        assert torch.allclose(hidden[row, :n], alone_hidden[0, :n], atol=1e-5)
+        (token_logprobs(alone, gen.response_ids[one]) * gen.response_mask[one]).sum().backward()
+    for shared, alone in zip(shared_grads, (p.grad for p in model.parameters())):
+        assert torch.allclose(shared, alone, atol=1e-5)
+
+
+def test_k_samples_per_prompt_are_those_each_row_draws_alone():
+    """``generate`` starts from one prefill per distinct prompt; each row's sample is still its own seed's."""
+    tok = tiny_tokenizer()
+    model = tiny_llama(len(tok))
+    prompts = [p for p in prompt_ids(tok)[:3] for _ in range(4)]
+    seeds = list(range(100, 112))
+    ids, mask = left_pad(prompts, pad_id=tok.pad_token_id)
+    assert prefilled_prompts(model, ids, mask)  # the grouped batch is prefilled once per prompt
+    grouped = generate_responses(model, tok, prompts, max_new_tokens=10, row_seeds=seeds)
+    for row, (prompt, seed) in enumerate(zip(prompts, seeds)):
+        alone = generate_responses(model, tok, [prompt], max_new_tokens=10, row_seeds=[seed])
+        assert grouped.texts[row] == alone.texts[0]
+
+
+def test_prompts_are_shared_only_where_rows_repeat_them():
+    tok = tiny_tokenizer()
+    model = tiny_llama(len(tok))
+    ids, mask = left_pad(prompt_ids(tok)[:4], pad_id=tok.pad_token_id)  # four different prompts
+    assert shared_prompt_owners(model, ids, mask) is None
+    pairs = ids.repeat_interleave(2, 0), mask.repeat_interleave(2, 0)
+    assert shared_prompt_owners(model, *pairs).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
+    model.train()  # HF turns the KV cache off under activation checkpointing: the one-pass forward runs
+    assert shared_prompt_owners(model, *pairs) is None
 
 
 def test_generation_unwraps_a_wrapped_model():
