@@ -1,10 +1,12 @@
 """Samples/s of harness GRPO and RLOO against trl 1.16's GRPOTrainer and RLOOTrainer, on the CPU.
 
-    python bench/peer_throughput.py                   # the embedded world's SFT model, 10 steps each, 2 threads
+    python bench/peer_throughput.py                   # the embedded world's SFT model, 10 steps each, 2 threads, 3 rounds
     python bench/peer_throughput.py --model DIR       # any HF causal-LM directory
     python bench/peer_throughput.py --quick           # micro model, 5 steps of 16 completions, 1 thread: it runs
 
-One process after another (a fresh subprocess each, so nothing is shared or warmed up): trl's
+In rounds (``--repeats``, 3 by default: this machine's speed drifts by tens of percent between
+minutes, so one round proves little), each one process after another (a fresh subprocess each, so
+nothing is shared or warmed up): trl's
 ``GRPOTrainer``, harness ``grpo``, trl's ``RLOOTrainer``, harness ``rloo`` — on the same HF model
 directory, the same prompts (the embedded world's ``rl`` split, as chat text), the same group size
 (4), completions per step (64), max new tokens (24), temperature (1), learning rate (1e-6) and
@@ -179,24 +181,35 @@ def run_child(name: str, args) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def report(results: dict[str, dict], args) -> None:
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def report(rounds: list[dict[str, dict]], args) -> None:
+    """Per configuration the median over rounds (and the range); per algorithm the ratio of each round's
+    harness to that round's trl (a round runs both back to back, so drift of the machine cancels) and
+    their median; harness's phase profile as medians."""
     print(f"\n{args.completions} completions/step (group {args.group}), {args.new_tokens} new tokens, "
-          f"{args.threads} thread(s), {args.steps} steps (first one not timed)\n")
-    print(f"{'configuration':<16} {'s/step':>8} {'samples/s':>10}")
-    for name, r in results.items():
-        print(f"{name:<16} {r['s_per_step']:>8.3f} {r['samples_per_s']:>10.1f}")
+          f"{args.threads} thread(s), {args.steps} steps (first one not timed), {len(rounds)} round(s)\n")
+    print(f"{'configuration':<16} {'s/step':>8} {'samples/s':>10}   samples/s per round")
+    for name in rounds[0]:
+        rates = [r[name]["samples_per_s"] for r in rounds]
+        steps = median([r[name]["s_per_step"] for r in rounds])
+        print(f"{name:<16} {steps:>8.3f} {median(rates):>10.1f}   " + ", ".join(f"{x:.1f}" for x in rates))
     for algo in ("grpo", "rloo"):
-        trl, ours = results.get(f"trl-{algo}"), results.get(f"harness-{algo}")
-        if trl and ours:
-            print(f"{algo}: harness / trl = {ours['samples_per_s'] / trl['samples_per_s']:.2f}x")
+        if f"trl-{algo}" in rounds[0] and f"harness-{algo}" in rounds[0]:
+            ratios = [r[f"harness-{algo}"]["samples_per_s"] / r[f"trl-{algo}"]["samples_per_s"] for r in rounds]
+            print(f"{algo}: harness / trl = {median(ratios):.2f}x (median of rounds: "
+                  + ", ".join(f"{x:.2f}x" for x in ratios) + ")")
     for algo in ("grpo", "rloo"):
-        ours = results.get(f"harness-{algo}")
-        if not ours:
+        if f"harness-{algo}" not in rounds[0]:
             continue
-        phases = ours["phase_s"]
-        total = ours["s_per_step"]
-        rest = total - sum(phases.get(p, 0.0) for p in PHASES)
-        cells = "  ".join(f"{p} {phases.get(p, 0.0) * 1e3:.0f} ms ({phases.get(p, 0.0) / total:.0%})" for p in PHASES)
+        phases = {p: median([r[f"harness-{algo}"]["phase_s"].get(p, 0.0) for r in rounds]) for p in PHASES}
+        total = median([r[f"harness-{algo}"]["s_per_step"] for r in rounds])
+        rest = total - sum(phases.values())
+        cells = "  ".join(f"{p} {phases[p] * 1e3:.0f} ms ({phases[p] / total:.0%})" for p in PHASES)
         print(f"\nharness {algo} step profile ({total * 1e3:.0f} ms): {cells}  other {rest * 1e3:.0f} ms ({rest / total:.0%})")
 
 
@@ -210,21 +223,25 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=24)
     parser.add_argument("--only", nargs="+", choices=CONFIGS, help="run only these configurations")
     parser.add_argument("--quick", action="store_true", help="micro model, 5 steps of 16 completions, 1 thread")
-    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of every configuration (medians are reported; this machine's speed drifts)")
+    parser.add_argument("--json", help="also write the figures of every round to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and not args.child:
-        args.steps, args.completions, args.threads = 5, 16, 1
+        args.steps, args.completions, args.threads, args.repeats = 5, 16, 1, 1
     if args.child:
         child(args.child, args)
         return
-    results = {}
-    for name in args.only or CONFIGS:
-        print(f"· {name} …", flush=True)
-        results[name] = run_child(name, args)
-    report(results, args)
+    rounds = []
+    for round_ in range(args.repeats):  # every configuration once per round, in the same order
+        rounds.append({})
+        for name in args.only or CONFIGS:
+            print(f"· round {round_ + 1}/{args.repeats}: {name} …", flush=True)
+            rounds[-1][name] = run_child(name, args)
+    report(rounds, args)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps(rounds, indent=2))
 
 
 if __name__ == "__main__":
