@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,12 +180,6 @@ def run_child(name: str, args) -> dict:
     if done.returncode or not lines:
         sys.exit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
     return json.loads(lines[-1][len("RESULT "):])
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def report(rounds: list[dict[str, dict]], args) -> None:

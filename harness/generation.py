@@ -160,10 +160,9 @@ def prefilled_prompts(model, query_ids: torch.Tensor, query_mask: torch.Tensor) 
     owners = shared_prompt_owners(model, query_ids, query_mask)
     if owners is None or query_ids.shape[1] < 2:
         return {}
-    firsts = torch.cat([owners.new_ones(1, dtype=torch.bool), owners[1:] != owners[:-1]])
-    positions = (query_mask.cumsum(-1) - 1).masked_fill(query_mask == 0, 0)
+    firsts = first_rows(owners)
     prefill = model(input_ids=query_ids[firsts, :-1], attention_mask=query_mask[firsts, :-1],
-                    position_ids=positions[firsts, :-1], use_cache=True, logits_to_keep=1)
+                    position_ids=position_ids(query_mask)[firsts, :-1], use_cache=True, logits_to_keep=1)
     cache = getattr(prefill, _cache_name())
     cache.batch_select_indices(owners)
     return {_cache_name(): cache}
@@ -184,9 +183,13 @@ def _infer_query_mask(model, query_ids: torch.Tensor) -> torch.Tensor:
 def response_inputs(query_ids, query_mask, response_ids, response_mask) -> dict[str, torch.Tensor]:
     """Model inputs for query + response with the position ids ``generate`` used (count of real tokens − 1)."""
     attention_mask = torch.cat([query_mask, response_mask], dim=1)
-    position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
     return {"input_ids": torch.cat([query_ids, response_ids], dim=1), "attention_mask": attention_mask,
-            "position_ids": position_ids}
+            "position_ids": position_ids(attention_mask)}
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The position ids ``generate`` derives from a left-padded attention mask: real tokens counted from 0, pads 0."""
+    return (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
 
 
 def response_forward(model, query_ids, response_ids, response_mask, query_mask=None, *, hidden: bool = False):
@@ -237,6 +240,11 @@ def shared_prompt_owners(model, query_ids: torch.Tensor, query_mask: torch.Tenso
     return starts.long().cumsum(0) - 1
 
 
+def first_rows(owners: torch.Tensor) -> torch.Tensor:
+    """True on the first row of each run of :func:`shared_prompt_owners` (the rows whose prompt is run)."""
+    return torch.cat([owners.new_ones(1, dtype=torch.bool), owners[1:] != owners[:-1]])
+
+
 def forward_sharing_prompts(model, query_ids, query_mask, response_ids, response_mask, owners: torch.Tensor, *,
                             hidden: bool = False):
     """:func:`response_forward` with each distinct prompt run once: its KV cache is indexed out to the rows
@@ -247,7 +255,7 @@ def forward_sharing_prompts(model, query_ids, query_mask, response_ids, response
     """
     inputs = response_inputs(query_ids, query_mask, response_ids, response_mask)
     width, prompt_width = response_ids.shape[1], query_ids.shape[1]
-    firsts = torch.cat([owners.new_ones(1, dtype=torch.bool), owners[1:] != owners[:-1]])
+    firsts = first_rows(owners)
     prompt = model(input_ids=query_ids[firsts], attention_mask=query_mask[firsts],
                    position_ids=inputs["position_ids"][firsts, :prompt_width], use_cache=True, logits_to_keep=1,
                    output_hidden_states=hidden)

@@ -99,9 +99,10 @@ def declared(registry: Registry, runs: Sequence[ReportRun]) -> tuple[list[Plot],
         cls, who = component.factory, f"{component.family} {component.name!r}"
         for capability, method in ((PlottingComponent, "report_plots"), (NotingComponent, "report_notes")):
             func = getattr(cls, method, None)
-            if not isinstance(cls, capability) or getattr(func, "__func__", func) in asked:
+            body = getattr(func, "__func__", func)  # the function under a classmethod: shared by subclasses
+            if not isinstance(cls, capability) or body in asked:
                 continue
-            asked.add(getattr(func, "__func__", func))
+            asked.add(body)
             if method == "report_notes":
                 notes += func(runs)
                 continue
