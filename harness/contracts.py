@@ -49,6 +49,9 @@ class GoldJudge(Protocol):
     def compare(self, prompt: Prompt, a: str, b: str) -> float:
         """1.0 if ``a`` is better, 0.0 if ``b`` is, 0.5 for a tie."""
 
+    def preference(self, prompt: Prompt, a: str, b: str) -> float:
+        """P(a ≻ b) for one person of those gold stands for (``compare`` where gold stands for no one)."""
+
 
 @runtime_checkable
 class ExplainedJudge(Protocol):

@@ -18,6 +18,19 @@ def wilson_interval(rate: float, n: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def rate_interval(scores: Sequence[float], z: float = Z95) -> tuple[float, float]:
+    """95% interval of a win rate from its per-item scores in [0, 1].
+
+    Verdicts (every score 0, ½ or 1): Wilson's interval. Preference probabilities (a judge's
+    P(a ≻ b)): the normal interval of their mean, clipped to [0, 1] — Wilson's would assume each
+    item is a coin flip and overstate the spread of values near ½ (AlpacaEval reports this SE).
+    """
+    if all(s in (0.0, 0.5, 1.0) for s in scores):
+        return wilson_interval(fmean(scores) if scores else 0.0, len(scores), z)
+    _, low, high = mean_and_ci(scores, z)
+    return (max(0.0, low), min(1.0, high))
+
+
 def mean_and_ci(values: Sequence[float], z: float = Z95) -> tuple[float, float, float]:
     """(mean, low, high) with a normal-approximation interval of the mean."""
     n = len(values)

@@ -11,7 +11,7 @@ from harness import hookimpl
 from harness.building import build_component
 from harness.cli import build_cli
 from harness.config import load_experiment
-from harness.contracts import EvalSamples, NoOptions, Options, Prompt
+from harness.contracts import EvalSamples, Options, Prompt
 from harness.errors import ConfigError
 from harness.plugins import get_plugin_manager
 from tests.fakes import FakePlugin
@@ -95,7 +95,24 @@ def test_a_plugin_judge_decides_the_win_rate_with_its_own_options(tmp_path, host
 def test_the_gold_judge_needs_no_table_and_the_llm_judge_does(tmp_path, host):
     assert _experiment(tmp_path, host.registry, 'judge = "gold"').evaluators["win_rate"].judge == "gold"
     assert build_component(host.registry, "judge", "reward").name == "reward"
-    assert host.registry.get("judge", "gold").options_model is NoOptions
+    assert build_component(host.registry, "judge", "gold").options.verdict == "preference"  # table optional
+    exp = _experiment(tmp_path, host.registry, 'judge = "gold"\n[evaluation.win_rate.gold]\nverdict = "decisive"')
+    assert exp.evaluators["win_rate"].judge_options() == {"verdict": "decisive"}
+    with pytest.raises(ConfigError, match="verdict"):
+        _experiment(tmp_path, host.registry, 'judge = "gold"\n[evaluation.win_rate.gold]\nverdict = "sometimes"')
     with pytest.raises(ConfigError, match=r"judge = 'llm' needs an \[evaluation.win_rate.llm\] table with at least "
                                           r"base_url and model"):
         _experiment(tmp_path, host.registry, 'judge = "llm"')
+
+
+def test_a_win_rate_interval_is_wilsons_for_verdicts_and_the_means_for_probabilities():
+    from harness.stats import rate_interval, wilson_interval
+
+    verdicts = [1.0] * 60 + [0.0] * 30 + [0.5] * 10
+    assert rate_interval(verdicts) == wilson_interval(0.65, 100)
+    # preferences near ½ vary far less than coin flips: their interval is much narrower than Wilson's
+    preferences = [0.55, 0.6, 0.5, 0.65] * 25
+    low, high = rate_interval(preferences)
+    w_low, w_high = wilson_interval(0.575, 100)
+    assert low < 0.575 < high and (high - low) < (w_high - w_low) / 3
+    assert rate_interval([0.99] * 3 + [1.0]) [1] <= 1.0

@@ -49,6 +49,8 @@ def test_cli_run_writes_results_and_prints_a_summary(cache, tmp_path):
     results = json.loads((tmp_path / "tiny" / "results.json").read_text())
     assert {"config_hash", "sft", "feedback", "rm", "policy", "win_rate_vs_sft", "stages", "tax", "peak_rss_mib"} <= set(results)
     assert results["feedback"]["n_records"] == results["rm"]["n_records"] > 0
+    assert results["tax"]["embedded_cloze"]["metric"] == "brier_score"  # calibration: no ceiling at 100% accuracy
+    assert results["tax"]["embedded_cloze"]["higher_is_better"] is False
     assert {"accuracy", "gold_accuracy"} <= set(results["rm"])
     assert {"reward_proxy", "reward_gold", "sft_reward_proxy", "sft_reward_gold", "kl"} <= set(results["policy"])
     win = results["win_rate_vs_sft"]

@@ -49,6 +49,8 @@ class Gold:
     def compare(self, prompt: Prompt, a: str, b: str) -> float:
         return 0.5
 
+    preference = compare
+
 
 class FakeWorld:
     name = "fake"

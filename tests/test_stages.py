@@ -47,6 +47,8 @@ class ToyGold:
         qa, qb = quality(a), quality(b)
         return 0.5 if qa == qb else float(qa > qb)
 
+    preference = compare  # a toy gold stands for no panel: its preference is its verdict
+
 
 class ToyAnnotator:
     def __init__(self, name, noise):

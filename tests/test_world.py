@@ -187,18 +187,44 @@ def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
                           policy=(good_a, flawed_b["rude"], flawed_c["verbose"], good_b),
                           sft=(flawed_a["wrong"], good_b, good_c, good_b), kl=(0.0,) * 4)
     ctx = SimpleNamespace(world=world, components=Components(), build=judge_builder())
-    result = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, samples)["win_rate_vs_sft"]
+    decisive = WinRate.Options(judge="gold", gold={"verdict": "decisive"})
+    result = WinRate(decisive).evaluate(ctx, samples)["win_rate_vs_sft"]
     assert result["rate"] == pytest.approx(2.5 / 4) and result["ties"] == 1
     assert result["decided_by"] == {"task": {"wins": 1, "losses": 0}, "rudeness": {"wins": 0, "losses": 1},
                                     "length": {"wins": 1, "losses": 0}}
     assert result["by_kind"] == {"capital": {"rate": 1.0, "n": 1}, "colour": {"rate": 0.25, "n": 2},
                                  "opposite": {"rate": 1.0, "n": 1}}
     # length-controlled: the closers' warmth still counts, their length does not
-    content = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, samples)["win_rate_vs_sft"]["length_controlled"]
+    content = WinRate(decisive).evaluate(ctx, samples)["win_rate_vs_sft"]["length_controlled"]
     assert content["ci_low"] <= content["rate"] <= content["ci_high"]
     lc_only_length = EvalSamples(prompts=(capital,), policy=(good_a + " Then then then.",), sft=(good_a,), kl=(0.0,))
-    only = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, lc_only_length)["win_rate_vs_sft"]
+    only = WinRate(decisive).evaluate(ctx, lc_only_length)["win_rate_vs_sft"]
     assert only["rate"] == 1.0 and only["length_controlled"]["rate"] == 0.5
+    # the default verdict is the panel's expected preference: a small margin is a small win, a large one large
+    expected = WinRate(WinRate.Options(judge="gold")).evaluate(ctx, samples)["win_rate_vs_sft"]
+    gold = world.gold()
+    per_prompt = [gold.preference(p, a, b) for p, a, b in zip(samples.prompts, samples.policy, samples.sft)]
+    assert expected["rate"] == pytest.approx(sum(per_prompt) / 4) and expected["ties"] == 1
+    assert only["rate"] == 1.0 and 0.5 < WinRate(WinRate.Options(judge="gold")).evaluate(
+        ctx, lc_only_length)["win_rate_vs_sft"]["rate"] < per_prompt[0] < 1.0
+    assert expected["decided_by"] == result["decided_by"]  # which term decided is the same under either verdict
+
+
+def test_gold_preference_is_one_annotators_probability_of_choosing(world):
+    """σ(Δgold / NOISE_SCALE): ½ on a tie, symmetric, and what a large panel of gold-taste annotators chooses."""
+    from plugins.worlds.embedded.annotators import NOISE_SCALE
+
+    prompt, gold = one_of(world, "capital"), world.gold()
+    good, flawed = _good_and_flawed(world, prompt)
+    for response in flawed.values():
+        p = gold.preference(prompt, good, response)
+        margin = gold.score(prompt, good) - gold.score(prompt, response)
+        assert p == pytest.approx(1 / (1 + math.exp(-margin / NOISE_SCALE)))
+        assert p + gold.preference(prompt, response, good) == pytest.approx(1.0)
+        assert (p > 0.5) == (gold.compare(prompt, good, response) == 1.0)
+    assert gold.preference(prompt, good, good) == 0.5
+    # a large margin is a near-certain choice, a small one near a coin flip
+    assert gold.preference(prompt, good, flawed["wrong"]) > 0.95 > gold.preference(prompt, flawed["verbose"], good) > 0.5
 
 
 def test_gold_correctness_parsing_is_strict_and_robust(world):
@@ -293,6 +319,7 @@ def test_lm_eval_tasks_score_the_micro_model_offline(world, micro_dir):
     model = AutoModelForCausalLM.from_pretrained(micro_dir)
     scores = evaluate(model, tok, world, limit=40)
     assert 0 <= scores["embedded_cloze/acc"] <= 1
+    assert 0 <= scores["embedded_cloze/brier_score"] <= 2  # Σ over 4 choices of (p − one-hot)²
     assert math.isfinite(scores["embedded_heldout/word_perplexity"]) and scores["embedded_heldout/word_perplexity"] > 1
 
 

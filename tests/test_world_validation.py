@@ -12,7 +12,8 @@ def win(rate, low, high, task=(0, 0)):
 
 
 def tax(cloze, ppl):
-    return {"embedded_cloze": {"metric": "acc", "delta": cloze}, "embedded_heldout": {"metric": "word_perplexity", "delta": ppl}}
+    return {"embedded_cloze": {"metric": "acc", "higher_is_better": True, "delta": cloze},
+            "embedded_heldout": {"metric": "word_perplexity", "higher_is_better": False, "delta": ppl}}
 
 
 def periodic(points):

@@ -1,7 +1,10 @@
 """Evaluator ``win_rate``: π_θ vs π_SFT on held-out prompts, positions swapped, ties half, 95% CI.
 
 Each prompt is judged twice — (policy, sft) and (sft, policy) — and the two verdicts averaged,
-which cancels a judge's position bias; a tie counts half. The interval is Wilson's.
+which cancels a judge's position bias; a tie counts half. A judge may answer with a probability,
+P(a ≻ b), instead of a verdict (the ``gold`` judge does by default: the gold panel's expected
+preference); the rate is then the mean preference. The interval is Wilson's for verdicts and the
+normal interval of the mean for probabilities (:func:`harness.stats.rate_interval`).
 
 Beside the rate: the rate per prompt kind (``by_kind``), and, when the judge is a gold judge
 that can explain its scores (:class:`harness.contracts.ExplainedJudge`), which rubric dimension
@@ -36,7 +39,7 @@ from harness.contracts import (
     WithDiagnostics,
 )
 from harness.errors import HarnessError
-from harness.stats import wilson_interval
+from harness.stats import rate_interval
 
 
 class WinRateOptions(Options):
@@ -64,7 +67,7 @@ class WinRateOptions(Options):
 
 
 class WinRate:
-    """Win rate of the policy against the SFT model, positions swapped, ties half, Wilson 95% CI."""
+    """Win rate of the policy against the SFT model, positions swapped, ties half, 95% CI."""
 
     Options = WinRateOptions
     periodic = True  # also runs mid-training on the in-memory policy ([evaluation] every)
@@ -93,7 +96,7 @@ class WinRate:
         n = len(pairs)
         scores = [(first + 1.0 - swapped) / 2 for first, swapped in zip(verdicts[:n], verdicts[n:])]
         rate = sum(scores) / n
-        low, high = wilson_interval(rate, n)
+        low, high = rate_interval(scores)
         ties = sum(1 for s in scores if s == 0.5)
         result = {"rate": rate, "ci_low": low, "ci_high": high, "n": n, "ties": ties, "judge": judge.name}
         result["by_kind"] = rates_by_kind([p.kind for p, _, _ in pairs], scores)
@@ -134,7 +137,7 @@ class WinRate:
         if not judges:
             return []
         notes = [f"Win rate: policy vs its SFT model on held-out prompts, judge {judges}, positions swapped, "
-                 "ties half, Wilson 95% interval."]
+                 "ties half, 95% interval (Wilson's for verdicts, the mean's for preference probabilities)."]
         if any(w.get("decided_by") for _, w in wins):
             notes.append("Wins / losses decided by: for each held-out prompt the gold judge did not tie, the rubric "
                          "term that moved most in the verdict's direction.")
@@ -172,7 +175,8 @@ def length_controlled(terms: Sequence[tuple[dict[str, float], dict[str, float]]]
 
     ``terms``: the judge's explained terms of (policy, SFT) response per pair. Each verdict compares
     the sums of every term but length, so a policy that wins only by writing more scores 0.5 here.
-    Ties count half; the interval is Wilson's.
+    Ties count half; the verdict is decisive (the sign of the content margin) whichever verdict the
+    raw rate used, so it reads as "how often the policy's content is better"; Wilson's interval.
     """
     def content(explained: dict[str, float]) -> float:
         return sum(v for k, v in explained.items() if k != "length")
@@ -182,7 +186,7 @@ def length_controlled(terms: Sequence[tuple[dict[str, float], dict[str, float]]]
         diff = content(mine) - content(theirs)
         scores.append(0.5 if abs(diff) <= 1e-9 else 1.0 if diff > 0 else 0.0)
     rate = sum(scores) / len(scores)
-    low, high = wilson_interval(rate, len(scores))
+    low, high = rate_interval(scores)
     return {"rate": rate, "ci_low": low, "ci_high": high}
 
 

@@ -1,13 +1,20 @@
 """Judges ``gold`` and ``reward``: a verdict from two scores, one comparison at a time.
 
 ``gold`` asks the world's gold judge (the ground truth of a simulated world; a world of real data
-has none, and says so). ``reward`` scores both responses with the run's reward source; the
+has none, and says so). Its verdict (``[evaluation.win_rate.gold] verdict``) is by default the
+gold panel's expected preference, P(a ≻ b) for one annotator judging once — what a win rate
+counted from single human judgments estimates (InstructGPT; AlpacaEval 2.0 weighs by it) — or
+``"decisive"``: 1 / 0 / ½ by the sign of the gold margin, however small (``docs/world.md``, design 4). ``reward`` scores both responses with the run's reward source; the
 higher score wins and equal scores tie.
 """
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from harness import hookimpl
-from harness.contracts import CompareMany, ExplainedJudge, NoOptions, StageContext
+from harness.contracts import CompareMany, ExplainedJudge, NoOptions, Options, StageContext
 from harness.errors import HarnessError
 
 
@@ -23,17 +30,28 @@ class _OptionlessJudge:
         self.options = options
 
 
-class GoldJudge(_OptionlessJudge):
+class GoldOptions(Options):
+    verdict: Literal["preference", "decisive"] = Field(
+        "preference", description="preference: P(a ≻ b) for one annotator of the gold panel, judging once (the "
+                                  "expected preference); decisive: 1, 0 or ½ by the sign of the gold margin."
+    )
+
+
+class GoldJudge:
     """The world's gold judge (simulated worlds only)."""
 
+    Options = GoldOptions
     name = "gold"
+
+    def __init__(self, options: GoldOptions) -> None:
+        self.options = options
 
     def bind(self, ctx: StageContext) -> CompareMany:
         gold = ctx.world.gold()
         if gold is None:
             raise HarnessError(f"[evaluation.win_rate] judge = \"gold\": world {ctx.world.name!r} has no gold "
                                f"judge (real data). Set [evaluation.win_rate] judge = \"reward\" or \"llm\".")
-        return one_at_a_time(gold.compare)
+        return one_at_a_time(gold.preference if self.options.verdict == "preference" else gold.compare)
 
     def explainer(self, ctx: StageContext) -> ExplainedJudge | None:
         """The gold judge when it can say which rubric term decided a verdict."""

@@ -1,5 +1,8 @@
 """lm-eval task files for the embedded world: held-out perplexity and a multiple-choice cloze.
 
+The cloze task's headline metric is the Brier score of the choice (lower is better), accuracy
+beside it: the world's bases know its facts (accuracy 1.00), so a tax shows in calibration first.
+
 They measure what pretraining gave the base model — fluency on held-out text and knowledge of
 the world's facts — with the same tool (lm-eval, YAML tasks, local data) a GPU user points at
 hellaswag or arc; the alignment tax is the drop in these scores after RLHF. Data and YAML are
@@ -21,7 +24,7 @@ from .model import cache_root, config_hash
 if TYPE_CHECKING:  # pragma: no cover
     from .world import EmbeddedWorld
 
-TASKS_VERSION = 2
+TASKS_VERSION = 3
 HELDOUT_TASK = "embedded_heldout"
 CLOZE_TASK = "embedded_cloze"
 N_CHOICES = 4
@@ -76,7 +79,10 @@ def _write_into(tmp: Path, final: Path, world: "EmbeddedWorld") -> None:
     (tmp / f"{CLOZE_TASK}.yaml").write_text(_yaml(CLOZE_TASK, final / "cloze.jsonl", cache, {
         "output_type": "multiple_choice", "doc_to_text": "context", "doc_to_target": "label",
         "doc_to_choice": "choices",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        # The Brier score first, so it is the tax's headline metric: a proper scoring rule with no ceiling
+        # at 100% accuracy, where post-training's cost shows first (GPT-4 Technical Report, Fig. 8).
+        "metric_list": [{"metric": "brier_score", "aggregation": "brier_score", "higher_is_better": False},
+                        {"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
     }))
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any, Callable, Sequence
 
-from harness.stats import wilson_interval
+from harness.stats import rate_interval
 
 SFT_VS_BASE_FILE = "sft_vs_base.json"
 ANNOTATION_FILE = "annotation.json"
@@ -55,7 +55,8 @@ class Row:
 
 # --------------------------------------------------------------------------- per-seed measurements
 def sft_vs_base(world, sft_dir: Path, base_dir: Path, prompts: int, seed: int, max_new_tokens: int = 32) -> dict[str, Any]:
-    """Gold win rate of π_SFT against the base model: one sample each per held-out prompt."""
+    """Gold win rate of π_SFT against the base model: one sample each per held-out prompt, scored by the
+    gold panel's expected preference (the win-rate judge's default verdict)."""
     from harness.models import load_causal_lm
 
     from .stats import sample_responses
@@ -66,10 +67,9 @@ def sft_vs_base(world, sft_dir: Path, base_dir: Path, prompts: int, seed: int, m
         model, tok = load_causal_lm(path)
         texts[who] = sample_responses(world, model, tok, items, max_new_tokens=max_new_tokens, seed=seed)
     gold = world.gold()
-    scores = [gold.compare(p, a, b) for p, a, b in zip(items, texts["sft"], texts["base"])]
-    rate = fmean(scores)
-    low, high = wilson_interval(rate, len(scores))
-    return {"rate": rate, "ci_low": low, "ci_high": high, "n": len(scores)}
+    scores = [gold.preference(p, a, b) for p, a, b in zip(items, texts["sft"], texts["base"])]
+    low, high = rate_interval(scores)
+    return {"rate": fmean(scores), "ci_low": low, "ci_high": high, "n": len(scores), "verdict": "preference"}
 
 
 def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -147,8 +147,7 @@ def _tax_deltas(results: dict[str, Any] | None) -> dict[str, tuple[float, str]]:
         delta = tax.get("delta")
         if delta is None:
             continue
-        lower_is_better = "perplexity" in str(tax.get("metric", "")) or "bits" in str(tax.get("metric", ""))
-        out[task] = (delta if lower_is_better else -delta, str(tax.get("metric")))
+        out[task] = (-delta if tax.get("higher_is_better", True) else delta, str(tax.get("metric")))
     return out
 
 
