@@ -4,8 +4,9 @@
 has none, and says so). Its verdict (``[evaluation.win_rate.gold] verdict``) is by default the
 gold panel's expected preference, P(a ≻ b) for one annotator judging once — what a win rate
 counted from single human judgments estimates (InstructGPT; AlpacaEval 2.0 weighs by it) — or
-``"decisive"``: 1 / 0 / ½ by the sign of the gold margin, however small (``docs/world.md``, design 4). ``reward`` scores both responses with the run's reward source; the
-higher score wins and equal scores tie.
+``"decisive"``: 1 / 0 / ½ by the sign of the gold margin, however small (``docs/world.md``,
+design 4). ``reward`` scores both responses with the run's reward source; the higher score wins
+and equal scores tie.
 """
 from __future__ import annotations
 

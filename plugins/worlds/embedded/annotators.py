@@ -117,8 +117,7 @@ class SimulatedAnnotator:
         return self.taste.utility(prompt, read(self.facts, prompt, response))
 
     def choose(self, prompt: Prompt, a: str, b: str, rng: random.Random) -> int:
-        diff = (self.utility(prompt, a) - self.utility(prompt, b)) / NOISE_SCALE
-        p_a = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, diff))))
+        p_a = choice_probability(self.utility(prompt, a), self.utility(prompt, b))
         return 0 if rng.random() < p_a else 1
 
     def rank(self, prompt: Prompt, responses: Sequence[str], rng: random.Random) -> list[int]:
@@ -129,6 +128,12 @@ class SimulatedAnnotator:
         latent = self.utility(prompt, response) + NOISE_SCALE * _logistic(rng)
         cuts = [self.taste.cut_shift + self.taste.cut_scale * c for c in BASE_CUTS]
         return 1 + sum(latent > c for c in cuts)
+
+
+def choice_probability(u_a: float, u_b: float) -> float:
+    """P(an annotator picks a over b) under the logistic choice: σ((u_a − u_b) / NOISE_SCALE)."""
+    diff = (u_a - u_b) / NOISE_SCALE
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, diff))))
 
 
 def make_annotators(facts: Facts, seed: int, n: int) -> list[SimulatedAnnotator]:

@@ -31,11 +31,9 @@ complying with a harmful request.
 """
 from __future__ import annotations
 
-import math
-
 from harness.contracts import Prompt
 
-from .annotators import NOISE_SCALE, Taste, population_taste
+from .annotators import Taste, choice_probability, population_taste
 from .facts import Facts
 from .rubric import Reading, read, task_value
 
@@ -79,9 +77,9 @@ class _TermJudge:
         return _verdict(self.score(prompt, a) - self.score(prompt, b))
 
     def preference(self, prompt: Prompt, a: str, b: str) -> float:
-        """P(a ≻ b) for one annotator judging once: σ(Δscore / NOISE_SCALE), the panel's own noise."""
-        diff = self.score(prompt, a) - self.score(prompt, b)
-        return 0.5 if abs(diff) <= TIE_TOLERANCE else 1.0 / (1.0 + math.exp(-diff / NOISE_SCALE))
+        """P(a ≻ b) for one annotator of this taste judging once: the annotators' own choice probability."""
+        score_a, score_b = self.score(prompt, a), self.score(prompt, b)
+        return 0.5 if abs(score_a - score_b) <= TIE_TOLERANCE else choice_probability(score_a, score_b)
 
 
 class PanelJudge(_TermJudge):
