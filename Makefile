@@ -27,7 +27,7 @@ test: install
 world-validation: install
 	$(BIN)/harness world validate --seeds 0,1,2 --no-progress --readme README.md
 
-# Rebuild the shipped base models (plugins/worlds/embedded/weights/, seeds 0-2) from their recipe:
+# Rebuild the shipped base models (harness_builtins/worlds/embedded/weights/, seeds 0-2) from their recipe:
 # about 9 minutes per seed on 2 cores. Needed after any change to the corpus or the model spec
 # (tests/test_world.py fails until then).
 world-weights: install

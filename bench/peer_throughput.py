@@ -54,9 +54,9 @@ def distinct_words(texts) -> list[float]:
 # --------------------------------------------------------------------------- inputs
 def world_and_model(quick: bool, model: str | None):
     """(world, model directory): the embedded world (its ``rl`` prompts) and the model both sides train."""
-    from harness.config import load_experiment
-    from harness.plugins import get_plugin_manager
-    from plugins.worlds.embedded.plugin import world_for
+    from harness._core.config import load_experiment
+    from harness._core.plugins import get_plugin_manager
+    from harness_builtins.worlds.embedded.plugin import world_for
 
     if quick:  # the test world's micro model (cached by the test suite's runs)
         experiment = load_experiment(ROOT / "tests" / "data" / "tiny.toml", get_plugin_manager(autoload=False).registry)
@@ -116,11 +116,11 @@ def run_trl(algo: str, world, model_dir: Path, args, clock: StepClock) -> dict:
 def run_harness(algo: str, world, model_dir: Path, args, clock: StepClock) -> dict:
     import torch
 
-    from harness.compute import ComputeOptions
-    from harness.contracts import StageContext
-    from plugins.optimizers import loop
-    from plugins.optimizers.grpo import GRPO
-    from plugins.optimizers.rloo import RLOO
+    from harness._core.compute import ComputeOptions
+    from harness._core.contracts import StageContext
+    from harness_builtins.optimizers import loop
+    from harness_builtins.optimizers.grpo import GRPO
+    from harness_builtins.optimizers.rloo import RLOO
 
     class NoGold:  # trl measures no gold reward: neither does this run
         def __getattr__(self, name):

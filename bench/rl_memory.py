@@ -87,7 +87,7 @@ class BenchWorld:
         return f"User: {prompt.text} Assistant:"
 
     def prompts(self, split):
-        from harness.contracts import Prompt
+        from harness._core.contracts import Prompt
 
         rng = random.Random(split)
         return [Prompt(f"{split}-{i}", "bench", " ".join(rng.choices(self.words, k=24))) for i in range(64)]
@@ -106,12 +106,12 @@ def measure(args) -> dict:
     """Set up the RL stage with this configuration's options and run one PPO step; report peaks."""
     import torch
 
-    from harness.compute import ComputeOptions
-    from harness.contracts import StageContext
-    from plugins.optimizers.online import setup
-    from plugins.optimizers.memory import parameter_bytes
-    from plugins.optimizers.ppo import PPOOptions, ppo_step
-    from plugins.rewards.learned import LearnedReward
+    from harness._core.compute import ComputeOptions
+    from harness._core.contracts import StageContext
+    from harness._online import setup
+    from harness._online.memory import parameter_bytes
+    from harness_builtins.optimizers.ppo import PPOOptions, ppo_step
+    from harness_builtins.rewards.learned import LearnedReward
 
     root = Path(args.models)
     compute = ComputeOptions(backend=args.backend, threads=args.threads)
@@ -140,7 +140,7 @@ def measure(args) -> dict:
 
 
 def reward_models(run):
-    from plugins.optimizers.memory import reward_modules
+    from harness._online.memory import reward_modules
 
     return reward_modules(run.reward)
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from harness import hookimpl
-from harness.contracts import NoOptions, Options
+from harness._core.contracts import NoOptions, Options
 
 
 class FakePPOOptions(Options):
@@ -76,10 +76,10 @@ def judge_builder():
     """``ctx.build`` over the built-in judges only (what the win-rate evaluator builds its judge with)."""
     from functools import partial
 
-    from harness.building import build_component
-    from harness.plugins import get_plugin_manager
+    from harness._core.building import build_component
+    from harness._core.plugins import get_plugin_manager
 
-    builtins = ("plugins.judges.scored", "plugins.judges.pairwise_llm", "plugins.judges.scoring_llm")
+    builtins = ("harness_builtins.judges.scored", "harness_builtins.judges.pairwise_llm", "harness_builtins.judges.scoring_llm")
     return partial(build_component, get_plugin_manager(builtins=builtins, autoload=False).registry)
 
 

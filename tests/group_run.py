@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness import distributed
+from harness._core import distributed
 from tests.test_ppo import GoodWordReward, make_ctx
 
 OPTIONS = dict(steps=3, batch_size=16, group_size=4, max_new_tokens=6, lr=3e-3, init_kl_coef=0.01, checkpoint_every=0)
@@ -28,8 +28,8 @@ class CountingReward(GoodWordReward):
 
 
 def main(out: Path, sft: Path, algo: str) -> None:
-    from plugins.optimizers.grpo import GRPO
-    from plugins.optimizers.rloo import RLOO
+    from harness_builtins.optimizers.grpo import GRPO
+    from harness_builtins.optimizers.rloo import RLOO
 
     distributed.init_process_group()
     cls = {"grpo": GRPO, "rloo": RLOO}[algo]

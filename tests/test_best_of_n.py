@@ -10,14 +10,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness.compute import ComputeOptions
-from harness.config import EvaluationTable, load_experiment
-from harness.contracts import Components, NoOptions, StageContext
-from harness.errors import HarnessError
-from harness.evaluation import sample_texts
-from harness.models import load_causal_lm
-from harness.plugins import get_plugin_manager
-from plugins.optimizers.best_of_n import BestOfN, BestOfNPolicy, kl_bon, pick_best
+from harness._core.compute import ComputeOptions
+from harness._core.config import EvaluationTable, load_experiment
+from harness._core.contracts import Components, NoOptions, StageContext
+from harness._core.errors import HarnessError
+from harness._core.evaluation import sample_texts
+from harness._core.models import load_causal_lm
+from harness._core.plugins import get_plugin_manager
+from harness_builtins.optimizers.best_of_n import BestOfN, BestOfNPolicy, kl_bon, pick_best
 from tests.test_ppo import FakeWorld, GoodWordReward, make_ctx, sft_dir  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_training_saves_sft_as_the_policy_and_needs_a_reward(tmp_path, sft_dir):
 
 
 def test_evaluation_samples_the_optimizers_policy_not_the_saved_weights(tmp_path, sft_dir):
-    from harness.pipeline import _evaluate
+    from harness._core.pipeline import _evaluate
 
     reward = GoodWordReward()
     experiment = SimpleNamespace(compute=ComputeOptions(backend="cpu", threads=1), evaluation=SETTINGS, seed=0,
@@ -86,7 +86,7 @@ def test_n_is_an_axis_of_a_comparison(tmp_path):
 
 
 def test_the_report_draws_gold_and_proxy_against_kl_bon(tmp_path):
-    from harness.report import render_report
+    from harness._core.report import render_report
 
     def run(n, proxy, gold):
         policy = {"optimizer": "best_of_n", "reward_proxy": proxy, "reward_gold": gold, "kl": kl_bon(n),

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 
 from harness import hookimpl
-from harness.building import build_component
-from harness.contracts import Prompt, StageContext
-from harness.errors import ConfigError
-from harness.plugins import get_plugin_manager
+from harness._core.building import build_component
+from harness._core.contracts import Prompt, StageContext
+from harness._core.errors import ConfigError
+from harness._core.plugins import get_plugin_manager
 
 
 def _tutorial_module(name: str):

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import build_cli
-from harness.config import load_experiment
-from harness.errors import ConfigError
-from harness.plugins import get_plugin_manager
-from harness.report import load_runs
-from harness.runner import run_experiment
-from harness.variants import apply, expand
+from harness._core.cli import build_cli
+from harness._core.config import load_experiment
+from harness._core.errors import ConfigError
+from harness._core.plugins import get_plugin_manager
+from harness._core.report import load_runs
+from harness._core.runner import run_experiment
+from harness._core.variants import apply, expand
 from tests.fakes import harness_cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +132,7 @@ def test_online_runs_carry_their_training_curve(compared):
 
 
 def test_proxy_gold_pair_agreement_counts_only_pairs_gold_decides():
-    from plugins.evaluators.overoptimization import pair_agreement
+    from harness_builtins.evaluators.overoptimization import pair_agreement
 
     # pairs: proxy right, proxy wrong, gold tie (left out), proxy right
     found = pair_agreement([1.0, 0.0, 5.0, -1.0], [0.0, 1.0, 0.0, 0.0], [2.0, 2.0, 1.0, -3.0], [1.0, 1.0, 1.0, 0.0])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_experiment
-from harness.plugins import get_plugin_manager
-from harness.runner import run_experiment
+from harness._core.config import load_experiment
+from harness._core.plugins import get_plugin_manager
+from harness._core.runner import run_experiment
 from tests.fakes import harness_cache
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,9 +5,9 @@ import dataclasses
 
 import pytest
 
-from harness.config import load_experiment
-from harness.errors import ConfigError
-from harness.plugins import get_plugin_manager
+from harness._core.config import load_experiment
+from harness._core.errors import ConfigError
+from harness._core.plugins import get_plugin_manager
 from tests.fakes import FakePlugin
 
 
@@ -125,7 +125,7 @@ def test_set_through_a_value_says_so(tmp_path, registry):
 
 def test_stored_experiment_toml_is_self_contained(tmp_path, registry):
     """The copy a run keeps needs no file outside the run dir: extends merged in, --set and the variant applied."""
-    from harness.pipeline import resolved_toml
+    from harness._core.pipeline import resolved_toml
 
     (tmp_path / "base.toml").write_text('[experiment]\nname = "b"\nseed = 3\n[optimizer.ppo]\nclip = 0.3\n')
     child = tmp_path / "sub" / "child.toml"

@@ -1,6 +1,6 @@
 """[compute] on DeepSpeed and multi-process launches, on CPU with gloo.
 
-The two-process runs launch ``torchrun --nproc_per_node 2 -m harness.cli run`` on the tiny config,
+The two-process runs launch ``torchrun --nproc_per_node 2 -m harness._core.cli run`` on the tiny config,
 reusing the SFT and reward-model stages of a one-process run (same hashes: [compute] is not part of
 them), so the PPO stages start from the same weights and can be compared number for number:
 - step 1's rollout is identical (each response is sampled from its own (seed, step, index) seed,
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.compute import ComputeOptions, deepspeed_config
-from harness.config import resolve
-from harness.errors import ConfigError, HarnessError
-from harness.plugins import get_plugin_manager
+from harness._core.compute import ComputeOptions, deepspeed_config
+from harness._core.config import resolve
+from harness._core.errors import ConfigError, HarnessError
+from harness._core.plugins import get_plugin_manager
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.toml"
@@ -46,7 +46,7 @@ def harness_run(env, output: Path, *settings: str, processes: int = 1) -> subpro
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 \
         else [sys.executable]
     overrides = [arg for s in (*SETTINGS, *settings) for arg in ("--set", s)]
-    out = subprocess.run([*launcher, "-m", "harness.cli", "run", str(TINY), "--output", str(output), "--no-progress",
+    out = subprocess.run([*launcher, "-m", "harness._core.cli", "run", str(TINY), "--output", str(output), "--no-progress",
                           *overrides], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     return out
@@ -167,7 +167,7 @@ def test_deepspeed_config_from_the_knobs_and_from_a_file(tmp_path):
 def test_fp16_without_a_gpu_is_refused():
     import torch
 
-    from harness.compute import check_mixed_precision
+    from harness._core.compute import check_mixed_precision
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -181,9 +181,9 @@ def test_every_process_splits_the_batch(tmp_path, monkeypatch):
     """A batch that does not split evenly over the launched processes is refused before any model loads."""
     from types import SimpleNamespace
 
-    from harness.contracts import StageContext
-    from plugins.optimizers.setup_run import _check_processes
-    from plugins.optimizers.ppo import PPOOptions
+    from harness._core.contracts import StageContext
+    from harness._online.setup_run import _check_processes
+    from harness_builtins.optimizers.ppo import PPOOptions
 
     monkeypatch.setenv("WORLD_SIZE", "3")
     ctx = StageContext(experiment=SimpleNamespace(seed=0, compute=ComputeOptions()), stage="policy",

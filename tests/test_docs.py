@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import hookspecs
+from harness._core import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
@@ -64,7 +64,7 @@ def _shown(value) -> str:
 
 @pytest.mark.parametrize("name", BUILT_IN_OPTIMIZERS)
 def test_every_optimizer_option_is_documented_with_its_default(name):
-    from harness.plugins import get_plugin_manager
+    from harness._core.plugins import get_plugin_manager
 
     model = get_plugin_manager(autoload=False).registry.get("optimizer", name).options_model
     assert f"## `{name}`" in OPTIMIZERS_DOC
@@ -76,7 +76,7 @@ def test_every_optimizer_option_is_documented_with_its_default(name):
 def test_every_feedback_record_field_is_documented():
     import dataclasses
 
-    from harness.contracts import FeedbackRecord
+    from harness._core.contracts import FeedbackRecord
 
     section = DOC[DOC.index("#### `register_feedback_formats(register)`"):DOC.index("#### `register_reward_sources")]
     assert [f.name for f in dataclasses.fields(FeedbackRecord) if f"| `{f.name}` |" not in section] == []

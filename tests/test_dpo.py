@@ -12,7 +12,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from harness.text import encode_prompt, encode_response
+from harness._core.text import encode_prompt, encode_response
 from tests.test_ppo import FakeWorld, make_ctx, sft_dir  # noqa: F401  (fixtures)
 
 FAST = dict(epochs=3, batch_size=8, lr=1e-3, log_every=1, max_length=64)
@@ -20,8 +20,8 @@ FAST = dict(epochs=3, batch_size=8, lr=1e-3, log_every=1, max_length=64)
 
 def write_feedback(feedback_dir, n: int = 24, seed: int = 0) -> list:
     """Pairwise records, as the feedback stage writes them, where the ``good`` response always wins."""
-    from harness.contracts import FeedbackRecord
-    from harness.records import write_feedback as write
+    from harness._core.contracts import FeedbackRecord
+    from harness._core.records import write_feedback as write
 
     rng = random.Random(seed)
     records = []
@@ -36,7 +36,7 @@ def write_feedback(feedback_dir, n: int = 24, seed: int = 0) -> list:
 
 
 def dpo_ctx(tmp_path, sft, logged):
-    from plugins.feedback.pairwise import Pairwise
+    from harness_builtins.feedback.pairwise import Pairwise
 
     ctx = make_ctx(tmp_path, sft, logged)
     ctx.artifacts["feedback"] = tmp_path / "feedback"
@@ -46,7 +46,7 @@ def dpo_ctx(tmp_path, sft, logged):
 
 @torch.no_grad()
 def sequence_logprob(model, tokenizer, world, prompt, response) -> float:
-    """log π(response | prompt) by the harness.text convention (EOS included)."""
+    """log π(response | prompt) by the harness._core.text convention (EOS included)."""
     p, r = encode_prompt(tokenizer, world.chat_text(prompt)), encode_response(tokenizer, response)
     ids = torch.tensor([p + r])
     logps = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
@@ -55,7 +55,7 @@ def sequence_logprob(model, tokenizer, world, prompt, response) -> float:
 
 def implicit_margins(policy_dir, sft, groups, world) -> list[float]:
     """(log π_θ − log π_SFT)(chosen) − (log π_θ − log π_SFT)(rejected), per pair."""
-    from harness.models import load_causal_lm
+    from harness._core.models import load_causal_lm
 
     policy, tok = load_causal_lm(policy_dir)
     ref, _ = load_causal_lm(sft)
@@ -71,8 +71,8 @@ def implicit_margins(policy_dir, sft, groups, world) -> list[float]:
 
 
 def test_dpo_raises_the_implicit_reward_margin(tmp_path, sft_dir):
-    from plugins.feedback.pairwise import Pairwise
-    from plugins.optimizers.dpo import DPO
+    from harness_builtins.feedback.pairwise import Pairwise
+    from harness_builtins.optimizers.dpo import DPO
 
     records = write_feedback(tmp_path / "feedback")
     logged: list = []
@@ -97,7 +97,7 @@ def test_dpo_raises_the_implicit_reward_margin(tmp_path, sft_dir):
 
 
 def test_options_validate():
-    from plugins.optimizers.dpo import DPO
+    from harness_builtins.optimizers.dpo import DPO
 
     o = DPO.Options()
     assert (o.beta, o.epochs, o.batch_size, o.max_length, o.loss_type) == (0.1, 1, 16, 256, "sigmoid")
@@ -109,8 +109,8 @@ def test_options_validate():
 
 
 def test_registered_and_missing_feedback_is_a_clear_error(tmp_path, sft_dir):
-    from harness.errors import HarnessError
-    from plugins.optimizers import dpo
+    from harness._core.errors import HarnessError
+    from harness_builtins.optimizers import dpo
 
     registered = {}
     dpo.register_optimizers(register=lambda name, factory: registered.setdefault(name, factory))

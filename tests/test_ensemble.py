@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.plugins import DEFAULT_PLUGINS, get_plugin_manager
-from plugins.feedback.ranking import Ranking
-from plugins.rewards.ensemble import EnsembleReward, aggregate
-from plugins.stages.common import score_texts
-from plugins.stages.reward_model import (
+from harness._core.errors import HarnessError
+from harness._core.plugins import DEFAULT_PLUGINS, get_plugin_manager
+from harness_builtins.feedback.ranking import Ranking
+from harness_builtins.rewards.ensemble import EnsembleReward, aggregate
+from harness_builtins.stages.common import score_texts
+from harness_builtins.stages.reward_model import (
     BradleyTerryRM,
     bootstrap_groups,
     encode_groups,
@@ -198,6 +198,6 @@ def test_ensemble_needs_at_least_two_members(ensemble_run, sft_run, tmp_path):
 
 
 def test_ensemble_is_a_builtin_reward_source():
-    assert "plugins.rewards.ensemble" in DEFAULT_PLUGINS
-    host = get_plugin_manager(builtins=("plugins.rewards.ensemble",), autoload=False)
+    assert "harness_builtins.rewards.ensemble" in DEFAULT_PLUGINS
+    host = get_plugin_manager(builtins=("harness_builtins.rewards.ensemble",), autoload=False)
     assert host.registry.get("reward_source", "ensemble").factory is EnsembleReward

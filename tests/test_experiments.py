@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_experiment
-from harness.plugins import get_plugin_manager
+from harness._core.config import load_experiment
+from harness._core.plugins import get_plugin_manager
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted((ROOT / "experiments").glob("*.toml")) + [ROOT / "tests" / "data" / "tiny.toml"]

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from plugins.feedback.agreement import (
+from harness_builtins.feedback.agreement import (
     cohen_kappa,
     fleiss_kappa,
     kendall_tau,

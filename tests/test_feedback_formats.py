@@ -7,12 +7,12 @@ import pluggy
 import pytest
 from pydantic import ValidationError
 
-from harness import hookspecs
-from harness.contracts import FeedbackRecord, Prompt
-from plugins.feedback import likert, pairwise, ranking
-from plugins.feedback.likert import Likert, derived_pairs
-from plugins.feedback.pairwise import Pairwise
-from plugins.feedback.ranking import Ranking
+from harness._core import hookspecs
+from harness._core.contracts import FeedbackRecord, Prompt
+from harness_builtins.feedback import likert, pairwise, ranking
+from harness_builtins.feedback.likert import Likert, derived_pairs
+from harness_builtins.feedback.pairwise import Pairwise
+from harness_builtins.feedback.ranking import Ranking
 
 
 def quality(response: str) -> int:
@@ -185,8 +185,8 @@ def test_formats_register_through_the_hook():
 
 # ----------------------------------------------------------------- the record
 def test_a_record_is_frozen_and_its_json_is_the_documented_line(tmp_path):
-    from harness.errors import CorruptFileError
-    from harness.records import read_feedback, write_feedback
+    from harness._core.errors import CorruptFileError
+    from harness._core.records import read_feedback, write_feedback
 
     record = FeedbackRecord(PROMPTS[0], ["a b", "c"], "ann", "ranking", [1, 0], sources=["sft", "world"])
     assert record.responses == ("a b", "c") and record.answer == (1, 0) and record.sources == ("sft", "world")
@@ -217,7 +217,7 @@ class StageWorld(FakeWorld):
 def stage_ctx(tmp_path, fmt, seed=0):
     from types import SimpleNamespace
 
-    from harness.contracts import Components, StageContext
+    from harness._core.contracts import Components, StageContext
 
     return StageContext(experiment=SimpleNamespace(seed=seed), stage="feedback", stage_dir=tmp_path / "feedback",
                         world=StageWorld([FakeAnnotator(f"a{i}", noise=0.2) for i in range(4)]),
@@ -226,7 +226,7 @@ def stage_ctx(tmp_path, fmt, seed=0):
 
 
 def test_the_feedback_stage_collects_once_and_keeps_an_earlier_attempts_records(tmp_path, capsys, monkeypatch):
-    from harness.feedback import feedback_stage
+    from harness._core.feedback import feedback_stage
 
     fmt = Ranking(Ranking.Options(k=4))
     ctx = stage_ctx(tmp_path, fmt, seed=3)
@@ -246,8 +246,8 @@ def test_the_feedback_stage_collects_once_and_keeps_an_earlier_attempts_records(
 
 
 def test_preference_groups_must_be_one_per_record(tmp_path):
-    from harness.errors import HarnessError
-    from harness.feedback import feedback_stage
+    from harness._core.errors import HarnessError
+    from harness._core.feedback import feedback_stage
 
     class Lossy(Pairwise):
         def preference_groups(self, records):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.generation import (generate_responses, left_pad, mask_through_eos, prefilled_prompts, response_forward,
+from harness._core.generation import (generate_responses, left_pad, mask_through_eos, prefilled_prompts, response_forward,
                                 sequence_logprobs, shared_prompt_owners, token_logprobs, unwrap_model)
-from harness.text import decode_response, encode_prompt
+from harness._core.text import decode_response, encode_prompt
 
 WORDS = "good bad yes no the a cat dog runs sits".split()
 

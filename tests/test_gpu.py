@@ -17,13 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-from harness.compute import ComputeOptions
-from harness.contracts import StageContext
-from harness.generation import sequence_logprobs
-from plugins.optimizers.online import setup
-from plugins.optimizers.memory import AdapterOffReference, parameter_bytes, plain_state_dict
-from plugins.optimizers.ppo import PPOOptions, ppo_step
-from plugins.optimizers.rollout import collect_rollout
+from harness._core.compute import ComputeOptions
+from harness._core.contracts import StageContext
+from harness._core.generation import sequence_logprobs
+from harness._online import setup
+from harness._online.memory import AdapterOffReference, parameter_bytes, plain_state_dict
+from harness_builtins.optimizers.ppo import PPOOptions, ppo_step
+from harness._online.rollout import collect_rollout
 from tests.test_ppo import FAST, WORDS, FakeWorld, GoodWordReward, save_tiny_sft, sft_dir  # noqa: F401 - fixture
 
 CUDA = torch.cuda.is_available()

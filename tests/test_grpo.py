@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from plugins.optimizers.grpo import GRPO, aggregate, group_advantages
+from harness_builtins.optimizers.grpo import GRPO, aggregate, group_advantages
 from tests.test_ppo import (GoodWordReward, assert_resumes_exactly, make_ctx, mean_reward, names, sft_dir,  # noqa: F401
                             train)
 
@@ -55,7 +55,7 @@ def test_grpo_raises_the_proxy_reward(tmp_path, sft_dir, loss_type):
 
 
 def test_beta_zero_loads_no_reference_and_no_critic_is_built(tmp_path, sft_dir, monkeypatch):
-    from plugins.optimizers import setup_run
+    from harness_builtins.optimizers import setup_run
 
     loaded = []
     real = setup_run.load_causal_lm
@@ -87,8 +87,8 @@ def test_options_refuse_what_cannot_work():
 
 def test_an_on_policy_step_builds_its_loss_on_the_rollout_forward(tmp_path, sft_dir, monkeypatch):
     """μ = 1 on the whole batch: one forward of π_θ per step (trl's shortcut), and the same training as two."""
-    from plugins.optimizers.online import GroupOptions
-    from plugins.optimizers.setup_run import ActorCritic
+    from harness._online import GroupOptions
+    from harness._online.setup_run import ActorCritic
 
     forwards = []
     real = ActorCritic.forward

@@ -5,12 +5,12 @@ import dataclasses
 
 import pytest
 
-from harness.contracts import Cell, EvalSamples, NotingComponent, Plot, PlottingComponent
-from harness.errors import HarnessError
-from harness.evaluation import run_evaluators
-from harness.registry import Registry
-from harness.report import declared, headline, render_report
-from harness.summary import format_summary
+from harness._core.contracts import Cell, EvalSamples, NotingComponent, Plot, PlottingComponent
+from harness._core.errors import HarnessError
+from harness._core.evaluation import run_evaluators
+from harness._core.registry import Registry
+from harness._core.report import declared, headline, render_report
+from harness._core.summary import format_summary
 
 
 class Brevity:

@@ -17,16 +17,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.config import load_experiment
-from harness.contracts import RecordedFeedback, StageContext
-from harness.errors import ConfigError, HarnessError
-from harness.plugins import get_plugin_manager
-from plugins.feedback.likert import Likert
-from plugins.feedback.pairwise import Pairwise
-from plugins.feedback.ranking import Ranking
-from plugins.worlds.hf_data.options import HFDataOptions
-from plugins.worlds.hf_data.transcripts import TranscriptError, split_transcript, turns
-from plugins.worlds.hf_data.world import HFDataWorld
+from harness._core.config import load_experiment
+from harness._core.contracts import RecordedFeedback, StageContext
+from harness._core.errors import ConfigError, HarnessError
+from harness._core.plugins import get_plugin_manager
+from harness_builtins.feedback.likert import Likert
+from harness_builtins.feedback.pairwise import Pairwise
+from harness_builtins.feedback.ranking import Ranking
+from harness_builtins.worlds.hf_data.options import HFDataOptions
+from harness_builtins.worlds.hf_data.transcripts import TranscriptError, split_transcript, turns
+from harness_builtins.worlds.hf_data.world import HFDataWorld
 from tests.fakes import judge_builder
 from tests.tiny_models import save_tiny_llama
 
@@ -247,7 +247,7 @@ def _ctx(w, tmp_path):
 
 
 def test_win_rate_with_the_gold_judge_says_to_use_another_judge(tmp_path):
-    from plugins.evaluators.win_rate import WinRate
+    from harness_builtins.evaluators.win_rate import WinRate
 
     evaluator = WinRate(WinRate.Options(judge="gold"))
     with pytest.raises(HarnessError, match=r'no gold judge.*judge = "reward" or "llm"'):
@@ -255,7 +255,7 @@ def test_win_rate_with_the_gold_judge_says_to_use_another_judge(tmp_path):
 
 
 def test_lm_eval_tax_without_tasks_says_where_to_name_them(tmp_path):
-    from plugins.evaluators.lm_eval_tax import LmEvalTax
+    from harness_builtins.evaluators.lm_eval_tax import LmEvalTax
 
     with pytest.raises(HarnessError, match=r"no lm-eval tasks.*\[evaluation.lm_eval_tax\] tasks"):
         LmEvalTax(LmEvalTax.Options()).task_manager(_ctx(hh_world(), tmp_path))
@@ -284,7 +284,7 @@ def test_gpu_recipe_validates_offline(monkeypatch):
     import transformers
     from click.testing import CliRunner
 
-    from harness.cli import build_cli
+    from harness._core.cli import build_cli
 
     def no_network(*args, **kwargs):
         raise AssertionError("validation must not load data or models")
@@ -367,7 +367,7 @@ threads = 1
 
 
 def test_pipeline_runs_on_recorded_feedback_without_gold(tiny_base, tmp_path):
-    from harness.runner import run_experiment
+    from harness._core.runner import run_experiment
 
     path = tmp_path / "hf.toml"
     path.write_text(TINY_RUN.format(base=tiny_base, data=DATA / "hh_pairwise.jsonl"))

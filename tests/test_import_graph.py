@@ -1,4 +1,4 @@
-"""The core's import graph: no circle among ``harness/`` modules and no ``harness/`` → ``plugins/`` import.
+"""The core's import graph: no circle among ``harness/`` modules and no ``harness/`` → ``harness_builtins/`` import.
 
 Every import counts — module level, inside functions and under ``TYPE_CHECKING`` — because a
 circle that only a lazy import keeps from crashing is still two modules that cannot be read apart.
@@ -63,40 +63,40 @@ def test_the_cycle_finder_finds_a_circle():
 
 def test_the_core_has_no_import_circle():
     graph = import_graph("harness")
-    assert "harness.config" in graph and graph["harness.cli"]  # the walk found the core
+    assert "harness._core.config" in graph and graph["harness._core.cli"]  # the walk found the core
     assert find_cycle(graph) is None
 
 
 def test_the_core_never_imports_plugins():
-    offenders = {m: sorted(t for t in targets if t == "plugins" or t.startswith("plugins."))
+    offenders = {m: sorted(t for t in targets if t == "harness_builtins" or t.startswith("harness_builtins."))
                  for m, targets in import_graph("harness").items()}
     assert {m: t for m, t in offenders.items() if t} == {}
 
 
 
 def test_the_built_in_plugins_have_no_import_circle():
-    graph = import_graph("plugins")
-    assert "plugins.optimizers.online" in graph and "plugins.judges.client" in graph
+    graph = import_graph("harness_builtins")
+    assert "harness_builtins.optimizers.ppo" in graph and "harness_builtins.judges.client" in graph
     assert find_cycle(graph) is None
 
 
 def test_online_optimizers_stand_on_the_toolkit_not_on_each_other():
-    graph = import_graph("plugins")
+    graph = import_graph("harness_builtins")
     for algo in ("ppo", "a2c", "grpo", "rloo"):
-        siblings = {t for t in graph[f"plugins.optimizers.{algo}"] if t.startswith("plugins.")}
-        assert siblings == {"plugins.optimizers.online"}, (algo, siblings)
-    assert not any(t.startswith("plugins.") for t in graph["plugins.optimizers.best_of_n"])  # the core's seams only
-    assert not any(t.startswith("plugins.rewards") for t in graph["plugins.evaluators.win_rate"])
+        siblings = {t for t in graph[f"harness_builtins.optimizers.{algo}"] if t.startswith("harness_builtins.")}
+        assert siblings == set(), (algo, siblings)
+    assert not any(t.startswith("harness_builtins.") for t in graph["harness_builtins.optimizers.best_of_n"])  # the core's seams only
+    assert not any(t.startswith("harness_builtins.rewards") for t in graph["harness_builtins.evaluators.win_rate"])
 
 
 def test_no_core_or_plugin_module_is_over_400_lines():
-    long = {str(p.relative_to(ROOT)): n for d in ("harness", "plugins") for p in (ROOT / d).rglob("*.py")
+    long = {str(p.relative_to(ROOT)): n for d in ("harness", "harness_builtins") for p in (ROOT / d).rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
     assert long == {}
 
 
 def test_feedback_records_come_from_the_core_not_from_another_plugin():
-    graph = import_graph("plugins")
-    for module in ("plugins.worlds.hf_data.records", "plugins.worlds.hf_data.world", "plugins.stages.reward_model",
-                   "plugins.optimizers.dpo", "plugins.rewards.llm_judge"):
-        assert not {t for t in graph[module] if t.startswith(("plugins.feedback", "plugins.judges"))}, module
+    graph = import_graph("harness_builtins")
+    for module in ("harness_builtins.worlds.hf_data.records", "harness_builtins.worlds.hf_data.world", "harness_builtins.stages.reward_model",
+                   "harness_builtins.optimizers.dpo", "harness_builtins.rewards.llm_judge"):
+        assert not {t for t in graph[module] if t.startswith(("harness_builtins.feedback", "harness_builtins.judges"))}, module

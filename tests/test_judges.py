@@ -8,15 +8,15 @@ from click.testing import CliRunner
 from pydantic import Field
 
 from harness import hookimpl
-from harness.building import build_component
-from harness.cli import build_cli
-from harness.config import load_experiment
-from harness.contracts import EvalSamples, Options, Prompt
-from harness.errors import ConfigError
-from harness.plugins import get_plugin_manager
+from harness._core.building import build_component
+from harness._core.cli import build_cli
+from harness._core.config import load_experiment
+from harness._core.contracts import EvalSamples, Options, Prompt
+from harness._core.errors import ConfigError
+from harness._core.plugins import get_plugin_manager
 from tests.fakes import FakePlugin
 
-BUILTINS = ("plugins.judges.scored", "plugins.judges.pairwise_llm", "plugins.evaluators.win_rate")
+BUILTINS = ("harness_builtins.judges.scored", "harness_builtins.judges.pairwise_llm", "harness_builtins.evaluators.win_rate")
 
 
 class ShorterOptions(Options):
@@ -106,7 +106,7 @@ def test_the_gold_judge_needs_no_table_and_the_llm_judge_does(tmp_path, host):
 
 
 def test_a_win_rate_interval_is_wilsons_for_verdicts_and_the_means_for_probabilities():
-    from harness.stats import rate_interval, wilson_interval
+    from harness._core.stats import rate_interval, wilson_interval
 
     verdicts = [1.0] * 60 + [0.0] * 30 + [0.5] * 10
     assert rate_interval(verdicts) == wilson_interval(0.65, 100)

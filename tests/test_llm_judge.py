@@ -18,15 +18,15 @@ import pytest
 import torch
 
 from harness import hookimpl
-from harness.config import load_experiment
-from harness.contracts import Components, EvalSamples, Prompt
-from harness.errors import ConfigError, HarnessError
-from harness.plugins import get_plugin_manager
-from plugins.evaluators.win_rate import WinRate, WinRateOptions
-from plugins.judges.pairwise_llm import PAIRWISE_TEMPLATE, PairwiseJudgeOptions, parse_verdict
-from plugins.judges.client import VerdictError
-from plugins.judges.scoring_llm import GRADING_TEMPLATE, parse_score
-from plugins.rewards.llm_judge import LLMJudgeOptions, LLMJudgeReward
+from harness._core.config import load_experiment
+from harness._core.contracts import Components, EvalSamples, Prompt
+from harness._core.errors import ConfigError, HarnessError
+from harness._core.plugins import get_plugin_manager
+from harness_builtins.evaluators.win_rate import WinRate, WinRateOptions
+from harness_builtins.judges.pairwise_llm import PAIRWISE_TEMPLATE, PairwiseJudgeOptions, parse_verdict
+from harness_builtins.judges.client import VerdictError
+from harness_builtins.judges.scoring_llm import GRADING_TEMPLATE, parse_score
+from harness_builtins.rewards.llm_judge import LLMJudgeOptions, LLMJudgeReward
 from tests.fakes import FakePlugin, judge_builder
 
 KEY_ENV = "HARNESS_TEST_JUDGE_KEY"
@@ -360,8 +360,8 @@ class FakesWithoutWinRate(FakePlugin):
 
 @pytest.fixture
 def registry():
-    builtins = ("plugins.rewards.llm_judge", "plugins.evaluators.win_rate", "plugins.judges.pairwise_llm",
-                "plugins.judges.scoring_llm")
+    builtins = ("harness_builtins.rewards.llm_judge", "harness_builtins.evaluators.win_rate", "harness_builtins.judges.pairwise_llm",
+                "harness_builtins.judges.scoring_llm")
     return get_plugin_manager(builtins=builtins, extra=[FakesWithoutWinRate()], autoload=False).registry
 
 

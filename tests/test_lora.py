@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import HarnessError
-from plugins.optimizers.online import save_policy, setup
-from plugins.optimizers.memory import (AdapterOffReference, frozen_on_device, offloading, parameter_bytes,
+from harness._core.errors import HarnessError
+from harness._online import save_policy, setup
+from harness._online.memory import (AdapterOffReference, frozen_on_device, offloading, parameter_bytes,
                                        plain_state_dict, reward_modules)
-from plugins.optimizers.ppo import PPOOptions, ppo_step
-from plugins.optimizers.rollout import collect_rollout
+from harness_builtins.optimizers.ppo import PPOOptions, ppo_step
+from harness._online.rollout import collect_rollout
 from tests.test_ppo import FAST, GoodWordReward, make_ctx, mean_reward, sft_dir, train  # noqa: F401 - fixture
 from tests.test_stages import base_dir, sft_run  # noqa: F401 - fixtures
 from tests.tiny_models import save_tiny_llama
@@ -62,7 +62,7 @@ def test_lora_updates_move_only_the_adapters_and_the_kl_grows(tmp_path, sft_dir)
     # the reference is still π_SFT: its log-probs equal those of a freshly loaded SFT model
     batch = collect_rollout(run, 4)
     fresh = make_run(tmp_path / "fresh", sft_dir, value_model="shared")
-    from harness.generation import sequence_logprobs
+    from harness._core.generation import sequence_logprobs
     want = sequence_logprobs(fresh.reference, batch.query_ids, batch.response_ids, batch.mask, batch.query_mask)
     assert torch.allclose(batch.ref_logprobs, want, atol=1e-6)
     assert not torch.allclose(batch.logprobs, batch.ref_logprobs)
@@ -183,7 +183,7 @@ def test_reward_modules_are_found_in_a_source_and_its_members():
 
 # --------------------------------------------------------------------------- config errors
 def test_lora_with_a_refreshed_reference_is_a_config_error():
-    from harness.config import ConfigError, validate_options
+    from harness._core.config import ConfigError, validate_options
 
     with pytest.raises(ConfigError, match="ref_refresh_every"):
         validate_options(PPOOptions, {"lora": True, "ref_refresh_every": 5}, "x.toml", "optimizer.ppo")
@@ -201,11 +201,11 @@ def test_a_reward_model_can_start_from_a_smaller_model_with_its_own_tokenizer(sf
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from harness.models import load_causal_lm
-    from plugins.feedback.ranking import Ranking
-    from plugins.rewards.learned import LearnedReward
-    from plugins.stages.common import sample_responses
-    from plugins.stages.reward_model import BradleyTerryRM
+    from harness._core.models import load_causal_lm
+    from harness_builtins.feedback.ranking import Ranking
+    from harness_builtins.rewards.learned import LearnedReward
+    from harness_builtins.stages.common import sample_responses
+    from harness_builtins.stages.reward_model import BradleyTerryRM
     from tests.test_stages import RM_OPTIONS, WORDS, ToyWorld, collect_feedback
     from tests.test_stages import make_ctx as stage_ctx
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from harness import hookimpl
-from harness.config import load_experiment
-from harness.errors import HarnessError
-from harness.plugins import get_plugin_manager
-from harness.runner import run_experiment
+from harness._core.config import load_experiment
+from harness._core.errors import HarnessError
+from harness._core.plugins import get_plugin_manager
+from harness._core.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.toml"
@@ -42,7 +42,7 @@ class CrashAtFirstPolicyStep:
 
 def test_cli_run_writes_results_and_prints_a_summary(cache, tmp_path):
     env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(TINY), "--output", str(tmp_path),
+    out = subprocess.run([sys.executable, "-m", "harness._core.cli", "run", str(TINY), "--output", str(tmp_path),
                           "--no-progress"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Win rate vs SFT" in out.stdout and "95% CI" in out.stdout

@@ -11,9 +11,9 @@ import pytest
 from pluggy import PluginValidationError
 
 from harness import hookimpl
-from harness.contracts import StageContext
-from harness.errors import HarnessError
-from harness.plugins import get_plugin_manager
+from harness._core.contracts import StageContext
+from harness._core.errors import HarnessError
+from harness._core.plugins import get_plugin_manager
 from tests.fakes import FakeComponent, FakePlugin, pip_install_into
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,16 +51,16 @@ def test_duplicate_component_names_both_plugins():
 
 
 def test_block_a_builtin_with_p_no():
-    loaded = host(builtins=("plugins.rewards.gold",))
+    loaded = host(builtins=("harness_builtins.rewards.gold",))
     assert loaded.registry.names("reward_source") == ["gold"]
-    blocked = host(builtins=("plugins.rewards.gold",), plugins=("no:gold",))
+    blocked = host(builtins=("harness_builtins.rewards.gold",), plugins=("no:gold",))
     assert blocked.registry.names("reward_source") == []
     with pytest.raises(HarnessError, match="part of the core"):
-        host(plugins=("no:harness.core_hooks",))
+        host(plugins=("no:harness._core.core_hooks",))
 
 
 def test_p_loads_a_module_and_reports_import_errors():
-    loaded = host(plugins=("plugins.rewards.gold",))
+    loaded = host(plugins=("harness_builtins.rewards.gold",))
     assert "gold" in loaded.registry.names("reward_source")
     with pytest.raises(HarnessError, match="cannot import"):
         host(plugins=("no_such_module_xyz",))
@@ -121,7 +121,7 @@ def test_resolve_model_falls_back_to_path_or_hub_id(tmp_path):
 def test_register_commands_adds_to_the_cli():
     import click
 
-    from harness.cli import build_cli
+    from harness._core.cli import build_cli
 
     class Cmd:
         @hookimpl
@@ -140,7 +140,7 @@ def installed_example(tmp_path_factory):
 
 def _harness(args, target, **env):
     full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT)]), **env}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, env=full, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "harness._core.cli", *args], capture_output=True, text=True, env=full, cwd=ROOT)
 
 
 def test_installed_plugin_is_found_through_its_entry_point(installed_example):
@@ -164,7 +164,7 @@ def test_installed_plugin_is_usable_by_name_from_toml(installed_example, tmp_pat
 
 
 def test_every_built_in_plugin_is_listed_under_its_own_name():
-    from harness.plugins import DEFAULT_PLUGINS, _short_name
+    from harness._core.plugins import DEFAULT_PLUGINS, _short_name
 
     names = [_short_name(m) for m in DEFAULT_PLUGINS]
     assert "embedded" in names and "plugin" not in names and len(set(names)) == len(names)
@@ -175,16 +175,16 @@ def test_every_built_in_plugin_is_listed_under_its_own_name():
 def test_optional_capabilities_are_protocols_the_built_ins_declare():
     import torch
 
-    from harness.contracts import ExplainingJudge, GradingJudge, Offloadable, SamplingOptimizer, WithDiagnostics
-    from plugins.optimizers.best_of_n import BestOfN
-    from plugins.optimizers.ppo import PPO
-    from plugins.judges.pairwise_llm import LLMPairwiseJudge
-    from plugins.judges.scored import GoldJudge, RewardJudge
-    from plugins.judges.scoring_llm import LLMScoreJudge
-    from plugins.optimizers.memory import reward_modules
-    from plugins.rewards.ensemble import EnsembleReward
-    from plugins.rewards.gold import GoldReward
-    from plugins.rewards.llm_judge import LLMJudgeReward
+    from harness._core.contracts import ExplainingJudge, GradingJudge, Offloadable, SamplingOptimizer, WithDiagnostics
+    from harness_builtins.optimizers.best_of_n import BestOfN
+    from harness_builtins.optimizers.ppo import PPO
+    from harness_builtins.judges.pairwise_llm import LLMPairwiseJudge
+    from harness_builtins.judges.scored import GoldJudge, RewardJudge
+    from harness_builtins.judges.scoring_llm import LLMScoreJudge
+    from harness._online.memory import reward_modules
+    from harness_builtins.rewards.ensemble import EnsembleReward
+    from harness_builtins.rewards.gold import GoldReward
+    from harness_builtins.rewards.llm_judge import LLMJudgeReward
 
     assert all(issubclass(c, WithDiagnostics) for c in (EnsembleReward, LLMJudgeReward, LLMPairwiseJudge, LLMScoreJudge))
     assert not issubclass(GoldReward, WithDiagnostics) and not issubclass(RewardJudge, WithDiagnostics)

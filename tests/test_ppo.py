@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness.compute import ComputeOptions
-from harness.contracts import Prompt, StageContext
+from harness._core.compute import ComputeOptions
+from harness._core.contracts import Prompt, StageContext
 from tests.tiny_models import save_tiny_llama
 
 WORDS = "good bad yes no the a cat dog runs sits and or is it".split()
@@ -101,10 +101,10 @@ def names(metrics: dict, algo: str) -> set[str]:
 
 def train(algo, tmp_path, sft, reward=None, ctx=None, **options):
     """Run ``algo`` ("ppo"/"a2c"/"grpo"/"rloo") with the fast test settings; returns (summary, logged [(step, metrics)])."""
-    from plugins.optimizers.a2c import A2C
-    from plugins.optimizers.grpo import GRPO
-    from plugins.optimizers.ppo import PPO
-    from plugins.optimizers.rloo import RLOO
+    from harness_builtins.optimizers.a2c import A2C
+    from harness_builtins.optimizers.grpo import GRPO
+    from harness_builtins.optimizers.ppo import PPO
+    from harness_builtins.optimizers.rloo import RLOO
 
     cls = {"ppo": PPO, "a2c": A2C, "grpo": GRPO, "rloo": RLOO}[algo]
     logged: list = []
@@ -194,7 +194,7 @@ def test_each_step_runs_through_the_optimizer_step_hook(tmp_path, sft_dir):
 
 
 def test_plugins_register_their_optimizers():
-    from plugins.optimizers import a2c, ppo
+    from harness_builtins.optimizers import a2c, ppo
 
     registered = {}
     for module in (ppo, a2c):
@@ -204,8 +204,8 @@ def test_plugins_register_their_optimizers():
 
 
 def test_an_online_optimizer_without_a_reward_source_says_so(tmp_path, sft_dir):
-    from harness.errors import HarnessError
-    from plugins.optimizers.ppo import PPO
+    from harness._core.errors import HarnessError
+    from harness_builtins.optimizers.ppo import PPO
 
     with pytest.raises(HarnessError, match="reward source"):
         PPO(PPO.Options(steps=1)).train(make_ctx(tmp_path, sft_dir, []), None)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from plugins.optimizers.advantages import (RunningMoments, explained_variance, gae, masked_mean, masked_whiten,
+from harness._online.advantages import (RunningMoments, explained_variance, gae, masked_mean, masked_whiten,
                                            per_token_rewards)
-from plugins.optimizers.kl import AdaptiveKLController, FixedKLController, kl_controller
-from plugins.optimizers.ppo import PPO, clipped_policy_loss, clipped_value_loss
-from plugins.optimizers.online import distinct_n, minibatches, sample_prompts, step_prompts
+from harness._online.kl import AdaptiveKLController, FixedKLController, kl_controller
+from harness_builtins.optimizers.ppo import PPO, clipped_policy_loss, clipped_value_loss
+from harness._online import distinct_n, minibatches, sample_prompts, step_prompts
 
 
 def test_gae_matches_a_hand_computed_example():

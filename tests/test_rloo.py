@@ -6,7 +6,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from plugins.optimizers.rloo import RLOO, leave_one_out, sequence_rewards
+from harness_builtins.optimizers.rloo import RLOO, leave_one_out, sequence_rewards
 from tests.test_ppo import mean_reward, names, sft_dir, train  # noqa: F401 - fixture
 
 

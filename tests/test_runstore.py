@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.io import atomic_directory, atomic_write_json, read_json
-from harness.runstore import RunStore
+from harness._core.io import atomic_directory, atomic_write_json, read_json
+from harness._core.runstore import RunStore
 
 
 def test_finished_stage_with_same_hash_is_reused(tmp_path):

@@ -13,10 +13,10 @@ import textwrap
 
 import pytest
 
-from harness.config import load_experiment
-from harness.plugins import get_plugin_manager
-from harness.provenance import code_identity, describe_change
-from harness.runner import run_experiment
+from harness._core.config import load_experiment
+from harness._core.plugins import get_plugin_manager
+from harness._core.provenance import code_identity, describe_change
+from harness._core.runner import run_experiment
 
 PLUGIN = "harness_test_edited_plugin"
 
@@ -25,7 +25,7 @@ SOURCE = textwrap.dedent('''
     import json
 
     from harness import hookimpl
-    from harness.contracts import NoOptions
+    from harness._core.contracts import NoOptions
 
     VERSION = "first"
 

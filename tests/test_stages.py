@@ -14,20 +14,20 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-from harness import hookspecs
-from harness.compute import ComputeOptions
-from harness.models import load_causal_lm
-from harness.candidates import candidate_source, sample_distinct
-from harness.contracts import Components, Demonstration, FeedbackRecord, Prompt, StageContext
-from harness.errors import HarnessError
-from harness.feedback import feedback_stage
-from harness.text import encode_prompt, encode_response
-from plugins.feedback.pairwise import Pairwise
-from plugins.feedback.ranking import Ranking
-from plugins.rewards.learned import LearnedReward
-from plugins.stages.common import IGNORE, lm_batch, sample_responses, token_loss_sum
-from plugins.stages.reward_model import BradleyTerryRM, Encoded, bt_loss
-from plugins.stages.sft import NextTokenSFT
+from harness._core import hookspecs
+from harness._core.compute import ComputeOptions
+from harness._core.models import load_causal_lm
+from harness._core.candidates import candidate_source, sample_distinct
+from harness._core.contracts import Components, Demonstration, FeedbackRecord, Prompt, StageContext
+from harness._core.errors import HarnessError
+from harness._core.feedback import feedback_stage
+from harness._core.text import encode_prompt, encode_response
+from harness_builtins.feedback.pairwise import Pairwise
+from harness_builtins.feedback.ranking import Ranking
+from harness_builtins.rewards.learned import LearnedReward
+from harness_builtins.stages.common import IGNORE, lm_batch, sample_responses, token_loss_sum
+from harness_builtins.stages.reward_model import BradleyTerryRM, Encoded, bt_loss
+from harness_builtins.stages.sft import NextTokenSFT
 from tests.tiny_models import save_tiny_llama
 
 TOPICS = ["cats", "dogs", "birds", "fish", "trees", "rivers", "stars", "roads"]
@@ -315,8 +315,8 @@ def test_rm_rerun_reuses_feedback_and_resumes_from_checkpoint(rm_run, sft_run, m
 
 
 def test_stages_and_reward_register_through_the_hooks():
-    from plugins.rewards import learned
-    from plugins.stages import reward_model, sft
+    from harness_builtins.rewards import learned
+    from harness_builtins.stages import reward_model, sft
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)

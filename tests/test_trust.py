@@ -8,14 +8,14 @@ import pytest
 from click.testing import CliRunner
 
 from harness import hookimpl
-from harness.cli import build_cli
-from harness.errors import CorruptFileError, HarnessError
-from harness.io import atomic_write_json, read_json, read_jsonl, read_rebuildable_jsonl
-from harness.plugins import get_plugin_manager
-from harness.results import check_current, config_hash, load_current, mark_ended, mark_started
-from harness.runner import ensure_writable
-from harness.runstore import RunStore
-from harness.secrets import scrub, scrub_data
+from harness._core.cli import build_cli
+from harness._core.errors import CorruptFileError, HarnessError
+from harness._core.io import atomic_write_json, read_json, read_jsonl, read_rebuildable_jsonl
+from harness._core.plugins import get_plugin_manager
+from harness._core.results import check_current, config_hash, load_current, mark_ended, mark_started
+from harness._core.runner import ensure_writable
+from harness._core.runstore import RunStore
+from harness._core.secrets import scrub, scrub_data
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.toml"
@@ -206,9 +206,9 @@ def test_validate_reads_local_data_files(host, tmp_path, data, message):
 
 
 def test_the_same_data_errors_stop_a_run_with_the_same_line(tmp_path):
-    from harness.errors import ConfigError
-    from plugins.worlds.hf_data.options import FeedbackTable
-    from plugins.worlds.hf_data.sources import load
+    from harness._core.errors import ConfigError
+    from harness_builtins.worlds.hf_data.options import FeedbackTable
+    from harness_builtins.worlds.hf_data.sources import load
 
     path = tmp_path / "fb.jsonl"
     path.write_bytes(ROW + b"\xff\n")
@@ -264,7 +264,7 @@ def test_option_types_are_strict_and_a_bad_set_is_blamed_on_the_set(host, settin
 
 
 def test_integers_are_still_numbers_for_float_options(host):
-    from harness.config import load_experiment
+    from harness._core.config import load_experiment
 
     exp = load_experiment(TINY, host.registry, ["optimizer.ppo.clip=1", "optimizer.ppo.lr=1"])
     assert exp.choice("optimizer").options.clip == 1.0 and isinstance(exp.choice("optimizer").options.clip, float)
@@ -272,7 +272,7 @@ def test_integers_are_still_numbers_for_float_options(host):
 
 # ----------------------------------------------------------------- resumed metrics
 def test_a_resumed_stage_drops_the_killed_attempts_metrics_from_its_checkpoint_on(tmp_path):
-    from plugins.loggers import jsonl
+    from harness_builtins.loggers import jsonl
 
     stage = tmp_path / "policy"
     stage.mkdir()
@@ -289,7 +289,7 @@ def test_lm_eval_prints_no_git_error_outside_a_checkout(tmp_path, monkeypatch, c
     """lm-eval asks git for a commit hash; outside a checkout git's 'fatal: not a git repository' stays out of the run output."""
     import lm_eval.evaluator as evaluator
 
-    from plugins.evaluators.lm_eval_tax import quiet_git_hash
+    from harness_builtins.evaluators.lm_eval_tax import quiet_git_hash
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
@@ -304,8 +304,8 @@ def test_unreachable_hub_id_fails_fast_with_one_line(monkeypatch, tmp_path):
     """A hub id the hub cannot be asked about is one error naming the fix, in seconds (not a minute of retries)."""
     import time
 
-    from harness.errors import HarnessError
-    from harness.models import load_causal_lm
+    from harness._core.errors import HarnessError
+    from harness._core.models import load_causal_lm
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))

@@ -38,7 +38,7 @@ def cache(tmp_path_factory):
 
 def _harness(args, target, cache):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT)]), "HARNESS_CACHE_DIR": str(cache)}
-    out = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "harness._core.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 

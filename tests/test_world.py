@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.contracts import Annotator, Components, ExplainedJudge, GoldJudge, World
-from plugins.worlds.embedded import plugin
-from plugins.worlds.embedded.responses import CLOSERS, REFUSALS, answer_sentence, compliance
-from plugins.worlds.embedded.gold import StrictRubricJudge
-from plugins.worlds.embedded.world import EmbeddedOptions, EmbeddedWorld
+from harness._core.contracts import Annotator, Components, ExplainedJudge, GoldJudge, World
+from harness_builtins.worlds.embedded import plugin
+from harness_builtins.worlds.embedded.responses import CLOSERS, REFUSALS, answer_sentence, compliance
+from harness_builtins.worlds.embedded.gold import StrictRubricJudge
+from harness_builtins.worlds.embedded.world import EmbeddedOptions, EmbeddedWorld
 
 SMALL = dict(sft_size=200, rm_size=150, rl_size=100, eval_size=40, corpus_paragraphs=1500, corpus_dialogues=1500,
              heldout_docs=60)
@@ -153,7 +153,7 @@ def test_gold_prefers_a_correct_polite_answer_to_each_flaw(world, kind):
 
 
 def test_gold_is_the_annotator_populations_mean_taste(world):
-    from plugins.worlds.embedded.annotators import TASTE_RANGES, make_annotators
+    from harness_builtins.worlds.embedded.annotators import TASTE_RANGES, make_annotators
 
     gold = world.gold()
     assert gold.taste.w_len == pytest.approx(sum(TASTE_RANGES["w_len"]) / 2)
@@ -176,8 +176,8 @@ def test_gold_explains_its_score_by_rubric_term(world):
 
 
 def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
-    from harness.contracts import EvalSamples
-    from plugins.evaluators.win_rate import WinRate
+    from harness._core.contracts import EvalSamples
+    from harness_builtins.evaluators.win_rate import WinRate
     from tests.fakes import judge_builder
 
     capital, colour, opposite = one_of(world, "capital"), one_of(world, "colour"), one_of(world, "opposite")
@@ -212,7 +212,7 @@ def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
 
 def test_gold_preference_is_one_annotators_probability_of_choosing(world):
     """σ(Δgold / NOISE_SCALE): ½ on a tie, symmetric, and what a large panel of gold-taste annotators chooses."""
-    from plugins.worlds.embedded.annotators import NOISE_SCALE
+    from harness_builtins.worlds.embedded.annotators import NOISE_SCALE
 
     prompt, gold = one_of(world, "capital"), world.gold()
     good, flawed = _good_and_flawed(world, prompt)
@@ -252,7 +252,7 @@ def test_annotators_answer_in_every_format(world):
 
 
 def test_annotator_agreement_is_calibrated_and_gold_agreement_higher(world):
-    from plugins.worlds.embedded.stats import annotator_choices, candidate_pairs, gold_agreement, raw_pair_agreement
+    from harness_builtins.worlds.embedded.stats import annotator_choices, candidate_pairs, gold_agreement, raw_pair_agreement
 
     pairs = candidate_pairs(world, 2500)
     choices = annotator_choices(world, pairs)
@@ -265,8 +265,8 @@ def test_annotator_agreement_is_calibrated_and_gold_agreement_higher(world):
 def test_base_model_loads_and_talks(world, micro_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.generation import generate_responses
-    from harness.text import encode_prompt
+    from harness._core.generation import generate_responses
+    from harness._core.text import encode_prompt
 
     tok = AutoTokenizer.from_pretrained(micro_dir)
     model = AutoModelForCausalLM.from_pretrained(micro_dir)
@@ -282,7 +282,7 @@ def test_base_model_loads_and_talks(world, micro_dir):
 def test_model_build_is_deterministic(world, tmp_path):
     import torch
 
-    from plugins.worlds.embedded.model import SPECS, build_into
+    from harness_builtins.worlds.embedded.model import SPECS, build_into
     from transformers import AutoModelForCausalLM
 
     docs = world.corpus_docs("train")[:400]
@@ -293,7 +293,7 @@ def test_model_build_is_deterministic(world, tmp_path):
 
 
 def test_killed_build_leaves_no_cache(monkeypatch, tmp_path):
-    from plugins.worlds.embedded import model
+    from harness_builtins.worlds.embedded import model
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
 
@@ -311,7 +311,7 @@ def test_killed_build_leaves_no_cache(monkeypatch, tmp_path):
 def test_lm_eval_tasks_score_the_micro_model_offline(world, micro_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from plugins.worlds.embedded.lm_eval_tasks import evaluate
+    from harness_builtins.worlds.embedded.lm_eval_tasks import evaluate
 
     task_dir, names = world.lm_eval_tasks()
     assert sorted(p.name for p in task_dir.glob("*.yaml")) == sorted(f"{n}.yaml" for n in names)
@@ -358,7 +358,7 @@ def test_world_cli_stats_json(world):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_shipped_base_weights_match_the_recipe(seed):
     """The shipped bases are used only under today's recipe; a recipe change without `make world-weights` fails here."""
-    from plugins.worlds.embedded.model import SHIPPED_FILES, SHIPPED_ROOT, build_key, file_sha256, shipped_build
+    from harness_builtins.worlds.embedded.model import SHIPPED_FILES, SHIPPED_ROOT, build_key, file_sha256, shipped_build
 
     world = EmbeddedWorld(seed=seed)
     path = shipped_build("tiny", seed, world.corpus_config())
@@ -378,7 +378,7 @@ def test_shipped_weights_of_another_recipe_are_not_used(tmp_path):
     import json
     import shutil
 
-    from plugins.worlds.embedded.model import SHIPPED_FILES, build_key, ship, shipped_build
+    from harness_builtins.worlds.embedded.model import SHIPPED_FILES, build_key, ship, shipped_build
 
     world = EmbeddedWorld(EmbeddedOptions(**SMALL), seed=5)
     built = tmp_path / "built"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.worlds.embedded.validation import build_rows, hump, render
+from harness_builtins.worlds.embedded.validation import build_rows, hump, render
 
 
 def win(rate, low, high, task=(0, 0)):
@@ -83,8 +83,8 @@ def test_hump_needs_an_intermediate_peak_and_a_monotone_proxy():
 
 
 def test_readme_block_is_rewritten_between_its_markers(tmp_path):
-    from harness.errors import HarnessError
-    from plugins.worlds.embedded.validate_run import BEGIN, END, write_between_markers
+    from harness._core.errors import HarnessError
+    from harness_builtins.worlds.embedded.validate_run import BEGIN, END, write_between_markers
 
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{BEGIN}\nold numbers\n{END}\noutro\n")
@@ -96,9 +96,9 @@ def test_readme_block_is_rewritten_between_its_markers(tmp_path):
 
 
 def test_validate_refuses_an_experiment_without_variants(tmp_path):
-    from harness.errors import HarnessError
-    from harness.plugins import get_plugin_manager
-    from plugins.worlds.embedded.validate_run import validate
+    from harness._core.errors import HarnessError
+    from harness._core.plugins import get_plugin_manager
+    from harness_builtins.worlds.embedded.validate_run import validate
 
     plain = tmp_path / "plain.toml"
     plain.write_text('[experiment]\nname = "plain"\n')

@@ -29,7 +29,7 @@ def world_tokenizer(experiment: Path | None):
     """The embedded world's tokenizer: the one saved with its smallest base model (built and cached on first use)."""
     from transformers import AutoTokenizer
 
-    from plugins.worlds.embedded.world import EmbeddedWorld
+    from harness_builtins.worlds.embedded.world import EmbeddedWorld
 
     raw = tomllib.loads(experiment.read_text()) if experiment else {}
     table = raw.get("world", {}).get("embedded", {})

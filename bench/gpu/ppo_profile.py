@@ -43,12 +43,12 @@ def sync() -> None:
 
 def make_run(model_dir: Path, stage_dir: Path, args):
     """The RL stage as ``harness run`` builds it: ``loop.setup`` with the chosen backend and PPO options."""
-    from harness.compute import ComputeOptions
-    from harness.contracts import StageContext
-    from plugins.optimizers.online import setup
-    from plugins.optimizers.ppo import PPOOptions
-    from plugins.rewards.learned import LearnedReward
-    from plugins.worlds.embedded.world import EmbeddedWorld
+    from harness._core.compute import ComputeOptions
+    from harness._core.contracts import StageContext
+    from harness._online import setup
+    from harness_builtins.optimizers.ppo import PPOOptions
+    from harness_builtins.rewards.learned import LearnedReward
+    from harness_builtins.worlds.embedded.world import EmbeddedWorld
 
     compute = {"backend": args.backend, "threads": args.threads}
     if args.backend == "deepspeed":
@@ -64,9 +64,9 @@ def make_run(model_dir: Path, stage_dir: Path, args):
 
 def timed_step(run, step: int) -> dict:
     """One ``ppo_step``, its pieces timed (the GPU synchronised at each boundary)."""
-    from plugins.optimizers.online import rewards_and_advantages
-    from plugins.optimizers.ppo import ppo_update
-    from plugins.optimizers.rollout import collect_rollout
+    from harness._online import rewards_and_advantages
+    from harness_builtins.optimizers.ppo import ppo_update
+    from harness._online.rollout import collect_rollout
 
     gen0, score0 = run.seconds["generation"], run.seconds["reward"]
     sync()
@@ -88,7 +88,7 @@ def timed_step(run, step: int) -> dict:
 
 def step_profile(run, repeats: int) -> dict:
     """Median of ``repeats`` timed steps after one warm-up step, with throughputs and shares."""
-    from plugins.optimizers.ppo import ppo_step
+    from harness_builtins.optimizers.ppo import ppo_step
 
     ppo_step(run, 1)  # warm-up: CUDA context, allocator, kernels picked
     steps = [timed_step(run, 2 + i) for i in range(repeats)]
@@ -103,9 +103,9 @@ def generation_profile(run, repeats: int) -> dict:
     """One batch of the run's prompts generated with a dynamic cache, a static cache (+ compile on a GPU)."""
     import torch
 
-    from harness.generation import generate_responses, unwrap_model
-    from harness.text import encode_prompt
-    from plugins.optimizers.rollout import sample_prompts, sample_seed
+    from harness._core.generation import generate_responses, unwrap_model
+    from harness._core.text import encode_prompt
+    from harness._online.rollout import sample_prompts, sample_seed
 
     prompts = sample_prompts(run.prompts, run.options.batch_size, run.ctx.seed, 10**6)
     ids = [encode_prompt(run.tokenizer, run.ctx.world.chat_text(p)) for p in prompts]
@@ -156,7 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from plugins.optimizers.memory import parameter_bytes
+    from harness._online.memory import parameter_bytes
 
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(args.model, Path(tmp) / "policy", args)

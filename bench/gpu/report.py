@@ -62,10 +62,10 @@ def _nvidia_smi() -> str | None:
 def _plugins() -> str:
     """Every built-in plugin imports (a missing wheel shows here, before any phase needs it)."""
     try:
-        from harness.plugins import get_plugin_manager
+        from harness._core.plugins import get_plugin_manager
 
         registry = get_plugin_manager(autoload=False).registry
-        import plugins.evaluators.lm_eval_tax  # noqa: F401 - lm-eval is imported lazily by the evaluator
+        import harness_builtins.evaluators.lm_eval_tax  # noqa: F401 - lm-eval is imported lazily by the evaluator
         import deepspeed  # noqa: F401
         import lm_eval  # noqa: F401
         import trl  # noqa: F401

@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from harness import hookimpl
-from harness.contracts import Options
+from harness.api import Options, hookimpl
 
 
 class BrevityOptions(Options):

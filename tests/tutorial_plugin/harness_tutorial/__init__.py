@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from harness import hookimpl
+from harness.api import hookimpl
 from harness_tutorial.length_penalized import LengthPenalized
 from harness_tutorial.mean_words import MeanWords
 from harness_tutorial.rloo import RLOO

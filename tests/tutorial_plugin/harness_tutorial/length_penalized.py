@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from harness.contracts import Options
+from harness.api import Options
 
 
 class LengthPenalizedOptions(Options):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from statistics import fmean
 
-from harness.contracts import Cell, NoOptions, Plot
+from harness.api import Cell, NoOptions, Plot
 
 
 class MeanWords:

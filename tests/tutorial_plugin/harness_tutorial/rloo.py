@@ -10,7 +10,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from plugins.optimizers.online import OnlineOptions, RLRun, apply_update, collect_rollout, policy_outputs, rollout_metrics, train_online
+from harness.api import (OnlineOptions, RLRun, apply_update, collect_rollout, policy_outputs, rollout_metrics,
+                         train_online)
 
 
 class RLOOOptions(OnlineOptions):

@@ -1,7 +1,7 @@
 """Judge ``shorter``: the shorter response wins (a length-only sanity judge)."""
 from __future__ import annotations
 
-from harness.contracts import NoOptions
+from harness.api import NoOptions
 
 
 class Shorter:

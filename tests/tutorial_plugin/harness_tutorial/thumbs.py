@@ -1,7 +1,7 @@
 """Feedback format ``thumbs``: a thumbs up (1) or down (0) on each of two responses."""
 from __future__ import annotations
 
-from harness.feedback import FeedbackFormatBase, check_range
+from harness.api import FeedbackFormatBase, check_range
 
 
 class Thumbs(FeedbackFormatBase):

@@ -1,0 +1,255 @@
+"""The ``harness`` command line (click).
+
+The plugin manager is built in :func:`main` — never at import time — from the ``-p`` values found
+on the command line, so plugin commands (``harness world …``) appear and ``-p no:NAME`` can
+silence a broken plugin before it is loaded. A :class:`HarnessError` prints one line, no traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+
+import click
+
+from harness import __version__
+from harness._core.errors import HarnessError, Interrupted
+from harness._core.plugins import get_plugin_manager, plugin_names
+from harness._core.secrets import scrub, scrub_data
+
+PLUGIN_HELP = "Load a plugin module (-p pkg.module) or block one (-p no:NAME). Repeatable."
+
+
+class HarnessGroup(click.Group):
+    """A click group that turns user errors into one red line and the error's exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HarnessError as err:
+            click.secho(f"error: {scrub(str(err))}", err=True, fg="red")
+            ctx.exit(err.exit_code)
+
+
+def _plugin_option(f):
+    return click.option("-p", "--plugin", "plugins", multiple=True, help=PLUGIN_HELP)(f)
+
+
+def build_cli(host) -> click.Group:
+    """The root group with the core commands; plugins add theirs through ``register_commands``."""
+
+    @click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="harness")
+    @_plugin_option
+    @click.pass_context
+    def cli(ctx, plugins):
+        """harness: RLHF experiments as TOML files, every stage a plugin."""
+        ctx.obj = host
+
+    cli.add_command(run_command)
+    cli.add_command(validate_command)
+    cli.add_command(plugins_command)
+    cli.add_command(compare_command)
+    host.hook.register_commands(cli=cli)
+    return cli
+
+
+@click.command("run")
+@click.argument("experiment_file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(file_okay=False), help="Root of the run store (default: [experiment] output).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value. Repeatable.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@_plugin_option
+@click.pass_obj
+def run_command(host, experiment_file, output, overrides, no_progress, plugins):
+    """Run an experiment: SFT → reward model → policy optimization → evaluation."""
+    from harness._core.config import load_experiment
+    from harness._core.runner import run_experiment
+    from harness._core.summary import format_summary
+
+    experiment = load_experiment(experiment_file, host.registry, overrides)
+    _quiet_libraries()
+    try:
+        with _signals_interrupt():
+            results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo)
+    except KeyboardInterrupt as err:
+        import signal
+
+        signum = getattr(err, "signum", signal.SIGINT)
+        click.secho(f"interrupted by {signal.Signals(signum).name}: the running stage is marked 'interrupted'; "
+                    f"rerun `harness run {experiment_file}` (same options) to resume from its last checkpoint.",
+                    err=True, fg="yellow")
+        sys.exit(128 + signum)
+    from harness._core import distributed
+
+    distributed.shutdown()
+    if not results:  # a process other than rank 0 of a multi-process launch: rank 0 reports
+        return
+    if "variants" in results:  # a [compare] experiment: one summary per variant, then the report
+        for label, variant in results["variants"].items():
+            click.echo("\n" + format_summary(variant))
+        for label, error in results["failed"].items():
+            click.secho(f"variant {label} failed: {error}", fg="red")
+        click.echo(f"\nreport: {results['report']}")
+        return
+    click.echo(format_summary(results))
+
+
+@click.command("compare")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--out", type=click.Path(file_okay=False), help="Where the report goes (default: <common parent>/report).")
+@click.option("--title", default=None, help="Report title (default: the common parent's name).")
+@click.pass_obj
+def compare_command(host, run_dirs, out, title):
+    """Compare finished runs: report.md, report.html, report.csv and PNG plots."""
+    from pathlib import Path
+
+    from harness._core.report import headline, load_runs, render_report
+
+    dirs = [Path(d) for d in run_dirs]
+    parents = {d.resolve().parent for d in dirs}
+    parent = parents.pop() if len(parents) == 1 else Path.cwd()
+    out = Path(out) if out else parent / "report"
+    runs = load_runs(dirs)
+    report = render_report(runs, out, host.registry, title=title or parent.name)
+    cols = headline(runs)
+    widths = [max(len(t), *(len(c) for c in cells)) for t, cells in cols]
+    labels = [run["label"] for run in runs]
+    name_w = max(len("variant"), *(len(label) for label in labels))
+    click.echo(f"{'variant':<{name_w}}  " + "  ".join(f"{t:<{w}}" for (t, _), w in zip(cols, widths)))
+    for i, label in enumerate(labels):
+        click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
+    click.echo(f"\nreport: {report} (and report.html, report.csv, plots in {out})")
+
+
+@click.command("validate")
+@click.argument("experiment_file", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value. Repeatable.")
+@click.option("--show", is_flag=True, help="Print the resolved config (every default filled in) as JSON.")
+@_plugin_option
+@click.pass_obj
+def validate_command(host, experiment_file, overrides, show, plugins):
+    """Parse an experiment and resolve every plugin name and option; run nothing."""
+    from harness._core.checks import check_model_name, looks_like_path
+    from harness._core.config import load_experiment
+    from harness._core.errors import ConfigError
+
+    experiment = load_experiment(experiment_file, host.registry, overrides)
+    problems = [p for exp in (experiment, *experiment.variants.values())
+                for found in host.hook.check_experiment(experiment=exp) for p in found or ()]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s); fix this one and validate again)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+    if show:
+        click.echo(json.dumps(scrub_data(experiment.to_dict()), indent=2))
+    picked = ", ".join(f"{slot}={choice.name}" for slot, choice in experiment.slots.items())
+    click.echo(f"{experiment_file}: ok ({picked}; evaluators={', '.join(experiment.evaluators)})")
+    base = experiment.model.base
+    if ":" not in base or looks_like_path(base):
+        note = check_model_name(base, "[model] base")[1] or f"[model] base = {base!r}: local model directory"
+        click.echo(f"  note: {scrub(note)}")
+    for label, variant in experiment.variants.items():
+        changed = ", ".join(f"{slot}={c.name}" for slot, c in variant.slots.items() if c != experiment.choice(slot))
+        click.echo(f"  variant {label}: ok{f' ({changed})' if changed else ''}")
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_plugin_option
+@click.pass_obj
+def plugins_command(host, as_json, plugins):
+    """List every registered component with the plugin that provided it."""
+    rows = [{"family": c.family, "name": c.name, "plugin": c.plugin, "description": c.description}
+            for c in host.registry.all()]
+    if as_json:
+        click.echo(json.dumps({"plugins": plugin_names(host.pm), "components": rows}, indent=2))
+        return
+    width = max((len(r["name"]) for r in rows), default=4)
+    family = None
+    for r in rows:
+        if r["family"] != family:
+            family = r["family"]
+            click.secho(f"\n{family.replace('_', ' ')}s", bold=True)
+        click.echo(f"  {r['name']:<{width}}  [{r['plugin']}]  {r['description']}")
+    click.echo(f"\nplugins loaded: {', '.join(plugin_names(host.pm))}")
+
+
+@contextmanager
+def _signals_interrupt():
+    """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread, so the run store records the
+    stage as ``interrupted`` before the process exits; the previous handlers come back afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _quiet_libraries() -> None:
+    """Keep a run's output to its own lines: no load reports or per-call bars from transformers/datasets."""
+    import warnings
+
+    from datasets import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()  # trl's per-dataset Map/Filter bars
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # trl → transformers
+
+
+def _prescan_plugins(argv: list[str]) -> list[str]:
+    """``-p`` values anywhere on the command line (they decide which plugins the manager loads)."""
+    found, it = [], iter(argv)
+    for arg in it:
+        if arg in ("-p", "--plugin"):
+            found.append(next(it, ""))
+        elif arg.startswith("--plugin="):
+            found.append(arg.split("=", 1)[1])
+        elif arg.startswith("-p") and len(arg) > 2:
+            found.append(arg[2:])
+    return [p for p in found if p]
+
+
+def _strip_local_rank(argv: list[str]) -> list[str]:
+    """The ``deepspeed`` launcher passes ``--local_rank=N`` first; its value is also in $LOCAL_RANK."""
+    import os
+
+    kept = []
+    for arg in argv:
+        if arg.startswith("--local_rank="):
+            os.environ.setdefault("LOCAL_RANK", arg.split("=", 1)[1])
+        else:
+            kept.append(arg)
+    return kept
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
+    # tqdm reads TQDM_DISABLE once, when it is first imported, so this must precede every plugin import.
+    # It hides the bars of libraries that leave `disable` at its default; lm-eval passes it explicitly.
+    if "--no-progress" in argv:
+        import os
+
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        host = get_plugin_manager(_prescan_plugins(argv))
+    except HarnessError as err:
+        click.secho(f"error: {scrub(str(err))}", err=True, fg="red")
+        sys.exit(err.exit_code)
+    build_cli(host).main(args=argv, prog_name="harness")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

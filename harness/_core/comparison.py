@@ -1,0 +1,58 @@
+"""Run the variants of a ``[compare]`` experiment, sharing common stages, then write the report.
+
+Variants run one after another in ``<output>/<experiment>/<label>/``. Each names the others'
+directories as peers of its run store, so a stage with the same config hash (SFT and the reward
+model, when only the optimizer or β differs) is trained once and linked into the rest. A variant
+that fails does not take the finished ones with it: the error is reported, the others run, and
+the report covers every variant that finished.
+
+Stages finished by other runs under the same output root (say ``runs/instructgpt``) are peers
+too (as they are of a plain run): the stage hash covers every table, upstream stage and the code
+that produced it, so a β sweep after
+the default run trains no second SFT model or reward model. A shared stage is a symlink; if its
+owner is later deleted, the next run retrains it.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from harness._core.config import Experiment
+from harness._core.errors import HarnessError
+from harness._core.io import atomic_write_json
+from harness._core.pipeline import run_single
+from harness._core.runstore import finished_runs
+from harness._core.plugins import PluginHost
+
+REPORT_DIR = "report"
+
+
+def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path | None = None, *,
+                   show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every variant of ``experiment``; returns {"comparison", "variants": {label: results}, "report", "failed"}."""
+    from harness._core.report import write_report
+
+    root = Path(output or experiment.experiment.output) / experiment.name
+    dirs = {label: root / label for label in experiment.variants}
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    start = time.perf_counter()
+    for i, (label, variant) in enumerate(experiment.variants.items(), 1):
+        echo(f"━━ variant {i}/{len(dirs)}: {label}")
+        peers = tuple(d for other, d in dirs.items() if other != label) + finished_runs(root.parent, exclude=root)
+        try:
+            results[label] = run_single(variant, host, dirs[label], show_progress=show_progress, echo=echo,
+                                        peers=peers)
+        except HarnessError as err:
+            failed[label] = str(err)
+            echo(f"✗ variant {label} failed: {err}")
+    finished = [dirs[label] for label in results]
+    report = write_report(finished, root / REPORT_DIR, host.registry, title=experiment.name,
+                          description=experiment.experiment.description) if finished else None
+    summary = {"comparison": experiment.name, "wall_s": time.perf_counter() - start,
+               "variants": results, "failed": failed, "report": str(report) if report else None}
+    atomic_write_json(root / "comparison.json", summary)
+    if failed and not results:
+        raise HarnessError(f"every variant of {experiment.name!r} failed; first: {next(iter(failed.values()))}")
+    return summary

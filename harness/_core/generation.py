@@ -1,0 +1,288 @@
+"""The one place responses are sampled, and the one convention for scoring them token by token.
+
+Rollouts (PPO, A2C) and evaluation all sample through :func:`generate_responses`, so a faster
+engine (vLLM) replaces one function. Log-probs of those samples go through
+:func:`response_forward`, which rebuilds exactly the padding, attention mask and position ids
+that generation used; that is what makes log π_θ, log π_SFT and the sampler agree token for token.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+
+from harness._core.text import decode_response
+
+
+@dataclass
+class Generation:
+    """A batch of sampled responses: the left-padded queries, the right-padded responses, their masks, their text."""
+
+    query_ids: torch.Tensor  # [B, Q], left-padded with the pad id
+    query_mask: torch.Tensor  # [B, Q], 1 on real prompt tokens
+    response_ids: torch.Tensor  # [B, T], pad after the first EOS
+    response_mask: torch.Tensor  # [B, T], 1 up to and including the first EOS
+    texts: list[str]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Response length in tokens (EOS included)."""
+        return self.response_mask.sum(-1)
+
+
+def pad_id_of(tokenizer) -> int:
+    """The pad id, falling back to EOS for tokenizers saved without one."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) with prompts aligned on the right, so every response starts at the same column."""
+    width = max(len(ids) for ids in prompt_ids)
+    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    for row, prompt in enumerate(prompt_ids):
+        if prompt:
+            ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
+            mask[row, width - len(prompt):] = 1
+    return ids, mask
+
+
+def mask_through_eos(response_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """1 on every token up to and including the first EOS, 0 after it (a response ends at its EOS)."""
+    is_eos = (response_ids == eos_id).long()
+    eos_before = is_eos.cumsum(-1) - is_eos  # how many EOS strictly before each position
+    return (eos_before == 0).long()
+
+
+# Logits processors a model's saved generation_config could switch on, set to "off": the sampled
+# distribution must be exactly softmax(logits / T) (after top-k/top-p), or PPO's log-probs would be wrong.
+# min_new_tokens = 0 also overrides a saved min_length (transformers warns when both are passed).
+_NEUTRAL = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": 0,
+            "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+
+
+def _sampling_kwargs(do_sample: bool, temperature: float, top_k: int, top_p: float) -> dict:
+    """Explicit settings, so a model's saved generation_config (e.g. top_k=50) never changes what we sample."""
+    if not do_sample:
+        return {"do_sample": False, **_NEUTRAL}
+    return {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p, **_NEUTRAL}
+
+
+def unwrap_model(model):
+    """The bare HF model inside DDP / DeepSpeed (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(model, "module", None)
+        inner = getattr(model, "_orig_mod", None) if inner is None else inner
+        if inner is None:
+            return model
+        model = inner
+
+
+@contextmanager
+def _eval_mode(model):
+    """Sampling never uses dropout; the model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+class RowSeededSampling:
+    """A logits processor that samples each row from its own seeded stream (the Gumbel-max trick).
+
+    argmax(log softmax(logits / T) + Gumbel noise) is an exact draw from softmax(logits / T); with
+    the noise of row i drawn from a generator seeded by ``seeds[i]``, a response depends on its own
+    seed only, not on which other prompts share its batch (so several processes, each sampling a
+    slice of a batch, draw what one process would). Used with greedy decoding.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int, top_p: float):
+        from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature = temperature
+        self.warpers = ([TopKLogitsWarper(top_k)] if top_k > 0 else []) + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float() / self.temperature
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators]).to(scores.device)
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+        return torch.log_softmax(scores, dim=-1) + gumbel
+
+
+def generate_responses(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
+                       temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, do_sample: bool = True,
+                       seed: int | None = None, row_seeds: Sequence[int] | None = None) -> Generation:
+    """Sample one response per prompt (ids from ``encode_prompt``) with HF ``generate``.
+
+    ``seed`` makes the sample reproducible without touching the global RNG; without it the global
+    torch RNG is used (so a training run's checkpointed RNG state reproduces its rollouts).
+    ``row_seeds`` (one per prompt) makes each response a function of its own seed alone
+    (:class:`RowSeededSampling`), whatever else is in the batch.
+    """
+    model = unwrap_model(model)
+    pad_id = pad_id_of(tokenizer)
+    query_ids, query_mask = left_pad(prompt_ids, pad_id)
+    query_ids, query_mask = query_ids.to(model.device), query_mask.to(model.device)
+    cuda = [model.device] if model.device.type == "cuda" else []
+    sampling = _sampling_kwargs(do_sample, temperature, top_k, top_p)
+    if row_seeds is not None and do_sample:
+        from transformers import LogitsProcessorList
+
+        sampling = {**_sampling_kwargs(False, temperature, top_k, top_p),
+                    "logits_processor": LogitsProcessorList([RowSeededSampling(row_seeds, temperature, top_k, top_p)])}
+    with _eval_mode(model), torch.random.fork_rng(devices=cuda, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        out = model.generate(input_ids=query_ids, attention_mask=query_mask, max_new_tokens=max_new_tokens,
+                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **sampling,
+                             **prefilled_prompts(model, query_ids, query_mask))
+    response_ids = out[:, query_ids.shape[1]:]
+    response_mask = mask_through_eos(response_ids, tokenizer.eos_token_id)
+    response_ids = response_ids.masked_fill(response_mask == 0, pad_id)
+    texts = [decode_response(tokenizer, row) for row in response_ids.tolist()]
+    return Generation(query_ids, query_mask, response_ids, response_mask, texts)
+
+
+@torch.no_grad()
+def prefilled_prompts(model, query_ids: torch.Tensor, query_mask: torch.Tensor) -> dict:
+    """``generate``'s KV cache with each distinct prompt run once, when rows repeat their prompt (k samples
+    per prompt): all but the last prompt column, indexed out to every row, so ``generate`` starts from
+    the last column as it would have. The samples are the same; the repeated prefill work is gone.
+    An empty dict (``generate`` prefills as usual) when nothing repeats."""
+    owners = shared_prompt_owners(model, query_ids, query_mask)
+    if owners is None or query_ids.shape[1] < 2:
+        return {}
+    firsts = first_rows(owners)
+    prefill = model(input_ids=query_ids[firsts, :-1], attention_mask=query_mask[firsts, :-1],
+                    position_ids=position_ids(query_mask)[firsts, :-1], use_cache=True, logits_to_keep=1)
+    cache = getattr(prefill, _cache_name())
+    cache.batch_select_indices(owners)
+    return {_cache_name(): cache}
+
+
+# --------------------------------------------------------------------------- scoring samples
+def _infer_query_mask(model, query_ids: torch.Tensor) -> torch.Tensor:
+    """Mask of the leading pad run, when a caller has only the ids (pad id from the model's config)."""
+    config = getattr(model, "config", None)
+    pad = getattr(config, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(getattr(model, "generation_config", None), "pad_token_id", None)
+    if pad is None:
+        return torch.ones_like(query_ids)
+    return (query_ids != pad).long().cummax(dim=1).values
+
+
+def response_inputs(query_ids, query_mask, response_ids, response_mask) -> dict[str, torch.Tensor]:
+    """Model inputs for query + response with the position ids ``generate`` used (count of real tokens − 1)."""
+    attention_mask = torch.cat([query_mask, response_mask], dim=1)
+    return {"input_ids": torch.cat([query_ids, response_ids], dim=1), "attention_mask": attention_mask,
+            "position_ids": position_ids(attention_mask)}
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The position ids ``generate`` derives from a left-padded attention mask: real tokens counted from 0, pads 0."""
+    return (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+
+
+def response_forward(model, query_ids, response_ids, response_mask, query_mask=None, *, hidden: bool = False):
+    """(logits, last hidden states or None) at the T positions that predict the T response tokens.
+
+    Only those positions go through the LM head (``logits_to_keep``), which skips the prompt's
+    vocabulary projection; hidden states are the final (normed) layer, for a shared value head.
+    Rows that repeat the row above's prompt (GRPO's and RLOO's groups of k samples per prompt) share
+    one forward of that prompt (:func:`forward_sharing_prompts`): the same numbers, about half the work.
+    """
+    if query_mask is None:
+        query_mask = _infer_query_mask(model, query_ids)
+    owners = shared_prompt_owners(model, query_ids, query_mask)
+    if owners is not None:
+        return forward_sharing_prompts(model, query_ids, query_mask, response_ids, response_mask, owners, hidden=hidden)
+    width = response_ids.shape[1]
+    out = model(**response_inputs(query_ids, query_mask, response_ids, response_mask),
+                logits_to_keep=width + 1, output_hidden_states=hidden, use_cache=False)
+    states = out.hidden_states[-1][:, -width - 1:-1] if hidden else None
+    return out.logits[:, :-1], states
+
+
+@lru_cache(maxsize=1)
+def _cache_name() -> str:
+    """What transformers calls the KV cache (argument and output): ``cache`` in 5.x, ``past_key_values`` before."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
+
+
+def shared_prompt_owners(model, query_ids: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor | None:
+    """Row → index of its prompt among the distinct runs of equal consecutive prompts, or None when fewer
+    than half the rows repeat the row above (nothing worth sharing) or the model cannot keep a KV cache
+    in this mode (activation checkpointing in training turns the cache off)."""
+    rows = query_ids.shape[0]
+    if rows < 2:
+        return None
+    inner = unwrap_model(model)
+    checkpointing = getattr(inner, "is_activation_checkpointing", None)
+    if checkpointing is None:
+        checkpointing = getattr(inner, "is_gradient_checkpointing", False)
+    if checkpointing and inner.training:
+        return None
+    same = (query_ids[1:] == query_ids[:-1]).all(-1) & (query_mask[1:] == query_mask[:-1]).all(-1)
+    starts = torch.cat([same.new_ones(1), ~same])
+    if 2 * int(starts.sum()) > rows:
+        return None
+    return starts.long().cumsum(0) - 1
+
+
+def first_rows(owners: torch.Tensor) -> torch.Tensor:
+    """True on the first row of each run of :func:`shared_prompt_owners` (the rows whose prompt is run)."""
+    return torch.cat([owners.new_ones(1, dtype=torch.bool), owners[1:] != owners[:-1]])
+
+
+def forward_sharing_prompts(model, query_ids, query_mask, response_ids, response_mask, owners: torch.Tensor, *,
+                            hidden: bool = False):
+    """:func:`response_forward` with each distinct prompt run once: its KV cache is indexed out to the rows
+    that share it and the responses run on top (gradients flow back through the shared prompt).
+
+    The logit that predicts a response's first token is the prompt's last; the other T − 1 come from
+    the response forward over tokens 0..T−2, with the attention mask and position ids of the one-pass forward.
+    """
+    inputs = response_inputs(query_ids, query_mask, response_ids, response_mask)
+    width, prompt_width = response_ids.shape[1], query_ids.shape[1]
+    firsts = first_rows(owners)
+    prompt = model(input_ids=query_ids[firsts], attention_mask=query_mask[firsts],
+                   position_ids=inputs["position_ids"][firsts, :prompt_width], use_cache=True, logits_to_keep=1,
+                   output_hidden_states=hidden)
+    cache = getattr(prompt, _cache_name())
+    logits = [prompt.logits[owners, -1:]]
+    states = [prompt.hidden_states[-1][owners, -1:]] if hidden else []
+    if width > 1:
+        cache.batch_select_indices(owners)  # each row gets its prompt's keys and values
+        rest = model(input_ids=response_ids[:, :-1], attention_mask=inputs["attention_mask"][:, :-1],
+                     position_ids=inputs["position_ids"][:, prompt_width:-1], use_cache=True,
+                     output_hidden_states=hidden, **{_cache_name(): cache})
+        logits.append(rest.logits)
+        states += [rest.hidden_states[-1]] if hidden else []
+    return torch.cat(logits, 1), (torch.cat(states, 1) if hidden else None)
+
+
+def token_logprobs(logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log p(ids) under softmax(logits / temperature): the distribution that was actually sampled."""
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+
+
+def sequence_logprobs(model, query_ids, response_ids, response_mask, query_mask=None, *,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """Per-token log-probs [B, T] of the responses under ``model`` (0 where the mask is 0).
+
+    Pass ``query_mask=gen.query_mask``; without it the leading pad run is found from the model's pad id.
+    """
+    logits, _ = response_forward(model, query_ids, response_ids, response_mask, query_mask)
+    return token_logprobs(logits, response_ids, temperature) * response_mask

@@ -1,0 +1,34 @@
+"""Loading models by name: ``embedded:<name>``, a local directory or a hub id, all via ``from_pretrained``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness._core.checks import hub_model_problem
+from harness._core.errors import HarnessError
+
+
+def resolve_base(hook, base: str, experiment) -> str | Path:
+    """Ask the plugins (a world answers ``embedded:…``); the core's fallback returns paths/hub ids as they are."""
+    return hook.resolve_model(base=base, experiment=experiment)
+
+
+def load_causal_lm(path: str | Path, *, trainable: bool = False):
+    """(model, tokenizer) from an HF directory or hub id; eval mode unless ``trainable``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not Path(path).expanduser().is_dir():  # a hub id: ask once, quickly, before from_pretrained retries for a minute
+        problem = hub_model_problem(str(path), "model")
+        if problem:
+            raise HarnessError(problem)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_pretrained(str(path))
+    except OSError as err:
+        raise HarnessError(
+            f"cannot load model {str(path)!r}: {err}. Use 'embedded:<name>', a local directory saved with "
+            f"save_pretrained, or a hub id reachable from this machine."
+        ) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.train(trainable)
+    return model, tokenizer

@@ -1,0 +1,215 @@
+"""``harness compare``: several runs' ``results.json`` → one report a researcher can paste into a paper.
+
+Writes ``report.md``, ``report.html``, ``report.csv`` (pandas) and PNG plots (matplotlib). The core knows
+no evaluator's keys: the table has a column per component slot and per headline cell the runs' evaluators
+declared (:class:`harness._core.contracts.Cell`); the plots and the paragraphs under the table are the ones the
+registered components declare (:class:`harness._core.contracts.PlottingComponent`,
+:class:`harness._core.contracts.NotingComponent`): the win-rate, reward–KL, over-optimization, alignment-tax
+and best-of-n plots come from the plugins that own those numbers.
+
+Only ``results.json`` (the contract every run writes) and, for training curves of runs that
+predate ``policy.train.curve``, the ``policy/metrics.jsonl`` stream are read.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness._core.contracts import NotingComponent, Plot, PlottingComponent, ReportRun
+from harness._core.errors import HarnessError
+from harness._core.io import atomic_write_text
+from harness._core.registry import Registry
+from harness._core.results import StaleResults, load_current
+from harness._core.summary import cell_of
+
+SLOT_COLUMNS = ("optimizer", "reward", "feedback")  # the component slots a comparison usually varies
+# --------------------------------------------------------------------------- loading
+def load_runs(run_dirs: Sequence[Path]) -> list[ReportRun]:
+    """(label, results, curve) per run directory; one error naming every directory whose results are
+    missing, corrupt or not the current results of its config (:func:`harness._core.results.check_current`)."""
+    runs, seen, stale = [], set(), []
+    for d in map(Path, run_dirs):
+        try:
+            results = load_current(d)
+        except StaleResults as err:
+            stale.append(str(err))
+            continue
+        label = results.get("variant") or d.name
+        if label in seen:
+            label = f"{label} ({d.parent.name})"
+        seen.add(label)
+        runs.append({"label": label, "dir": d, "results": results, "curve": _curve(d, results)})
+    if stale:
+        raise StaleResults(" | ".join(stale) + (" (compare the others by leaving it out)" if runs else ""))
+    if not runs:
+        raise HarnessError("harness compare: give at least one run directory.")
+    return runs
+
+
+def _curve(run_dir: Path, results: dict[str, Any]) -> list[dict[str, float]]:
+    train = results.get("policy", {}).get("train", {})
+    if train.get("curve"):
+        return train["curve"]
+    metrics = run_dir / "policy" / "metrics.jsonl"
+    if not metrics.is_file():
+        return []
+    rows = []
+    for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line) if line.strip() else {}
+        except ValueError:  # a line torn by a killed run: the curve is a picture, skip it
+            continue
+        kl = next((v for k, v in row.items() if k.endswith("/kl") and not k.startswith("reward")), None)
+        if "reward/proxy" in row and kl is not None:
+            rows.append({"step": row.get("step"), "reward/proxy": row["reward/proxy"],
+                         "reward/gold": row.get("reward/gold"), "kl": kl})
+    return rows
+
+
+def table(runs: Sequence[ReportRun]):
+    """One row per run (report.csv): its component slots, every declared cell's value (and interval and SFT
+    value where it has them, as ``<evaluator>:<cell> low`` …) and wall times; NaN where a run lacks one."""
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        r = run["results"]
+        row = {"variant": run["label"], **{slot: r.get("components", {}).get(slot) for slot in SLOT_COLUMNS}}
+        for data in r.get("headline", []):  # every evaluator's declared cells, built-in or not
+            key = f"{data.get('evaluator')}:{data.get('name')}"
+            for field, suffix in (("value", ""), ("low", " low"), ("high", " high"), ("before", " before")):
+                if isinstance(data.get(field), (int, float)):
+                    row[key + suffix] = data[field]
+        row["policy_wall_s"] = r.get("stages", {}).get("policy", {}).get("wall_s")
+        row["wall_s"] = r.get("wall_s")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def declared(registry: Registry, runs: Sequence[ReportRun]) -> tuple[list[Plot], list[str]]:
+    """(plots, notes) every registered component declares for these runs, in the registry's order; a class
+    inheriting another's method is asked once. Two plots of one file name are an error naming both."""
+    plots: dict[str, tuple[Plot, str]] = {}
+    notes: list[str] = []
+    asked: set = set()
+    for component in registry.all():
+        cls, who = component.factory, f"{component.family} {component.name!r}"
+        for capability, method in ((PlottingComponent, "report_plots"), (NotingComponent, "report_notes")):
+            func = getattr(cls, method, None)
+            body = getattr(func, "__func__", func)  # the function under a classmethod: shared by subclasses
+            if not isinstance(cls, capability) or body in asked:
+                continue
+            asked.add(body)
+            if method == "report_notes":
+                notes += func(runs)
+                continue
+            for plot in func(runs):
+                if plot.file in plots:
+                    raise HarnessError(f"report plot {plot.file!r} is declared by {plots[plot.file][1]} and by {who}.")
+                plots[plot.file] = (plot, who)
+    return [plot for plot, _ in plots.values()], notes
+
+
+# --------------------------------------------------------------------------- writing
+def write_report(run_dirs: Sequence[Path], out: Path, registry: Registry, *, title: str = "comparison",
+                 description: str = "") -> Path:
+    """Write the report of the runs in ``run_dirs`` into ``out`` (created); returns the path of ``report.md``."""
+    return render_report(load_runs(run_dirs), out, registry, title=title, description=description)
+
+
+def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, title: str,
+                  description: str = "") -> Path:
+    """Write the report of runs already loaded by :func:`load_runs`, with the plots and notes the components
+    of ``registry`` declare; returns the path of ``report.md``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots, notes = declared(registry, runs)
+    for plot in plots:
+        _save(plot.draw(_pyplot()), out / plot.file)
+    labels = [run["label"] for run in runs]
+    atomic_write_text(out / "report.csv", table(runs).to_csv())
+    atomic_write_text(out / "report.md", _markdown(labels, runs, plots, notes, title, description))
+    atomic_write_text(out / "report.html", _html(labels, runs, plots, notes, title, description))
+    return out / "report.md"
+
+
+def headline(runs: Sequence[ReportRun]) -> list[tuple[str, list[str]]]:
+    """(column title, cell per run) of the main table: a column per component slot, then every cell the
+    runs' evaluators declared (``results["headline"]``, in first-seen order), then wall times."""
+    cols: list[tuple[str, list[str]]] = [
+        (slot, [str(r["results"].get("components", {}).get(slot) or "—") for r in runs]) for slot in SLOT_COLUMNS]
+    by_run = [{(c.get("evaluator"), c.get("name")): cell_of(c) for c in r["results"].get("headline", [])} for r in runs]
+    keys = list(dict.fromkeys(key for cells in by_run for key in cells))
+    for key in keys:
+        interval = any(cells[key].low is not None for cells in by_run if key in cells)
+        cols.append((key[1] + (" [95% CI]" if interval else ""),
+                     [cells[key].render().replace("95% CI ", "") if key in cells else "—" for cells in by_run]))
+    stages = [r["results"].get("stages", {}).get("policy", {}) for r in runs]
+    cols += [("policy s", [_f(s.get("wall_s"), ".0f") for s in stages]),
+             ("total s", [_f(r["results"].get("wall_s"), ".0f") for r in runs])]
+    return cols
+
+
+def _markdown(labels, runs, plots, notes, title, description) -> str:
+    cols = headline(runs)
+    lines = [f"# {title}", ""]
+    if description:
+        lines += [description, ""]
+    lines.append("| variant | " + " | ".join(t for t, _ in cols) + " |")
+    lines.append("|---|" + "---|" * len(cols))
+    for i, label in enumerate(labels):
+        lines.append(f"| {label} | " + " | ".join(cells[i] for _, cells in cols) + " |")
+    lines.append("")
+    for note in notes:
+        lines += [note, ""]
+    for plot in plots:
+        lines += [f"![{plot.file[:-4]}]({plot.file})", ""] + ([plot.note, ""] if plot.note else [])
+    lines += ["Runs:", *[f"- {r['label']}: `{r['dir']}`" for r in runs], ""]
+    return "\n".join(lines)
+
+
+def _html(labels, runs, plots, notes, title, description) -> str:
+    cols = headline(runs)
+    head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in cols)
+    body = "".join("<tr><th>" + html.escape(str(label)) + "</th>"
+                   + "".join(f"<td>{html.escape(cells[i])}</td>" for _, cells in cols) + "</tr>"
+                   for i, label in enumerate(labels))
+    paragraphs = "".join(f"<p>{_plain(n)}</p>" for n in notes)
+    images = "".join(f'<figure><img src="{p.file}" alt="{p.file[:-4]}"><figcaption>{p.file[:-4]}'
+                     f'{" — " + _plain(p.note) if p.note else ""}</figcaption></figure>' for p in plots)
+    runs_list = "".join(f"<li>{html.escape(r['label'])}: <code>{html.escape(str(r['dir']))}</code></li>" for r in runs)
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+             "th{background:#f4f4f4}img{max-width:100%}figure{margin:1.5em 0}")
+    full = table(runs).to_html(float_format=lambda v: f"{v:.4g}", na_rep="—")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>"
+            f"<table><tr><th>variant</th>{head}</tr>{body}</table>{paragraphs}{images}"
+            f"<h2>Full numbers</h2>{full}<h2>Runs</h2><ul>{runs_list}</ul></body></html>\n")
+
+
+def _plain(markdown: str) -> str:
+    return html.escape(markdown.removeprefix("- ")).replace("**", "").replace("`", "")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    tmp.replace(path)
+    _pyplot().close(fig)
+
+
+def _f(value: Any, fmt: str = ".3f") -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and not math.isnan(value) else "—"

@@ -1,0 +1,85 @@
+"""The plugin author's API: everything a plugin (a built-in or a third party's) may import from harness.
+
+This is the one public module, as ``pytest`` is over ``_pytest``: the names below are a promise,
+the modules behind them (``harness._core``, ``harness._online``) are not and may move. A test fails
+when a built-in plugin or the tutorial plugin imports anything else of harness. docs/plugins.md
+documents each name with its signature.
+
+- **hooks**: :data:`hookimpl`.
+- **contracts** (Protocols a component implements or tests for) and the **records** that flow
+  between stages: :class:`Prompt`, :class:`FeedbackRecord`, :class:`Cell`, …; ``Options``/``NoOptions``
+  (every component's typed options).
+- **errors**: :class:`HarnessError` (a user's mistake: one line, exit 2), :class:`ConfigError`,
+  :class:`CorruptFileError`.
+- **files**: atomic writes and tolerant reads (:func:`atomic_write_json`, :func:`read_jsonl`, …).
+- **models and text**: loading a causal LM, the chat encoding, generation and log-probs.
+- **compute**: ``[compute]``'s options, the accelerator, DeepSpeed for trainers, the process group.
+- **statistics**: win-rate intervals, correlation, smoothing, distinct-n.
+- **feedback formats**: the base class and the helpers the built-in formats share.
+- **building**: validating a component's inline options (a component that wraps another).
+- **the online toolkit**: rollout → advantages → update → β, the loop, checkpoints, the summary
+  (an online optimizer is its options and its step; see :class:`OnlineOptimizer`).
+- **running**: :func:`load_experiment`, :func:`run_experiment` (a command plugin that runs experiments).
+"""
+from __future__ import annotations
+
+from harness._core.building import validate_component_tables, validate_inline_component
+from harness._core.compute import (ComputeOptions, accelerator_for, check_mixed_precision,
+                                   enable_activation_checkpointing, trainer_deepspeed_config, zero_stage_of)
+from harness._core.config import load_experiment
+from harness._core.contracts import (Annotator, CompareMany, Components, DescribedEvaluator, Evaluator,
+                                     ExplainedJudge, ExplainingJudge, FeedbackFormat, GoldJudge, GradingJudge, Judge,
+                                     NotingComponent, Offloadable, PlottingComponent, PolicyOptimizer, PolicySampler,
+                                     RecordedFeedback, RewardSource, SamplingOptimizer, Stage, StageContext,
+                                     WithDiagnostics, World)
+from harness._core.distributed import (all_reduce_sum, gather_objects, is_main_process, rank, shared_directory,
+                                       single_process_defaults, world_size)
+from harness._core.errors import ConfigError, CorruptFileError, HarnessError
+from harness._core.evaluation import sample_texts
+from harness._core.feedback import (FeedbackFormatBase, FeedbackOptions, Pair, check_range, pair_labels_by_unit,
+                                    pairs_from_order)
+from harness._core.generation import (generate_responses, pad_id_of, response_forward, response_inputs,
+                                      sequence_logprobs, token_logprobs, unwrap_model)
+from harness._core.hookspecs import hookimpl
+from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from harness._core.models import load_causal_lm, resolve_base
+from harness._core.options import NoOptions, Options
+from harness._core.records import (FEEDBACK_FILE, Cell, Demonstration, EvalSamples, FeedbackRecord, Plot,
+                                   PreferenceGroup, Prompt, ReportRun, Split, read_feedback)
+from harness._core.runner import run_experiment
+from harness._core.secrets import scrub
+from harness._core.stats import SMOOTH, moving_average, pearson, rate_interval, smooth
+from harness._core.text import encode_prompt, encode_response
+from harness._online import *  # noqa: F403  (the toolkit's own __all__ is its public part)
+from harness._online import __all__ as _online_names
+
+__all__ = [
+    # hooks
+    "hookimpl",
+    # contracts and records
+    "Annotator", "Cell", "CompareMany", "Components", "Demonstration", "DescribedEvaluator", "EvalSamples", "Evaluator",
+    "ExplainedJudge", "ExplainingJudge", "FEEDBACK_FILE", "FeedbackFormat", "FeedbackRecord", "GoldJudge",
+    "GradingJudge", "Judge", "NoOptions", "NotingComponent", "Offloadable", "Options", "Plot", "PlottingComponent",
+    "PolicyOptimizer", "PolicySampler", "PreferenceGroup", "Prompt", "RecordedFeedback", "ReportRun", "RewardSource",
+    "SamplingOptimizer", "Split", "Stage", "StageContext", "WithDiagnostics", "World", "read_feedback",
+    # errors
+    "ConfigError", "CorruptFileError", "HarnessError",
+    # files
+    "atomic_directory", "atomic_write_json", "atomic_write_text", "read_json", "read_jsonl",
+    # models, text, generation
+    "encode_prompt", "encode_response", "generate_responses", "load_causal_lm", "pad_id_of", "resolve_base",
+    "response_forward", "response_inputs", "sample_texts", "sequence_logprobs", "token_logprobs", "unwrap_model",
+    # compute and processes
+    "ComputeOptions", "accelerator_for", "all_reduce_sum", "check_mixed_precision", "enable_activation_checkpointing",
+    "gather_objects", "is_main_process", "rank", "shared_directory", "single_process_defaults",
+    "trainer_deepspeed_config", "world_size", "zero_stage_of",
+    # statistics, secrets
+    "SMOOTH", "moving_average", "pearson", "rate_interval", "scrub", "smooth",
+    # feedback formats, building components
+    "FeedbackFormatBase", "FeedbackOptions", "Pair", "check_range", "pair_labels_by_unit", "pairs_from_order",
+    "validate_component_tables", "validate_inline_component",
+    # running experiments
+    "load_experiment", "run_experiment",
+    # the online toolkit
+    *_online_names,
+]

@@ -1,0 +1,90 @@
+"""Running the validation: one comparison per seed, the per-seed measurements, the table on disk.
+
+Kept apart from :mod:`validation` (which only turns measurements into rows) so the rows can be
+tested on hand-made results without training anything.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from harness.api import atomic_write_json, atomic_write_text
+
+from .validation import ANNOTATION_FILE, SFT_VS_BASE_FILE, build_rows, cached, render, sft_vs_base
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers ran on (they are bit-identical only on the same machine and library versions)."""
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
+
+
+def run_seed(host, experiment_file: str, seed: int, output: str, overrides: Sequence[str], *,
+             show_progress: bool, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Train and evaluate every variant of one seed (resuming what finished), then its extra measurements."""
+    from harness.api import load_experiment
+    from harness.api import run_experiment
+
+    from .plugin import world_for
+    from .stats import annotation_stats
+
+    name = f"world-validation-s{seed}"
+    experiment = load_experiment(experiment_file, host.registry,
+                                 [f"experiment.seed={seed}", f"experiment.name={name}", *overrides])
+    if not experiment.variants:
+        from harness.api import HarnessError
+
+        raise HarnessError(f"{experiment_file}: the validation needs a [compare] experiment whose variants are named "
+                           f"like experiments/world-validation.toml's (ppo, ppo-gold, ppo-small-beta, dpo, a2c, ppo-ptx).")
+    echo(f"══ seed {seed}: {Path(output) / name}")
+    summary = run_experiment(experiment, host, output, show_progress=show_progress, echo=echo)
+    root = Path(output) / name
+    world = world_for(experiment)
+    finished = next(iter(summary["variants"]), None)  # any finished variant: they share one SFT model
+    measured: dict[str, Any] = {"seed": seed, "variants": summary["variants"], "failed": summary.get("failed", {})}
+    measured["annotation"] = cached(root / ANNOTATION_FILE, lambda: annotation_stats(world, n_pairs=2000))
+    if finished is not None:
+        sft_dir = root / finished / "sft" / "model"
+        base_dir = world.base_model(str(experiment.model.base).removeprefix("embedded:"))
+        measured["sft_vs_base"] = cached(root / SFT_VS_BASE_FILE, lambda: sft_vs_base(
+            world, sft_dir, base_dir, experiment.evaluation.prompts, seed, experiment.evaluation.max_new_tokens))
+    return measured
+
+
+def validate(host, experiment_file: str, seeds: Sequence[int], output: str, overrides: Sequence[str] = (), *,
+             show_progress: bool = True, echo: Callable[[str], None] = print) -> str:
+    """Every seed, then rows V1–V9; writes ``validation.md`` and ``validation.json`` under ``output``."""
+    start = time.perf_counter()
+    measured = [run_seed(host, experiment_file, s, output, overrides, show_progress=show_progress, echo=echo)
+                for s in seeds]
+    rows = build_rows(measured)
+    table = render(rows, seeds)
+    info = machine() | {"seeds": list(seeds), "wall_s": time.perf_counter() - start}
+    header = (f"World validation, seeds {', '.join(map(str, seeds))}; {info['cpus']} CPUs, {info['processor']}, "
+              f"torch {info['torch']}, Python {info['python']}.")
+    out = Path(output) / "world-validation"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "validation.md", header + "\n\n" + table + "\n")
+    atomic_write_json(out / "validation.json", {"machine": info, "rows": [r.__dict__ | {"ok": r.ok} for r in rows],
+                                                "seeds": measured})
+    return header + "\n\n" + table
+
+
+BEGIN, END = "<!-- world-validation:begin -->", "<!-- world-validation:end -->"
+
+
+def write_between_markers(path: str | Path, table: str) -> None:
+    """Replace what stands between the world-validation markers of ``path`` with ``table`` (atomically)."""
+    from harness.api import HarnessError
+
+    text = Path(path).read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise HarnessError(f"{path}: no '{BEGIN}' … '{END}' markers to write the validation table between; add them.")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    atomic_write_text(Path(path), f"{head}{BEGIN}\n{table}\n{END}{tail}")
