@@ -86,13 +86,14 @@ def compared(host, tmp_path_factory):
 def test_shared_stages_are_trained_once(compared):
     root, summary = compared
     assert set(summary["variants"]) == {"ppo", "a2c", "dpo"} and not summary["failed"]
-    for stage in ("sft", "feedback", "reward_model"):
-        assert (root / "ppo" / stage).is_dir() and not (root / "ppo" / stage).is_symlink()
+    for stage in ("sft", "feedback", "reward_model"):  # one entry of the stage store, linked by every variant
+        entry = (root / "ppo" / stage).resolve()
+        assert entry.parent == root.parent / ".stages" and (entry / "manifest.json").is_file()
         for other in ("a2c", "dpo"):
-            assert (root / other / stage).is_symlink()
-            assert (root / other / stage).resolve() == (root / "ppo" / stage).resolve()
-    for variant in ("ppo", "a2c", "dpo"):  # each optimizer trained its own policy
-        assert not (root / variant / "policy").is_symlink()
+            assert (root / other / stage).resolve() == entry
+    policies = {(root / variant / "policy").resolve() for variant in ("ppo", "a2c", "dpo")}
+    assert len(policies) == 3  # each optimizer trained its own policy
+    for variant in ("ppo", "a2c", "dpo"):
         results = json.loads((root / variant / "results.json").read_text())
         assert results["variant"] == variant and results["policy"]["optimizer"] == variant
         assert {"overoptimization", "diversity", "win_rate_vs_sft"} <= set(results)

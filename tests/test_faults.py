@@ -113,7 +113,8 @@ def test_runs_killed_at_random_points_resume_to_the_uninterrupted_results(env, c
 def test_a_failed_rerun_with_a_changed_config_leaves_no_stale_results(env, clean, tmp_path, monkeypatch):
     """The repro: a copy of a finished run rerun with an unreachable LLM judge kept the gold judge's numbers."""
     monkeypatch.setenv("HARNESS_CACHE_DIR", env["HARNESS_CACHE_DIR"])
-    shutil.copytree(clean[0] / "tiny", tmp_path / "tiny", symlinks=True)
+    for part in ("tiny", ".stages"):  # the run and the stage store its stages link into
+        shutil.copytree(clean[0] / part, tmp_path / part, symlinks=True)
     host = get_plugin_manager(autoload=False)
     llm = ["evaluation.win_rate.judge='llm'", "evaluation.win_rate.llm={base_url='http://127.0.0.1:9/v1', "
            "model='m', api_key_env='', max_retries=0}"]

@@ -94,14 +94,15 @@ def test_a_corrupt_json_file_is_one_line_naming_it_and_the_fix(tmp_path, content
 
 
 def test_a_corrupt_manifest_moves_the_stage_aside_and_redoes_it(tmp_path):
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path / "run")
     store.finish(store.begin("sft", "h1", seed=0), {"loss": 1.0}, wall_s=1.0)
-    (tmp_path / "sft" / "model.bin").write_text("weights")
-    (tmp_path / "sft" / "manifest.json").write_text("")  # the repro: an empty manifest blocked every rerun
+    (tmp_path / "run" / "sft" / "model.bin").write_text("weights")
+    (tmp_path / "run" / "sft" / "manifest.json").write_text("")  # the repro: an empty manifest blocked every rerun
     again = store.begin("sft", "h1", seed=0)
     assert not again.reused and not again.resumed and again.manifest["status"] == "running"
-    assert len(store.notes) == 1 and f"{tmp_path / 'sft' / 'manifest.json'}: empty file" in store.notes[0]
-    moved = list((tmp_path / ".stale").glob("sft-corrupt-*"))
+    entry = tmp_path / ".stages" / "sft-h1"
+    assert len(store.notes) == 1 and f"{entry / 'manifest.json'}: empty file" in store.notes[0]
+    moved = list((tmp_path / ".stages" / ".stale").glob("sft-corrupt-*"))
     assert len(moved) == 1 and (moved[0] / "model.bin").read_text() == "weights"
 
 

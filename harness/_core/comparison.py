@@ -1,16 +1,11 @@
 """Run the variants of a ``[compare]`` experiment, sharing common stages, then write the report.
 
-Variants run one after another in ``<output>/<experiment>/<label>/``. Each names the others'
-directories as peers of its run store, so a stage with the same config hash (SFT and the reward
-model, when only the optimizer or β differs) is trained once and linked into the rest. A variant
-that fails does not take the finished ones with it: the error is reported, the others run, and
-the report covers every variant that finished.
-
-Stages finished by other runs under the same output root (say ``runs/instructgpt``) are peers
-too (as they are of a plain run): the stage hash covers every table, upstream stage and the code
-that produced it, so a β sweep after
-the default run trains no second SFT model or reward model. A shared stage is a symlink; if its
-owner is later deleted, the next run retrains it.
+Variants run one after another in ``<output>/<experiment>/<label>/``, on the stage store every run
+under the output root shares (``<output>/.stages``, see :mod:`harness._core.runstore`): a stage with
+the same hash (SFT and the reward model, when only the optimizer or β differs; or a stage the
+default run already finished) is trained once and linked into the rest. A variant that fails does
+not take the finished ones with it: the error is reported, the others run, and the report covers
+every variant that finished.
 """
 from __future__ import annotations
 
@@ -22,7 +17,7 @@ from harness._core.config import Experiment
 from harness._core.errors import HarnessError
 from harness._core.io import atomic_write_json
 from harness._core.pipeline import run_single
-from harness._core.runstore import finished_runs
+from harness._core.runstore import STAGES_DIR
 from harness._core.plugins import PluginHost
 
 REPORT_DIR = "report"
@@ -33,17 +28,17 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
     """Every variant of ``experiment``; returns {"comparison", "variants": {label: results}, "report", "failed"}."""
     from harness._core.report import write_report
 
-    root = Path(output or experiment.experiment.output) / experiment.name
+    output_root = Path(output or experiment.experiment.output)
+    root = output_root / experiment.name
     dirs = {label: root / label for label in experiment.variants}
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
     start = time.perf_counter()
     for i, (label, variant) in enumerate(experiment.variants.items(), 1):
         echo(f"━━ variant {i}/{len(dirs)}: {label}")
-        peers = tuple(d for other, d in dirs.items() if other != label) + finished_runs(root.parent, exclude=root)
         try:
             results[label] = run_single(variant, host, dirs[label], show_progress=show_progress, echo=echo,
-                                        peers=peers)
+                                        stages_root=output_root / STAGES_DIR)
         except HarnessError as err:
             failed[label] = str(err)
             echo(f"✗ variant {label} failed: {err}")

@@ -68,7 +68,8 @@ class Run:
     def stage_inputs(self, stage: str) -> dict[str, Any]:
         """What a stage's hash covers: its config tables, the seed, its upstream stages and its code."""
         tables, upstream = STAGE_INPUTS[stage]
-        return {"config": self.experiment.hash_of(*tables), "seed": self.experiment.seed,
+        resolved = self.experiment.to_dict()
+        return {"config": {table: resolved[table] for table in tables}, "seed": self.experiment.seed,
                 "upstream": {u: self.hashes[u] for u in upstream}, "code": code_identity(self.factories(stage))}
 
     def factories(self, stage: str) -> list[Any]:
@@ -152,10 +153,11 @@ def _short_hash(text: str) -> str:
 
 
 def run_single(experiment: Experiment, host: PluginHost, run_dir: Path, *, show_progress: bool = True,
-               echo: Callable[[str], None] = print, peers: tuple[Path, ...] = ()) -> dict[str, Any]:
+               echo: Callable[[str], None] = print, stages_root: Path | None = None) -> dict[str, Any]:
     """Run every stage of one experiment (no ``[compare]`` variants) in ``run_dir``; return (and write) its results.
 
-    ``peers`` are run directories whose finished stages this run may link instead of redoing.
+    ``stages_root`` is the stage store shared by every run under the output root (default: beside ``run_dir``):
+    a stage whose hash is already finished there is linked, not redone.
     """
     distributed.init_process_group()  # several launched processes: rank 0 writes, the others follow
     main = distributed.is_main_process()
@@ -164,16 +166,16 @@ def run_single(experiment: Experiment, host: PluginHost, run_dir: Path, *, show_
         ensure_writable(run_dir)
         results_file.mark_started(run_dir, experiment.name, chash)
     try:
-        return _run_stages(experiment, host, run_dir, peers, main, show_progress, echo)
+        return _run_stages(experiment, host, run_dir, stages_root, main, show_progress, echo)
     except BaseException as err:
         if main:
             results_file.mark_ended(run_dir, experiment.name, chash, err)
         raise
 
 
-def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, peers: tuple[Path, ...], main: bool,
+def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, stages_root: Path | None, main: bool,
                 show_progress: bool, echo: Callable[[str], None]) -> dict[str, Any]:
-    run = Run(experiment, host, RunStore(run_dir, peers), show_progress=show_progress and main,
+    run = Run(experiment, host, RunStore(run_dir, stages_root), show_progress=show_progress and main,
               echo=echo if main else _silent)
     if main:
         _write_config(run)
@@ -282,7 +284,8 @@ def _results(run: Run, wall_s: float) -> dict[str, Any]:
         "rm": run.summaries["reward_model"],
         "policy": {"optimizer": run.experiment.choice("optimizer").name, "train": run.summaries["policy"]},
         "stages": run.timings,
-        "wall_s": wall_s,
+        "wall_s": wall_s,  # this invocation's time (a reused stage costs ~0 s here)
+        "compute_s": sum(t.get("wall_s") or 0.0 for t in run.timings.values()),  # every stage's own time, reused or not
         "peak_rss_mib": peak_rss_mib(),
     }
     deep_merge(results, evaluation)

@@ -1,91 +1,240 @@
-"""Which code produced a stage: the packages of every component involved, and their source when editable.
+"""Which code produced a stage: the import closure of its components, hashed at the AST level.
 
 A stage is reused when its hash matches, so the hash must change when the code that trains it
-does — a fixed bug in a plugin must retrain, not hand back the old policy. For each component
-the stage uses (and for the core, which drives every stage) this records the top-level package
-its factory lives in, the distribution that installed it and that distribution's version. A
-version says nothing about a package whose code can change under it — an editable install, a
-directory on ``PYTHONPATH``, a ``-p`` module or a plugin object registered in-process — so for
-those (any module file a distribution's RECORD does not list) it also hashes the package's
-Python source.
+does (a fixed bug in a plugin must retrain, not hand back the old policy) and only then: an
+edited evaluator reruns evaluation alone, an edited PPO module reruns the policy (and what
+depends on it), and a docstring, a comment or a reformatting reruns nothing.
+
+The closure starts at the modules that define the stage's components and at the core module that
+drives every stage (:data:`CORE_ROOT`), and follows every import that executes (module level and
+inside functions; not ``if TYPE_CHECKING:``). A name imported through a re-exporting module
+(``from harness.api import collect_rollout``) is followed to the module that defines it, so a facade
+does not tie every plugin to the whole core. Each module is then one of:
+
+- **source** (any ``.py`` file outside ``site-packages``: this repository, an editable install, a
+  ``PYTHONPATH`` checkout, a plugin registered in-process): its AST is hashed, docstrings removed;
+- **installed** (a file inside ``site-packages``/``dist-packages``): its distribution's version is
+  recorded and the walk stops there;
+- **the standard library**: left out (the manifest records the Python version).
+
+Where a file lies decides, not ``importlib.metadata``: a repository root on ``sys.path`` makes the
+in-tree ``*.egg-info`` claim every source file as installed, and the same code must get the same
+identity however Python was started.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import inspect
 import sys
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any, Iterable
 
-CORE_PACKAGE = "harness"
+CORE_ROOT = "harness._core.pipeline"  # drives every stage: what it imports is in every stage's closure
+_INSTALLED_DIRS = ("site-packages", "dist-packages")
 
 
 def code_identity(factories: Iterable[Any]) -> dict[str, dict[str, str]]:
-    """{top-level package: {"distribution", "version", and "source" (a hash) unless installed from a wheel}}.
+    """{"modules": {module: AST hash}, "distributions": {name: version}} of the stage's import closure.
 
-    ``factories`` are the registered factories (classes or functions) a stage uses; the core is always included.
+    ``factories`` are the registered factories (classes or functions) a stage uses; the core driver
+    is always a root.
     """
-    packages = {CORE_PACKAGE}
+    roots = {CORE_ROOT}
     for factory in factories:
         module = inspect.getmodule(factory)
         if module is not None:
-            packages.add(module.__name__.split(".", 1)[0])
-    return {name: package_identity(name) for name in sorted(packages)}
+            roots.add(module.__name__)
+    modules: dict[str, str] = {}
+    distributions: dict[str, str] = {}
+    pending = sorted(roots)
+    while pending:
+        name = pending.pop()
+        if name in modules:
+            continue
+        kind, path = _locate(name)
+        if kind == "installed":
+            distributions.update(_distribution_of(name))
+        elif kind == "source":
+            digest, imports = _module_facts(str(path), path.stat().st_mtime_ns)
+            modules[name] = digest
+            pending.extend(m for m in _resolve_all(name, imports) if m not in modules)
+            pending.extend(_parents(name))
+    return {"modules": dict(sorted(modules.items())), "distributions": dict(sorted(distributions.items()))}
 
 
-def package_identity(top: str) -> dict[str, str]:
-    """The identity of one imported top-level package (see :func:`code_identity`)."""
-    module = sys.modules.get(top)
-    path = Path(getattr(module, "__file__", None) or "")
-    found: dict[str, str] = {}
-    dist_name = next(iter(_distributions().get(top, ())), None)
-    if dist_name is not None:
+def describe_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """One phrase per module or distribution that differs (``harness_builtins.optimizers.ppo changed``)."""
+    if old == new:
+        return []
+    if set(old) != {"modules", "distributions"} or set(new) != {"modules", "distributions"}:
+        return ["the code identity's format changed (an older harness made this stage)"]
+    changes = []
+    for key, noun in (("modules", "module"), ("distributions", "package")):
+        before, after = old[key], new[key]
+        for name in sorted(set(before) | set(after)):
+            if name not in before:
+                changes.append(f"{noun} {name} added")
+            elif name not in after:
+                changes.append(f"{noun} {name} no longer used")
+            elif before[name] != after[name]:
+                changes.append(f"{name} {before[name]} → {after[name]}" if key == "distributions"
+                               else f"{name} changed")
+    return changes
+
+
+# --------------------------------------------------------------------------- one module
+def ast_hash(source: str) -> str:
+    """SHA-256 (16 hex digits) of the module's AST without docstrings: comments and layout do not count."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                node.body = node.body[1:]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=4096)
+def _module_facts(path: str, mtime_ns: int) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """(AST hash, imports) of one file; ``imports`` are (module as written, names) with relative ones resolved later."""
+    del mtime_ns  # part of the cache key only: an edited file is read again
+    source = Path(path).read_text(encoding="utf-8")
+    return ast_hash(source), tuple(_imports(ast.parse(source)))
+
+
+def _imports(tree: ast.AST):
+    """(module, names) for every import that can execute; ``module`` keeps its leading dots."""
+    for node in _executed_nodes(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, ()
+        elif isinstance(node, ast.ImportFrom):
+            yield "." * node.level + (node.module or ""), tuple(a.name for a in node.names)
+
+
+def _executed_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:`` (imports only a type checker runs)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+# --------------------------------------------------------------------------- names → modules
+def _resolve_all(importer: str, imports) -> set[str]:
+    package = importer if _is_package(importer) else importer.rpartition(".")[0]
+    found: set[str] = set()
+    for written, names in imports:
         try:
-            dist = distribution(dist_name)
-            found = {"distribution": dist.metadata["Name"], "version": dist.version}
-            if path.is_file() and _listed(dist, path):
-                return found
-        except PackageNotFoundError:
-            found = {}
-    if path.is_file():
-        found["source"] = source_hash(path.parent if path.name == "__init__.py" else path)
+            module = importlib.util.resolve_name(written, package) if written.startswith(".") else written
+        except (ImportError, ValueError):
+            continue
+        if not names:
+            found.add(module)
+        for name in names:
+            found.add(module if name == "*" else _defining_module(module, name))
     return found
 
 
-def source_hash(root: Path) -> str:
-    """SHA-256 (16 hex digits) over the relative paths and bytes of every ``.py`` file under ``root``."""
-    digest = hashlib.sha256()
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
-    for path in files:
-        digest.update(str(path.relative_to(root.parent if root.is_file() else root)).encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+def _defining_module(module: str, name: str, depth: int = 0) -> str:
+    """The module ``from module import name`` really depends on: a submodule, or where ``name`` is defined."""
+    if _locate(module)[0] != "source":
+        return module
+    submodule = f"{module}.{name}"
+    if submodule in sys.modules or (_is_package(module) and _spec(submodule) is not None):
+        return submodule
+    loaded = sys.modules.get(module)
+    value = getattr(loaded, name, None) if loaded is not None else None
+    defined_in = getattr(value, "__module__", None) if (inspect.isclass(value) or inspect.isfunction(value)) else None
+    if isinstance(defined_in, str) and _locate(defined_in)[0] != "missing":
+        return defined_in
+    if depth < 8:  # a constant re-exported by ``from x import NAME``: follow the import that binds it
+        kind, path = _locate(module)
+        if kind == "source":
+            _, imports = _module_facts(str(path), path.stat().st_mtime_ns)
+            package = module if _is_package(module) else module.rpartition(".")[0]
+            for written, names in imports:
+                if name in names:
+                    source = importlib.util.resolve_name(written, package) if written.startswith(".") else written
+                    return _defining_module(source, name, depth + 1)
+    return module
 
 
-def describe_change(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]]) -> list[str]:
-    """One phrase per package whose identity differs (``plugins: source 1a2b… → 3c4d…``)."""
-    changes = []
-    for name in sorted(set(old) | set(new)):
-        before, after = old.get(name), new.get(name)
-        if before == after:
+def _parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _locate(name: str) -> tuple[str, Path | None]:
+    """("source" | "installed" | "stdlib" | "missing", file) of an importable module.
+
+    The top-level package decides whether a module is installed, so finding a submodule of an
+    installed package (``transformers.models.llama``) never imports that package.
+    """
+    top = name.split(".", 1)[0]
+    if top in sys.stdlib_module_names:
+        return "stdlib", None
+    top_kind, top_path = _file_kind(top)
+    if top_kind != "source" or top == name:
+        return top_kind, top_path
+    return _file_kind(name)
+
+
+def _file_kind(name: str) -> tuple[str, Path | None]:
+    module = sys.modules.get(name)
+    origin = getattr(module, "__file__", None) if module is not None else None
+    if origin is None:
+        spec = _spec(name)
+        if spec is None:
+            return "missing", None
+        origin = spec.origin if spec.has_location else None
+    if origin is None:
+        return "installed", None  # a namespace package or a built-in module: versioned, never hashed
+    path = Path(origin)
+    if any(part in _INSTALLED_DIRS for part in path.parts) or path.suffix != ".py":
+        return "installed", path
+    return "source", path
+
+
+def _spec(name: str):
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+def _is_package(name: str) -> bool:
+    module = sys.modules.get(name)
+    if module is not None:
+        return hasattr(module, "__path__")
+    spec = _spec(name)
+    return spec is not None and spec.submodule_search_locations is not None
+
+
+def _distribution_of(name: str) -> dict[str, str]:
+    found = {}
+    for dist in _distributions().get(name.split(".", 1)[0], ()):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
             continue
-        if before is None or after is None:
-            changes.append(f"{name} {'added' if before is None else 'no longer used'}")
-            continue
-        parts = [f"{key} {before.get(key, '-')} → {after.get(key, '-')}"
-                 for key in ("distribution", "version", "source") if before.get(key) != after.get(key)]
-        changes.append(f"{name}: {', '.join(parts)}")
-    return changes
+    return found
 
 
 @lru_cache(maxsize=1)
 def _distributions() -> dict[str, list[str]]:
     return packages_distributions()
-
-
-def _listed(dist, path: Path) -> bool:
-    """Whether ``path`` is a file the distribution installed (its RECORD lists it) rather than a source tree."""
-    resolved = path.resolve()
-    return any(Path(dist.locate_file(f)).resolve() == resolved for f in (dist.files or ()) if f.suffix == ".py")

@@ -13,7 +13,7 @@ from harness._core.comparison import run_comparison
 from harness._core.config import Experiment
 from harness._core.pipeline import ensure_writable, run_single
 from harness._core.plugins import PluginHost
-from harness._core.runstore import finished_runs
+from harness._core.runstore import STAGES_DIR
 
 __all__ = ["ensure_writable", "run_experiment"]
 
@@ -22,12 +22,12 @@ def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path 
                    *, show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``experiment`` under ``output`` (default ``[experiment] output``); return (and write) its results.
 
-    An experiment with ``[compare]`` variants runs each of them and returns the comparison's summary. A
-    plain run names every finished run under the same output root as a peer: a stage whose hash (config,
-    seed, upstream stages and code) matches one of theirs is linked, not retrained.
+    An experiment with ``[compare]`` variants runs each of them and returns the comparison's summary. Every
+    run under one output root shares its stage store (``<output>/.stages``): a stage whose hash (config,
+    seed, upstream stages and code) is already finished there is linked, not retrained.
     """
     if experiment.variants:
         return run_comparison(experiment, host, output, show_progress=show_progress, echo=echo)
-    run_dir = Path(output or experiment.experiment.output) / experiment.name
-    peers = finished_runs(run_dir.parent, exclude=run_dir)
-    return run_single(experiment, host, run_dir, show_progress=show_progress, echo=echo, peers=peers)
+    root = Path(output or experiment.experiment.output)
+    return run_single(experiment, host, root / experiment.name, show_progress=show_progress, echo=echo,
+                      stages_root=root / STAGES_DIR)

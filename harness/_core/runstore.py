@@ -1,12 +1,17 @@
-"""The run store: ``<output>/<experiment>/<stage>/`` with one manifest per stage.
+"""The run store: every finished stage once, addressed by its hash; runs link to the stages they use.
 
-A manifest records the stage's hash and what it covers (config, seed, upstream stages and the
-code: see :mod:`harness._core.provenance`), package versions, status and timings. A finished stage whose hash matches is reused (three optimizers share one
-SFT and one RM); a stage left ``running`` by a killed process resumes from its checkpoints;
-a stage whose config changed is moved aside (never deleted) before it is redone.
+``<output>/.stages/<stage>-<hash>/`` holds one stage with its manifest (the hash and what it covers:
+config, seed, upstream stages and the code, see :mod:`harness._core.provenance`; package versions,
+status, timings). ``<output>/<experiment>/<stage>`` is a relative symlink to the entry this run uses.
 
-Other runs under the same output root (and the other variants of a comparison) are *peers*: a
-stage a peer already finished with the same hash is linked (a relative symlink), not redone.
+- A finished entry is never changed, so any number of runs (plain runs, the variants of a
+  comparison, a β sweep after the default run) share it safely: three optimizers train one SFT
+  model and one RM.
+- A rerun whose config or code changed adds an entry and moves only its own link: the earlier
+  entry stays for every other run that links to it, and their results stay comparable.
+- An entry left ``running`` by a killed process resumes from its checkpoints; one whose manifest is
+  unreadable is moved to ``.stages/.stale/`` (never deleted) and redone.
+- A stage directory of the older layout (a real directory inside the run) joins the store.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from harness._core.errors import CorruptFileError
 from harness._core.io import atomic_write_json, read_json
@@ -26,6 +31,7 @@ from harness._core.provenance import describe_change
 from harness._core.secrets import scrub
 
 MANIFEST = "manifest.json"
+STAGES_DIR = ".stages"  # under the output root: every finished stage, addressed by its hash
 TRACKED_PACKAGES = ("harness", "torch", "transformers", "trl", "accelerate", "deepspeed", "peft", "lm_eval", "pluggy")
 
 
@@ -40,10 +46,16 @@ def package_versions() -> dict[str, str]:
 
 
 def changed_inputs(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
-    """Why a stage's hash changed, one phrase per input (``code changed: plugins: source a → b``)."""
+    """Why a stage's hash changed, one phrase per input (``config changed: optimizer.ppo.lr 3e-05 → 1e-05``)."""
     if not old or not new:
         return ["its config hash changed"]
-    reasons = [f"{key} changed" for key in ("config", "seed") if old.get(key) != new.get(key)]
+    reasons = []
+    if old.get("config") != new.get("config"):
+        keys = changed_keys(old.get("config"), new.get("config"))
+        reasons.append(f"config changed ({', '.join(keys[:6])}{', …' if len(keys) > 6 else ''})" if keys
+                       else "config changed")
+    if old.get("seed") != new.get("seed"):
+        reasons.append(f"seed changed ({old.get('seed')} → {new.get('seed')})")
     reasons += [f"upstream stage {name!r} changed" for name in sorted(set(old.get("upstream", {})) | set(new.get("upstream", {})))
                 if old.get("upstream", {}).get(name) != new.get("upstream", {}).get(name)]
     code = describe_change(old.get("code", {}), new.get("code", {}))
@@ -52,16 +64,20 @@ def changed_inputs(old: dict[str, Any] | None, new: dict[str, Any] | None) -> li
     return reasons or ["its config hash changed"]
 
 
-def finished_runs(output_root: Path, exclude: Path) -> tuple[Path, ...]:
-    """Run directories (plain runs and comparison variants) under ``output_root``, except inside ``exclude``."""
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config trees, each with its old → new value."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [f"{prefix or 'config'} {old!r} → {new!r}"] if old != new else []
     found = []
-    for child in sorted(output_root.iterdir()) if output_root.is_dir() else []:
-        if child.resolve() == exclude.resolve() or not child.is_dir():
-            continue
-        for candidate in (child, *sorted(c for c in child.iterdir() if c.is_dir())):
-            if (candidate / "sft" / "manifest.json").is_file():
-                found.append(candidate)
-    return tuple(found)
+    for key in sorted(set(old) | set(new), key=str):
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if key not in old:
+            found.append(f"{name} added")
+        elif key not in new:
+            found.append(f"{name} removed")
+        else:
+            found += changed_keys(old[key], new[key], name)
+    return found
 
 
 def peak_rss_mib() -> float:
@@ -86,57 +102,52 @@ class StageRecord:
 
 
 class RunStore:
-    """One experiment's directory. Only rank 0 writes: in a multi-process launch the runner calls
-    :meth:`begin`, :meth:`finish` and :meth:`fail` on rank 0 alone and shares the result."""
+    """One experiment's directory, whose stages live in the shared stage store.
 
-    def __init__(self, run_dir: Path, peers: Sequence[Path] = ()) -> None:
+    Only rank 0 writes: in a multi-process launch the runner calls :meth:`begin`, :meth:`finish` and
+    :meth:`fail` on rank 0 alone and shares the result.
+    """
+
+    def __init__(self, run_dir: Path, stages_root: Path | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.peers = [Path(p) for p in peers if Path(p).resolve() != self.run_dir.resolve()]
-        self.notes: list[str] = []  # what begin() repaired (a corrupt manifest moved aside); the runner prints them
+        self.stages_root = Path(stages_root) if stages_root is not None else self.run_dir.parent / STAGES_DIR
+        self.notes: list[str] = []  # what begin() repaired or why it retrains; the runner prints them
 
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / stage
 
+    def entry(self, stage: str, config_hash: str) -> Path:
+        """Where the stage with this hash lives in the store (the run's ``<stage>`` links to it)."""
+        return self.stages_root / f"{stage}-{config_hash}"
+
     def manifest(self, stage: str) -> dict[str, Any] | None:
-        """The stage's manifest, None if absent; a :class:`CorruptFileError` if it does not parse."""
-        path = self.stage_dir(stage) / MANIFEST
-        if not path.exists():
-            return None
-        manifest = read_json(path, fix=f"move the stage directory {self.stage_dir(stage)} aside and rerun")
-        if not isinstance(manifest.get("status"), str) or not isinstance(manifest.get("config_hash"), str):
-            raise CorruptFileError(path, "not a stage manifest (no status or config_hash)",
-                                   f"move the stage directory {self.stage_dir(stage)} aside and rerun")
-        return manifest
+        """The manifest of the stage this run links to, None if absent; a :class:`CorruptFileError` if unreadable."""
+        return _read_manifest(self.stage_dir(stage))
 
     def begin(self, stage: str, config_hash: str, seed: int, inputs: dict[str, Any] | None = None) -> StageRecord:
-        """Reuse, resume or (re)start ``stage``; marks it ``running`` unless reused.
+        """Reuse, resume or start ``stage`` in its store entry and link the run to it; marks it ``running`` unless reused.
 
         ``inputs`` is what ``config_hash`` was computed from (config, seed, upstream stages, code); the manifest
         keeps it, so a stage redone because something changed is redone with a note saying what.
         """
-        stage_dir = self.stage_dir(stage)
-        if stage_dir.is_symlink() and not stage_dir.exists():
-            stage_dir.unlink()  # a link to a peer's stage that has since been moved aside: nothing of ours is lost
+        entry = self.entry(stage, config_hash)
+        previous = self._previous(stage)
+        self._adopt(stage, config_hash)
         try:
-            old = self.manifest(stage)
-        except CorruptFileError as err:  # nothing in the stage can be trusted: keep it aside and redo it
-            moved = self._move_aside(stage, "corrupt")
+            old = _read_manifest(entry)
+        except CorruptFileError as err:  # nothing in the entry can be trusted: keep it aside and redo it
+            moved = self._move_aside(entry, f"{stage}-corrupt")
             self.notes.append(f"{str(err).split('; ')[0]}; moved the stage to {moved} and redoing it")
             old = None
-        if old and old.get("config_hash") == config_hash and old.get("status") == "finished":
-            return StageRecord(stage, stage_dir, config_hash, True, False, old)
-        shared = self._finished_peer(stage, config_hash)
-        if shared is not None:
-            if old or stage_dir.is_symlink():
-                self._move_aside(stage, (old or {}).get("config_hash", "unknown"))
-            stage_dir.symlink_to(os.path.relpath(shared, self.run_dir))
-            return StageRecord(stage, stage_dir, config_hash, True, False, read_json(shared / MANIFEST))
-        resumed = bool(old and old.get("config_hash") == config_hash)
-        if old and not resumed:
-            moved = self._move_aside(stage, old.get("config_hash", "unknown"))
-            self.notes.append(f"{'; '.join(changed_inputs(old.get('inputs'), inputs))}: retraining "
-                              f"(the old stage is in {moved})")
+        self._link(stage, entry)
+        if old and old.get("status") == "finished":
+            return StageRecord(stage, self.stage_dir(stage), config_hash, True, False, old)
+        resumed = old is not None
+        if previous and previous.get("config_hash") != config_hash:
+            self.notes.append(f"{'; '.join(changed_inputs(previous.get('inputs'), inputs))}: "
+                              f"{'resuming' if resumed else 'retraining'} (the earlier stage stays in the store, "
+                              f"{self.entry(stage, previous['config_hash'])}, for every run that uses it)")
         manifest = {
             "stage": stage,
             "config_hash": config_hash,
@@ -149,9 +160,8 @@ class RunStore:
             "pid": os.getpid(),
             "inputs": inputs or {},
         }
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(stage_dir / MANIFEST, manifest)
-        return StageRecord(stage, stage_dir, config_hash, False, resumed, manifest)
+        atomic_write_json(entry / MANIFEST, manifest)
+        return StageRecord(stage, self.stage_dir(stage), config_hash, False, resumed, manifest)
 
     def finish(self, record: StageRecord, summary: dict[str, Any], wall_s: float) -> dict[str, Any]:
         manifest = dict(record.manifest)
@@ -167,22 +177,57 @@ class RunStore:
                         error=scrub(f"{type(error).__name__}: {error}"))
         atomic_write_json(record.dir / MANIFEST, manifest)
 
-    def _finished_peer(self, stage: str, config_hash: str) -> Path | None:
-        """The real directory of ``stage`` finished with ``config_hash`` in a peer run, if any."""
-        for peer in self.peers:
-            candidate = (peer / stage).resolve()
-            manifest = candidate / MANIFEST
-            if manifest.is_file():
-                try:
-                    found = read_json(manifest)
-                except CorruptFileError:  # a peer's broken stage is the peer's problem: do not share it
-                    continue
-                if found.get("config_hash") == config_hash and found.get("status") == "finished":
-                    return candidate
-        return None
+    def _previous(self, stage: str) -> dict[str, Any] | None:
+        """The manifest of the stage the run linked to before (to say why it changes), if readable."""
+        try:
+            return _read_manifest(self.stage_dir(stage))
+        except CorruptFileError:
+            return None
 
-    def _move_aside(self, stage: str, old_hash: str) -> Path:
-        stale = self.run_dir / ".stale" / f"{stage}-{old_hash}-{time.time_ns()}"
+    def _adopt(self, stage: str, config_hash: str) -> None:
+        """A stage directory of an older layout (a real directory in the run) joins the store, or is moved aside."""
+        link = self.stage_dir(stage)
+        if link.is_symlink() or not link.exists():
+            return
+        try:
+            found = _read_manifest(link)
+        except CorruptFileError:
+            found = None
+        target = self.entry(stage, found["config_hash"]) if found else None
+        if target is not None and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(link), target)
+        else:
+            moved = self._move_aside(link, f"{stage}-{(found or {}).get('config_hash', 'corrupt')}")
+            if found is None or found.get("config_hash") == config_hash:
+                self.notes.append(f"{link} was not a readable stage; moved it to {moved}")
+
+    def _link(self, stage: str, entry: Path) -> None:
+        """Point the run's ``<stage>`` at ``entry`` (created if new), replacing the old link atomically."""
+        entry.mkdir(parents=True, exist_ok=True)
+        link = self.stage_dir(stage)
+        target = os.path.relpath(entry, self.run_dir)
+        if link.is_symlink() and os.readlink(link) == target:
+            return
+        tmp = self.run_dir / f".{stage}.link-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target, target_is_directory=True)
+        os.replace(tmp, link)
+
+    def _move_aside(self, path: Path, label: str) -> Path:
+        stale = self.stages_root / ".stale" / f"{label}-{time.time_ns()}"
         stale.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(self.stage_dir(stage)), stale)
+        shutil.move(str(path), stale)
         return stale
+
+
+def _read_manifest(stage_dir: Path) -> dict[str, Any] | None:
+    """A stage directory's manifest, None if absent; a :class:`CorruptFileError` if it does not parse."""
+    path = stage_dir / MANIFEST
+    if not path.exists():
+        return None
+    manifest = read_json(path, fix=f"move the stage directory {stage_dir} aside and rerun")
+    if not isinstance(manifest.get("status"), str) or not isinstance(manifest.get("config_hash"), str):
+        raise CorruptFileError(path, "not a stage manifest (no status or config_hash)",
+                               f"move the stage directory {stage_dir} aside and rerun")
+    return manifest
