@@ -20,10 +20,14 @@ documents each name with its signature.
 - **the online toolkit**: rollout → advantages → update → β, the loop, checkpoints, the summary
   (an online optimizer is its options and its step; see :class:`OnlineOptimizer`).
 - **running**: :func:`load_experiment`, :func:`run_experiment` (a command plugin that runs experiments).
+- **testing a plugin**: :func:`get_plugin_manager` (a manager with exactly the plugins a test names; its
+  ``registry`` is what :func:`load_experiment` takes) and :func:`build_component` (a component built from
+  options as a run builds it).
 """
 from __future__ import annotations
 
 from harness._core.building import validate_component_tables, validate_inline_component
+from harness._core.building import build_component
 from harness._core.compute import (ComputeOptions, accelerator_for, check_mixed_precision,
                                    enable_activation_checkpointing, trainer_deepspeed_config, zero_stage_of)
 from harness._core.config import load_experiment
@@ -44,6 +48,7 @@ from harness._core.hookspecs import hookimpl
 from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from harness._core.models import load_causal_lm, resolve_base
 from harness._core.options import NoOptions, Options
+from harness._core.plugins import get_plugin_manager
 from harness._core.records import (FEEDBACK_FILE, Cell, Demonstration, EvalSamples, FeedbackRecord, Plot,
                                    PreferenceGroup, Prompt, ReportRun, Split, read_feedback)
 from harness._core.runner import run_experiment
@@ -80,6 +85,8 @@ __all__ = [
     "validate_component_tables", "validate_inline_component",
     # running experiments
     "load_experiment", "run_experiment",
+    # testing a plugin
+    "build_component", "get_plugin_manager",
     # the online toolkit
     *_online_names,
 ]

@@ -81,3 +81,77 @@ def test_every_feedback_record_field_is_documented():
     section = DOC[DOC.index("#### `register_feedback_formats(register)`"):DOC.index("#### `register_reward_sources")]
     assert [f.name for f in dataclasses.fields(FeedbackRecord) if f"| `{f.name}` |" not in section] == []
     assert "ctx.feedback_records()" in section and "ctx.preference_groups(" in section
+
+
+# ----------------------------------------------------------------- the public API section
+API_SECTION = DOC[DOC.index("## The public API"):]
+
+
+def _public_names() -> list[str]:
+    """``harness.api``'s names but the online toolkit's (documented with the toolkit, under register_optimizers)."""
+    import harness._online
+    import harness.api
+
+    return [n for n in harness.api.__all__ if n not in harness._online.__all__]
+
+
+def _documented_parameters(name: str) -> list[str]:
+    """The parameters of ```name(…)`` in the public-API section (its own bullet's, else the first one's):
+    each name, ``=`` after one with a default."""
+    own = API_SECTION.find(f"- `{name}(")
+    start = (own + 2 if own >= 0 else API_SECTION.index(f"`{name}(")) + len(name) + 2
+    depth, quote, args, current = 0, None, [], ""
+    for char in API_SECTION[start:]:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                break
+            depth -= 1
+        elif char == "," and depth == 0:
+            args, current = args + [current], ""
+            continue
+        current += char
+    args = [a.strip() for a in args + [current] if a.strip()]
+    return [a.split("=")[0].strip() + ("=" if "=" in a else "") for a in args]
+
+
+def _source_parameters(obj) -> list[str]:
+    out, keyword_only = [], False
+    for p in inspect.signature(obj).parameters.values():
+        if p.kind is p.KEYWORD_ONLY and not keyword_only:
+            out.append("*")
+        keyword_only = keyword_only or p.kind in (p.KEYWORD_ONLY, p.VAR_POSITIONAL)
+        prefix = "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else ""
+        out.append(prefix + p.name + ("=" if p.default is not p.empty else ""))
+    return out
+
+
+@pytest.mark.parametrize("name", _public_names())
+def test_every_public_callable_is_documented_with_its_parameters(name):
+    import dataclasses
+
+    import harness.api
+
+    obj = getattr(harness.api, name)
+    if inspect.isfunction(obj) or dataclasses.is_dataclass(obj):
+        assert f"`{name}(" in API_SECTION, f"docs/plugins.md's public API lacks `{name}(…)` with its signature"
+    if f"`{name}(" in API_SECTION:
+        assert _documented_parameters(name) == _source_parameters(obj), f"`{name}(…)` differs from the source"
+
+
+@pytest.mark.parametrize("name", [n for n in _public_names() if n[0].isupper()])
+def test_every_public_protocol_is_documented_with_its_members(name):
+    import harness.api
+
+    obj = getattr(harness.api, name)
+    if not getattr(obj, "_is_protocol", False):
+        return
+    members = [m for m in vars(obj) if not m.startswith("_") and callable(getattr(obj, m))]
+    bullet = API_SECTION[API_SECTION.index(f"- `{name}` —"):].split("\n")[0]
+    assert [m for m in members if f"`{m}(" not in bullet] == []
+    assert [a for a in getattr(obj, "__annotations__", {}) if f"`{a}`" not in bullet] == []

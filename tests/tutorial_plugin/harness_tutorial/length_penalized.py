@@ -1,16 +1,32 @@
-"""Reward source ``length_penalized``: another reward source's score minus a penalty per word."""
+"""Reward source ``length_penalized``: another reward source's score minus a penalty per word.
+
+It names the source it wraps (``inner``) and takes that source's options in its own table, so
+``harness validate`` checks them as it checks the wrapper's (``validate_inline_component``) — a
+misspelt option of the inner source fails before SFT trains, not when the policy stage builds it.
+"""
 from __future__ import annotations
 
-import torch
-from pydantic import Field
+from typing import Any
 
-from harness.api import Options
+import torch
+from pydantic import ConfigDict, Field, ValidationInfo, model_validator
+
+from harness.api import Options, validate_inline_component
 
 
 class LengthPenalizedOptions(Options):
-    inner: str = Field("learned", description="The reward source this one wraps.")
-    inner_options: dict = Field(default_factory=dict, description="Its options, as its TOML table holds them.")
+    """The wrapped source by name and the penalty; every other key of the table is the wrapped source's option."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)  # the inner source's options: checked below
+
+    inner: str = Field("learned", description="The reward source this one wraps; its options go in this table too.")
     per_word: float = Field(0.05, ge=0, description="Reward lost per word.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inner_options(cls, data: Any, info: ValidationInfo) -> Any:
+        return validate_inline_component(data, info.context, family="reward_source", selector="inner",
+                                         default="learned", fields=cls.model_fields)
 
 
 class LengthPenalized:
@@ -22,7 +38,8 @@ class LengthPenalized:
         self.options, self.inner = options, None
 
     def prepare(self, ctx):
-        self.inner = ctx.build("reward_source", self.options.inner, self.options.inner_options)
+        inner_options = dict(self.options.model_extra or {})  # every key but inner and per_word
+        self.inner = ctx.build("reward_source", self.options.inner, inner_options)
         self.inner.prepare(ctx)
 
     def score(self, prompts, responses):
