@@ -71,6 +71,24 @@ def test_split_transcript_cuts_at_the_final_assistant_turn():
         {"role": "user", "content": "and cats ?"}]
 
 
+def test_every_reader_skips_and_counts_empty_cells_and_broken_transcripts():
+    from harness_builtins.worlds.hf_data.records import (Skipped, demonstrations_from_rows, feedback_records,
+                                                         prompts_from_rows)
+
+    good, broken = "\n\nHuman: hi ?\n\nAssistant: hello .", "Assistant: who asked ?"
+    exchanges = [{"prompt": "x", "response": r} for r in (good, None, broken)]
+    hh = SimpleNamespace(hh_format=True, format="rating")
+    readers = {
+        "demonstrations": lambda skipped: demonstrations_from_rows(exchanges, hh, skipped),
+        "prompts": lambda skipped: prompts_from_rows([{"prompt": p} for p in (good, math.nan, broken)], hh, skipped),
+        "ratings": lambda skipped: feedback_records([r | {"rating": 5} for r in exchanges], hh, "feedback", skipped),
+    }
+    for name, read in readers.items():
+        skipped = Skipped()
+        assert len(read(skipped)) == 1, name
+        assert skipped.reasons == {"empty cell": 1, "not an HH transcript": 1}, name
+
+
 def test_hh_pairwise_rows_become_pairwise_records():
     w = hh_world()
     rows = jsonl("hh_pairwise.jsonl")
