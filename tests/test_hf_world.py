@@ -72,21 +72,15 @@ def test_split_transcript_cuts_at_the_final_assistant_turn():
 
 
 def test_every_reader_skips_and_counts_empty_cells_and_broken_transcripts():
-    from harness_builtins.worlds.hf_data.records import (Skipped, demonstrations_from_rows, feedback_records,
-                                                         prompts_from_rows)
+    from harness_builtins.worlds.hf_data import records
 
     good, broken = "\n\nHuman: hi ?\n\nAssistant: hello .", "Assistant: who asked ?"
-    exchanges = [{"prompt": "x", "response": r} for r in (good, None, broken)]
-    hh = SimpleNamespace(hh_format=True, format="rating")
-    readers = {
-        "demonstrations": lambda skipped: demonstrations_from_rows(exchanges, hh, skipped),
-        "prompts": lambda skipped: prompts_from_rows([{"prompt": p} for p in (good, math.nan, broken)], hh, skipped),
-        "ratings": lambda skipped: feedback_records([r | {"rating": 5} for r in exchanges], hh, "feedback", skipped),
-    }
-    for name, read in readers.items():
-        skipped = Skipped()
-        assert len(read(skipped)) == 1, name
-        assert skipped.reasons == {"empty cell": 1, "not an HH transcript": 1}, name
+    rows = [{"prompt": text, "response": text, "rating": 5} for text in (good, None, broken)]
+    feedback = lambda rows, table, skipped: records.feedback_records(rows, table, "feedback", skipped)  # noqa: E731
+    for read in (records.prompts_from_rows, records.demonstrations_from_rows, feedback):
+        skipped = records.Skipped()
+        assert len(read(rows, SimpleNamespace(hh_format=True, format="rating"), skipped)) == 1
+        assert skipped.reasons == {"empty cell": 1, "not an HH transcript": 1}
 
 
 def test_hh_pairwise_rows_become_pairwise_records():
