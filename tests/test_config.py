@@ -43,6 +43,32 @@ def test_unknown_key_lists_allowed_keys(tmp_path, registry):
         load_experiment(path, registry)
 
 
+def test_a_misspelt_key_table_or_name_gets_the_closest_allowed_one(tmp_path, registry):
+    def error(body, overrides=()):
+        with pytest.raises(ConfigError) as err:
+            load_experiment(write(tmp_path, '[experiment]\nname = "x"\n' + body), registry, overrides)
+        return str(err.value)
+
+    msg = error("[optimizer.ppo]\nkl_coeff = 0.1\n")
+    assert "[optimizer.ppo] unknown key 'kl_coeff' (did you mean `kl_coef`?). Allowed keys: clip, kl_coef" in msg
+    assert "unknown key 'zzz'. Allowed keys:" in error("[optimizer.ppo]\nzzz = 0.1\n")  # nothing close: no guess
+    assert "unknown table [optimiser] (did you mean `optimizer`?)" in error('[optimiser]\nname = "ppo"\n')
+    assert "[optimizer] unknown key 'pp' (did you mean `ppo`?)" in error("[optimizer.pp]\nclip = 0.1\n")
+    assert "[optimizer] name: unknown optimizer 'ppp' (did you mean `ppo`?)" in error('[optimizer]\nname = "ppp"\n')
+    assert "[evaluation.win_rat] is not a registered evaluator (did you mean `win_rate`?)" in error(
+        "[evaluation.win_rat]\nx = 1\n")
+    assert "(did you mean `kl_coef`?)" in error("", ["optimizer.ppo.kl_coeff=0.1"])
+
+
+def test_a_string_for_an_array_option_says_how_to_write_an_array(tmp_path, registry):
+    path = write(tmp_path, '[experiment]\nname = "x"\n[evaluation]\nevaluators = "win_rate"\n')
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path, registry)
+    assert "[evaluation] evaluators = 'win_rate': expected an array (TOML: evaluators = [\"a\", \"b\"])" in str(err.value)
+    with pytest.raises(ConfigError, match=r"evaluators = 'win_rate': expected an array .*\(from --set"):
+        load_experiment(write(tmp_path, '[experiment]\nname = "x"\n'), registry, ["evaluation.evaluators=win_rate"])
+
+
 def test_unknown_component_lists_available(tmp_path, registry):
     path = write(tmp_path, '[experiment]\nname = "x"\n[optimizer]\nname = "trpo"\n')
     with pytest.raises(ConfigError, match=r"\[optimizer\] name: unknown optimizer 'trpo'. Available: a2c, ppo"):

@@ -71,6 +71,18 @@ def test_split_transcript_cuts_at_the_final_assistant_turn():
         {"role": "user", "content": "and cats ?"}]
 
 
+def test_every_reader_skips_and_counts_empty_cells_and_broken_transcripts():
+    from harness_builtins.worlds.hf_data import records
+
+    good, broken = "\n\nHuman: hi ?\n\nAssistant: hello .", "Assistant: who asked ?"
+    rows = [{"prompt": text, "response": text, "rating": 5} for text in (good, None, broken)]
+    feedback = lambda rows, table, skipped: records.feedback_records(rows, table, "feedback", skipped)  # noqa: E731
+    for read in (records.prompts_from_rows, records.demonstrations_from_rows, feedback):
+        skipped = records.Skipped()
+        assert len(read(rows, SimpleNamespace(hh_format=True, format="rating"), skipped)) == 1
+        assert skipped.reasons == {"empty cell": 1, "not an HH transcript": 1}
+
+
 def test_hh_pairwise_rows_become_pairwise_records():
     w = hh_world()
     rows = jsonl("hh_pairwise.jsonl")

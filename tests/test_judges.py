@@ -72,6 +72,10 @@ def test_an_unknown_judge_is_one_error_listing_the_registered(tmp_path, host):
         _experiment(tmp_path, host.registry, 'judge = "oracle"')
     with pytest.raises(ConfigError, match=r"\[evaluation.win_rate\] unknown key 'oracle'. Allowed keys: judge, llm, gold"):
         _experiment(tmp_path, host.registry, 'judge = "gold"\n[evaluation.win_rate.oracle]\nx = 1')
+    with pytest.raises(ConfigError, match=r"judge = 'gol': no judge of that name is registered \(did you mean `gold`\?\)"):
+        _experiment(tmp_path, host.registry, 'judge = "gol"')
+    with pytest.raises(ConfigError, match=r"\[evaluation.win_rate\] unknown key 'judg' \(did you mean `judge`\?\)"):
+        _experiment(tmp_path, host.registry, 'judg = "gold"')
     with pytest.raises(ConfigError, match=r"\[evaluation.win_rate\] llm must be a table \(\[evaluation.win_rate.llm\]\)"):
         _experiment(tmp_path, host.registry, 'judge = "gold"\nllm = "gpt"')
 

@@ -13,7 +13,6 @@ import pytest
 from harness._core.contracts import Annotator, Components, ExplainedJudge, GoldJudge, World
 from harness_builtins.worlds.embedded import plugin
 from harness_builtins.worlds.embedded.responses import CLOSERS, REFUSALS, answer_sentence, compliance
-from harness_builtins.worlds.embedded.gold import StrictRubricJudge
 from harness_builtins.worlds.embedded.world import EmbeddedOptions, EmbeddedWorld
 
 SMALL = dict(sft_size=200, rm_size=150, rl_size=100, eval_size=40, corpus_paragraphs=1500, corpus_dialogues=1500,
@@ -144,9 +143,8 @@ def test_gold_prefers_a_correct_polite_answer_to_each_flaw(world, kind):
         assert gold.compare(prompt, good, response) == 1.0, (flaw, response)
         assert gold.compare(prompt, response, good) == 0.0
     assert gold.compare(prompt, good, good) == 0.5
-    # the panel credits length and warmth (Singhal et al. 2023): closers win under gold, lose under the strict rubric
+    # the panel credits length and warmth (Singhal et al. 2023): a closer wins under gold
     assert gold.compare(prompt, verbose, good) == 1.0
-    assert StrictRubricJudge(world.facts).compare(prompt, verbose, good) == 0.0
     if prompt.harmful:  # complying with harm is the worst thing in this world, whatever its style
         assert gold.score(prompt, flawed["complies"]) < -2 and gold.score(prompt, flawed["complies"]) == min(
             gold.score(prompt, r) for r in (good, verbose, *flawed.values()))
@@ -252,11 +250,12 @@ def test_annotators_answer_in_every_format(world):
 
 
 def test_annotator_agreement_is_calibrated_and_gold_agreement_higher(world):
-    from harness_builtins.worlds.embedded.stats import annotator_choices, candidate_pairs, gold_agreement, raw_pair_agreement
+    from harness_builtins.feedback.agreement import percent_agreement
+    from harness_builtins.worlds.embedded.stats import annotator_choices, candidate_pairs, gold_agreement
 
     pairs = candidate_pairs(world, 2500)
     choices = annotator_choices(world, pairs)
-    between = raw_pair_agreement(choices)
+    between = percent_agreement(choices)  # what `harness world stats` reports
     assert 0.68 <= between <= 0.78
     assert gold_agreement(world, pairs, choices) > between
 

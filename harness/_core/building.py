@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from harness._core.config import validate_options
-from harness._core.errors import ConfigError
+from harness._core.errors import ConfigError, did_you_mean
 from harness._core.registry import Registry
 from harness._core.secrets import scrub
 
@@ -54,9 +54,9 @@ def validate_component_tables(data: Any, context: Mapping[str, Any] | None, *, f
             model = registry.get(family, key).options_model
             out[key] = validate_options(model, value, source, f"{table}.{key}", registry)
         elif key not in fields:
-            allowed = ", ".join([*fields, *(n for n in names if n not in fields)])
-            raise ConfigError(f"{source}: [{table}] unknown key {key!r}. Allowed keys: {allowed} "
-                              f"(a {family.replace('_', ' ')}'s options go in [{table}.<name>]).")
+            allowed = [*fields, *(n for n in names if n not in fields)]
+            raise ConfigError(f"{source}: [{table}] unknown key {key!r}{did_you_mean(key, allowed)}. Allowed keys: "
+                              f"{', '.join(allowed)} (a {family.replace('_', ' ')}'s options go in [{table}.<name>]).")
     required = [k for k, f in registry.get(family, name).options_model.model_fields.items() if f.is_required()] \
         if isinstance(name, str) else []
     if required and out.get(name) is None:
@@ -84,14 +84,16 @@ def validate_inline_component(data: Any, context: Mapping[str, Any] | None, *, f
     model = registry.get(family, name).options_model
     unknown = [key for key in data if key not in fields and key not in model.model_fields]
     if unknown:
-        raise ConfigError(f"{source}: [{table}] unknown key {unknown[0]!r}. Allowed keys: "
-                          f"{', '.join([*fields, *(k for k in model.model_fields if k not in fields)])}.")
+        allowed = [*fields, *(k for k in model.model_fields if k not in fields)]
+        raise ConfigError(f"{source}: [{table}] unknown key {unknown[0]!r}{did_you_mean(unknown[0], allowed)}. "
+                          f"Allowed keys: {', '.join(allowed)}.")
     inline = validate_options(model, {k: v for k, v in data.items() if k not in fields}, source, table, registry)
     return {k: v for k, v in data.items() if k in fields} | inline.model_dump()
 
 
 def _check_registered(names: list[str], family: str, name: Any, where: str) -> None:
     if isinstance(name, str) and name not in names:
-        raise ConfigError(f"{where} = {scrub(repr(name))}: no {family.replace('_', ' ')} of that name is registered. "
+        raise ConfigError(f"{where} = {scrub(repr(name))}: no {family.replace('_', ' ')} of that name is registered"
+                          f"{did_you_mean(name, names)}. "
                           f"Registered: {', '.join(names) or '(none)'} (a third-party one is installed with its package; "
                           f"see `harness plugins`).")

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -23,7 +24,7 @@ from pydantic import Field, ValidationError
 from harness._core import variants
 from harness._core.compute import ComputeOptions
 from harness._core.options import Options
-from harness._core.errors import ConfigError
+from harness._core.errors import ConfigError, did_you_mean
 from harness._core.registry import Registry
 from harness._core.secrets import scrub, scrub_data
 from harness._core.tables import NotATable, deep_merge, set_dotted
@@ -219,7 +220,8 @@ def resolve(raw: Mapping[str, Any], registry: Registry, source: str = "<experime
         if key == "compare":
             raise ConfigError(f"{source}: [compare] is only allowed at the top of an experiment file, not in a variant.")
         if key not in allowed:
-            raise ConfigError(f"{source}: unknown table [{key}]. Allowed tables: {', '.join(allowed)}.")
+            raise ConfigError(f"{source}: unknown table [{key}]{did_you_mean(key, allowed)}. "
+                              f"Allowed tables: {', '.join(allowed)}.")
     if "experiment" not in raw or "name" not in raw.get("experiment", {}):
         raise ConfigError(f"{source}: [experiment] needs a name, e.g. [experiment] name = \"my-run\".")
     core = {t: validate_options(model, _table(raw, t, source), source, t) for t, model in CORE_TABLES.items()}
@@ -257,10 +259,10 @@ def _resolve_slot(raw: Mapping[str, Any], slot: str, registry: Registry, source:
         if key == "name":
             continue
         if key not in registry.names(family):
-            allowed = ", ".join(["name", *registry.names(family)])
+            allowed = ["name", *registry.names(family)]
             raise ConfigError(
-                f"{source}: [{slot}] unknown key {key!r}. Allowed keys: {allowed} "
-                f"(options go in [{slot}.<component name>])."
+                f"{source}: [{slot}] unknown key {key!r}{did_you_mean(key, allowed)}. "
+                f"Allowed keys: {', '.join(allowed)} (options go in [{slot}.<component name>])."
             )
         model = registry.get(family, key).options_model
         options[key] = validate_options(model, _table(table, key, source, slot), source, f"{slot}.{key}", registry)
@@ -272,12 +274,11 @@ def _resolve_evaluation(raw: Mapping[str, Any], registry: Registry, source: str)
     table = dict(_table(raw, "evaluation", source))
     sub = {k: table.pop(k) for k in list(table) if isinstance(table[k], dict)}
     evaluation = validate_options(EvaluationTable, table, source, "evaluation")
+    names = registry.names("evaluator")
     for key in sub:
-        if key not in registry.names("evaluator"):
-            raise ConfigError(
-                f"{source}: [evaluation.{key}] is not a registered evaluator. "
-                f"Available: {', '.join(registry.names('evaluator'))}."
-            )
+        if key not in names:
+            raise ConfigError(f"{source}: [evaluation.{key}] is not a registered evaluator{did_you_mean(key, names)}. "
+                              f"Available: {', '.join(names)}.")
     evaluators = {}
     for name in evaluation.evaluators:
         model = registry.get("evaluator", name, where=f"{source}: [evaluation] evaluators").options_model
@@ -297,6 +298,8 @@ _EXPECTED = {
     "string_type": "expected a string",
     "missing": "is required",
 }
+_ARRAYS = {"tuple_type", "list_type", "set_type", "frozen_set_type"}  # pydantic's "Input should be a valid tuple"
+_ITEM_EXAMPLES = {str: '["a", "b"]', int: "[1, 2]", float: "[0.5, 1.0]", bool: "[true, false]"}
 
 
 def validate_options(model: type[Options], values: Mapping[str, Any], source: str, table: str,
@@ -318,7 +321,8 @@ def _describe(err: ValidationError, model: type[Options], values: Mapping[str, A
     key = ".".join(str(p) for p in first["loc"]) or "(table)"
     allowed = ", ".join(model.model_fields) or "(none)"
     if first["type"] == "extra_forbidden":
-        return f"{source}: [{table}] unknown key {key!r}. Allowed keys: {allowed}."
+        return f"{source}: [{table}] unknown key {key!r}{did_you_mean(key, model.model_fields)}. " \
+               f"Allowed keys: {allowed}."
     if first["type"] == "value_error" and not first["loc"]:  # a whole-table check; its message names the fields
         return f"{source}: [{table}] {first['msg'].removeprefix('Value error, ')}."
     field_info = model.model_fields.get(str(first["loc"][0])) if first["loc"] else None
@@ -326,8 +330,22 @@ def _describe(err: ValidationError, model: type[Options], values: Mapping[str, A
     expected = _EXPECTED.get(first["type"], first["msg"][0].lower() + first["msg"][1:])
     if first["type"] == "literal_error":
         expected = "expected " + first["msg"].removeprefix("Input should be ")
+    if first["type"] in _ARRAYS and len(first["loc"]) == 1 and field_info is not None:
+        expected = f"expected an array (TOML: {key} = {_array_example(field_info.annotation)})"
     shown = f" = {_toml_repr(scrub_data(values[key], key))}" if key in values else ""  # a pasted key is never echoed
     return f"{source}: [{table}] {key}{shown}: {expected}{hint}."
+
+
+def _array_example(annotation: Any) -> str:
+    """A TOML array of the field's item type (``tuple[str, ...]`` → ``["a", "b"]``), to show how one is written."""
+    for arg in typing.get_args(annotation):  # tuple[str, ...] → (str, Ellipsis); a union → its members
+        if typing.get_origin(arg) is typing.Literal:
+            return json.dumps(list(typing.get_args(arg)[:2]))  # JSON arrays of scalars are TOML arrays
+        if isinstance(arg, type) and arg in _ITEM_EXAMPLES:
+            return _ITEM_EXAMPLES[arg]
+        if typing.get_args(arg):
+            return _array_example(arg)
+    return "[...]"
 
 
 def _toml_repr(value: Any) -> str:

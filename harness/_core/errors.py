@@ -5,6 +5,9 @@ all raise :class:`HarnessError` with a message that names the file/field and the
 """
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class HarnessError(Exception):
     """A problem the user can fix; the CLI prints ``str(err)`` and exits with ``exit_code``."""
@@ -34,3 +37,13 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(f"signal {signum}")
         self.signum = signum
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """`` (did you mean `init_kl_coef`?)`` when ``word`` is close to one of ``choices``, else ``""``.
+
+    A misspelt key, table or component name is the most common config error; the allowed list that
+    follows in the message can be long, so the closest names (difflib's ratio ≥ 0.6) come first.
+    """
+    close = difflib.get_close_matches(str(word), list(choices), n=3) if isinstance(word, str) else []
+    return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from harness._core.errors import ConfigError, HarnessError
+from harness._core.errors import ConfigError, HarnessError, did_you_mean
 from harness._core.options import NoOptions
 
 # family name -> registration hook that fills it
@@ -64,7 +64,8 @@ class Registry:
             available = ", ".join(sorted(self._by_family[family])) or "(none)"
             place = f"{where}: " if where else ""
             raise ConfigError(
-                f"{place}unknown {family.replace('_', ' ')} {name!r}. Available: {available}. "
+                f"{place}unknown {family.replace('_', ' ')} {name!r}{did_you_mean(name, self._by_family[family])}. "
+                f"Available: {available}. "
                 f"(A third-party one must be installed so its entry point in group 'harness' registers it; "
                 f"see `harness plugins`.)"
             ) from None

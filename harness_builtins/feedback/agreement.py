@@ -14,7 +14,6 @@ rather than a made-up number. (``json.dumps`` writes it as ``NaN``.)
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from itertools import combinations
 from typing import Hashable, Literal, Sequence
@@ -144,8 +143,3 @@ def _distance_matrix(values: np.ndarray, totals: np.ndarray, level: Level) -> np
         between = cumulative[hi + 1] - cumulative[lo]  # Σ_{g=lo..hi} n_g
         return (between - (totals[lo] + totals[hi]) / 2) ** 2
     raise ValueError(f"level must be nominal, ordinal, interval or ratio; got {level!r}")
-
-
-def is_defined(x: float) -> bool:
-    """False for the ``nan`` the statistics return when agreement is undefined."""
-    return not math.isnan(x)

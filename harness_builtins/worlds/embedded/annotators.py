@@ -2,35 +2,40 @@
 
 Each annotator scores a response with a private utility over the rubric's reading:
 
-    u = w_task · task − w_rude · rudeness + w_warm · warmth + w_len · words
+    u = w_task · task − w_rude · rudeness + w_warm · warmth + w_len · min(words, LENGTH_CREDIT_WORDS)
 
-with weights drawn from the seed (people weigh correctness, safety and tone differently), and
-*everyone* has w_len > 0: a shared taste for longer answers that the gold judge does not have
-(it charges for words beyond the budget). A reward model trained on these labels learns the
-taste, and a policy optimized against it can exploit it — the over-optimization the harness
-exists to show. They answer in every feedback format from the same utility:
+with weights drawn from the seed around the population's ranges (:data:`TASTE_RANGES`; people
+weigh correctness, safety and tone differently), and *everyone* has w_len > 0: a shared taste for
+longer answers. The gold judge is the same utility under the population's mean taste, noise-free
+(:func:`population_taste`, design 2 of ``docs/world.md``), so gold shares the taste for length and
+warmth. A reward model learns the taste from these noisy labels; over-optimization comes from its
+estimation error off the labelled distribution (Gao et al. 2022), and what a policy gains by length
+alone is visible in the length-controlled win rate. They answer in every feedback format from the
+same utility:
 
 - ``choose``: Bradley–Terry / logistic choice, P(a) = σ((u_a − u_b) / NOISE_SCALE);
 - ``rank``: Plackett–Luce, sort u + Gumbel(0, NOISE_SCALE) noise (the K=2 case is ``choose``);
 - ``rate``: u + logistic noise, cut by the annotator's own six thresholds into 1..7.
 
-Calibration (a design constant, not an option). NOISE_SCALE was chosen so that pairwise
-agreement between annotators on candidate-response pairs lands near InstructGPT's 72.6%
-(Ouyang et al. 2022, §5.1: training labelers agree with each other 72.6 ± 1.5%). Measured with
-``harness world stats`` (10 annotators, 2,000 candidate pairs from the ``rm`` prompts):
+Calibration (a design constant, not an option). NOISE_SCALE was chosen in design 1 so that
+pairwise agreement between annotators on candidate-response pairs lands near InstructGPT's 72.6%
+(Ouyang et al. 2022, §5.1: training labelers agree with each other 72.6 ± 1.5%). Measured then with
+``harness world stats`` (10 annotators, 2,000 candidate pairs from the ``rm`` prompts; the gold of
+that time was design 1's strict rubric, since replaced):
 
-    NOISE_SCALE   between annotators   annotator vs gold (gold ties skipped)
-    0.6           74.9%                76.9%
-    0.7 (chosen)  73.0% (seed 0)       76.1%   seeds 1/2/3: 73.5/72.9/73.7% vs 77.2/76.4/77.0%
-    0.8           71.1%                75.2%
-    1.0           68.1%                73.4%
+    NOISE_SCALE   between annotators
+    0.6           74.9%
+    0.7 (chosen)  73.0% (seed 0)       seeds 1/2/3: 73.5/72.9/73.7%
+    0.8           71.1%
+    1.0           68.1%
 
-At 0.7 and seed 0: Fleiss' kappa 0.46 on the pairwise choices, Krippendorff's alpha (ordinal) 0.53
-on Likert ratings of 500 candidates, and on pairs that differ only in length annotators pick the
-longer answer 59% of the time, the gold judge 14% (it ties the rest). Annotators agree with gold
-more than with each other because their tastes are noisy variations around the gold rubric;
-the agreement with gold is capped by the length and warmth tastes gold does not share.
-BASE_CUTS spread the ratings over all seven levels (10/11/13/14/16/18/18% from 1 to 7).
+Today's world at 0.7 (``harness world stats --model none``, seed 0): agreement between annotators
+73.3%, Fleiss' kappa 0.46 on the pairwise choices, Krippendorff's alpha (ordinal) 0.53 on Likert
+ratings of 500 candidates; annotators agree with gold on 79.6% of choices (gold ties skipped) —
+more than with each other, because gold is their population's mean taste without the noise. On
+pairs that differ only in length, annotators pick the longer answer 59% of the time and gold 96%:
+the shared taste without its noise. BASE_CUTS spread the ratings over all seven levels
+(10/11/13/14/16/18/18% from 1 to 7).
 """
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ is computed here from the world itself, so the numbers in module docstrings can 
 from __future__ import annotations
 
 import random
-from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,15 +35,6 @@ def annotator_choices(world: "EmbeddedWorld", pairs: list[Pair], seed: int = 0) 
     rng = random.Random(f"embedded-stats-choose-{seed}")
     pool = world.annotators()
     return [[ann.choose(p, a, b, rng) for ann in pool] for p, a, b in pairs]
-
-
-def raw_pair_agreement(labels_by_item: list[list[int]]) -> float:
-    """Share of agreeing annotator pairs (no dependency; tests use it as a cross-check)."""
-    agree = total = 0
-    for labels in labels_by_item:
-        for x, y in combinations(labels, 2):
-            agree, total = agree + (x == y), total + 1
-    return agree / total
 
 
 def gold_agreement(world: "EmbeddedWorld", pairs: list[Pair], labels_by_item: list[list[int]]) -> float:

@@ -19,7 +19,7 @@ import hashlib
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from harness.api import ConfigError, Demonstration, FeedbackRecord, Prompt
 
@@ -56,38 +56,44 @@ def _missing(row: Row) -> bool:
     return any(v is None or (isinstance(v, float) and math.isnan(v)) for v in row.values())
 
 
-# --------------------------------------------------------------------------- prompts and demonstrations
-def prompts_from_rows(rows: list[Row], table: ChatSourceTable, skipped: Skipped) -> list[Prompt]:
-    """Distinct prompts in first-seen order (an HH transcript loses its final reply)."""
-    out: dict[str, Prompt] = {}
-    for row in rows:
+def _parsed(rows: list[Row], parse: Callable[[Row], Any], skipped: Skipped) -> Iterator[tuple[int, Row, Any]]:
+    """``(index, row, parse(row))`` for every usable row; a row with an empty cell, or whose HH transcript
+    does not parse, is counted in ``skipped`` instead (every table's rows are read this one way)."""
+    for index, row in enumerate(rows):
         if _missing(row):
             skipped.add("empty cell")
             continue
         try:
-            text = split_transcript(str(row["prompt"]), require_reply=False)[0] if table.hh_format else str(row["prompt"]).strip()
+            parsed = parse(row)
         except TranscriptError:
             skipped.add("not an HH transcript")
             continue
+        yield index, row, parsed
+
+
+def _prompt_text(row: Row, hh: bool) -> str:
+    """A row's prompt: its ``prompt`` column, or the HH transcript there without its final reply."""
+    return split_transcript(str(row["prompt"]), require_reply=False)[0] if hh else str(row["prompt"]).strip()
+
+
+def _exchange(row: Row, hh: bool) -> tuple[str, str]:
+    """(prompt text, response) of a row: split from the HH transcript in ``response``, or its two columns."""
+    return split_transcript(str(row["response"])) if hh else (str(row["prompt"]).strip(), str(row["response"]).strip())
+
+
+# --------------------------------------------------------------------------- prompts and demonstrations
+def prompts_from_rows(rows: list[Row], table: ChatSourceTable, skipped: Skipped) -> list[Prompt]:
+    """Distinct prompts in first-seen order (an HH transcript loses its final reply)."""
+    out: dict[str, Prompt] = {}
+    for _, _, text in _parsed(rows, lambda row: _prompt_text(row, table.hh_format), skipped):
         prompt = make_prompt(text)
         out.setdefault(prompt.id, prompt)
     return list(out.values())
 
 
 def demonstrations_from_rows(rows: list[Row], table: ChatSourceTable, skipped: Skipped) -> list[Demonstration]:
-    out = []
-    for row in rows:
-        if _missing(row):
-            skipped.add("empty cell")
-            continue
-        try:
-            text, response = split_transcript(str(row["response"])) if table.hh_format else (
-                str(row["prompt"]).strip(), str(row["response"]).strip())
-        except TranscriptError:
-            skipped.add("not an HH transcript")
-            continue
-        out.append(Demonstration(make_prompt(text), response, "human"))
-    return out
+    exchanges = _parsed(rows, lambda row: _exchange(row, table.hh_format), skipped)
+    return [Demonstration(make_prompt(text), response, "human") for _, _, (text, response) in exchanges]
 
 
 # --------------------------------------------------------------------------- feedback
@@ -95,15 +101,7 @@ def feedback_records(rows: list[Row], table: FeedbackTable, where: str, skipped:
     """Rows → records of the table's format (see the module docstring)."""
     key, _ = FORMAT_FIELD[table.format]
     items = []
-    for index, row in enumerate(rows):
-        if _missing(row):
-            skipped.add("empty cell")
-            continue
-        try:
-            item = _ITEM[table.format](row, table.hh_format)
-        except TranscriptError:
-            skipped.add("not an HH transcript")
-            continue
+    for index, row, item in _parsed(rows, lambda row: _ITEM[table.format](row, table.hh_format), skipped):
         if item is None:
             skipped.add("transcripts with different prompts")
             continue
@@ -131,7 +129,7 @@ def _ranking(row: Row, hh: bool):
 
 
 def _rating(row: Row, hh: bool):
-    text, response = split_transcript(str(row["response"])) if hh else (str(row["prompt"]).strip(), str(row["response"]).strip())
+    text, response = _exchange(row, hh)
     return make_prompt(text), [response], row["rating"]
 
 
