@@ -56,7 +56,7 @@ def world_and_model(quick: bool, model: str | None):
     """(world, model directory): the embedded world (its ``rl`` prompts) and the model both sides train."""
     from harness._core.config import load_experiment
     from harness._core.plugins import get_plugin_manager
-    from harness_builtins.worlds.embedded.plugin import world_for
+    from harness_builtins.worlds.embedded.world import world_for
 
     if quick:  # the test world's micro model (cached by the test suite's runs)
         experiment = load_experiment(ROOT / "tests" / "data" / "tiny.toml", get_plugin_manager(autoload=False).registry)

@@ -14,7 +14,9 @@ documents each name with its signature.
 - **files**: atomic writes and tolerant reads (:func:`atomic_write_json`, :func:`read_jsonl`, …).
 - **models and text**: loading a causal LM, the chat encoding, generation and log-probs.
 - **compute**: ``[compute]``'s options, the accelerator, DeepSpeed for trainers, the process group.
-- **statistics**: win-rate intervals, correlation, smoothing, distinct-n.
+- **statistics**: win-rate intervals, correlation, smoothing, distinct-n; inter-annotator agreement.
+- **reward models**: the artifact a reward-model stage saves and every reward source reads (the HF
+  directory, its normalization offset, ensemble members) and how a reward is read from it.
 - **feedback formats**: the base class and the helpers the built-in formats share.
 - **building**: validating a component's inline options (a component that wraps another).
 - **the online toolkit**: rollout → advantages → update → β, the loop, checkpoints, the summary
@@ -26,6 +28,8 @@ documents each name with its signature.
 """
 from __future__ import annotations
 
+from harness._core.agreement import (cohen_kappa, fleiss_kappa, kendall_tau, krippendorff_alpha, pair_agreement,
+                                     percent_agreement)
 from harness._core.building import validate_component_tables, validate_inline_component
 from harness._core.building import build_component
 from harness._core.compute import (ComputeOptions, accelerator_for, check_mixed_precision,
@@ -44,6 +48,7 @@ from harness._core.feedback import (FeedbackFormatBase, FeedbackOptions, Pair, c
                                     pairs_from_order)
 from harness._core.generation import (generate_responses, pad_id_of, response_forward, response_inputs,
                                       sequence_logprobs, token_logprobs, unwrap_model)
+from harness._core.generation import ensure_pad, pad_right
 from harness._core.hookspecs import hookimpl
 from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from harness._core.models import load_causal_lm, resolve_base
@@ -51,9 +56,13 @@ from harness._core.options import NoOptions, Options
 from harness._core.plugins import get_plugin_manager
 from harness._core.records import (FEEDBACK_FILE, Cell, Demonstration, EvalSamples, FeedbackRecord, Plot,
                                    PreferenceGroup, Prompt, ReportRun, Split, read_feedback)
+from harness._core.reward_models import (load_reward_model, load_reward_tokenizer, member_dirs, read_offset,
+                                         reward_model_dir, reward_sequence, save_reward_model, score_texts,
+                                         sequence_rewards)
 from harness._core.runner import run_experiment
 from harness._core.secrets import scrub
 from harness._core.stats import SMOOTH, moving_average, pearson, rate_interval, smooth
+from harness._core.stats import distinct_n
 from harness._core.text import encode_prompt, encode_response
 from harness._online import *  # noqa: F403  (the toolkit's own __all__ is its public part)
 from harness._online import __all__ as _online_names
@@ -74,12 +83,18 @@ __all__ = [
     # models, text, generation
     "encode_prompt", "encode_response", "generate_responses", "load_causal_lm", "pad_id_of", "resolve_base",
     "response_forward", "response_inputs", "sample_texts", "sequence_logprobs", "token_logprobs", "unwrap_model",
+    "ensure_pad", "pad_right",
     # compute and processes
     "ComputeOptions", "accelerator_for", "all_reduce_sum", "check_mixed_precision", "enable_activation_checkpointing",
     "gather_objects", "is_main_process", "rank", "shared_directory", "single_process_defaults",
     "trainer_deepspeed_config", "world_size", "zero_stage_of",
     # statistics, secrets
     "SMOOTH", "moving_average", "pearson", "rate_interval", "scrub", "smooth",
+    "distinct_n",
+    "cohen_kappa", "fleiss_kappa", "kendall_tau", "krippendorff_alpha", "pair_agreement", "percent_agreement",
+    # reward models (the artifact a reward-model stage saves and reward sources read)
+    "load_reward_model", "load_reward_tokenizer", "member_dirs", "read_offset", "reward_model_dir", "reward_sequence",
+    "save_reward_model", "score_texts", "sequence_rewards",
     # feedback formats, building components
     "FeedbackFormatBase", "FeedbackOptions", "Pair", "check_range", "pair_labels_by_unit", "pairs_from_order",
     "validate_component_tables", "validate_inline_component",
@@ -87,6 +102,6 @@ __all__ = [
     "load_experiment", "run_experiment",
     # testing a plugin
     "build_component", "get_plugin_manager",
-    # the online toolkit
-    *_online_names,
+    # the online toolkit (distinct_n, which it still re-exports, is listed with the statistics)
+    *(n for n in _online_names if n != "distinct_n"),
 ]

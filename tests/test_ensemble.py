@@ -13,17 +13,14 @@ import torch
 
 from harness._core.errors import HarnessError
 from harness._core.plugins import DEFAULT_PLUGINS, get_plugin_manager
+from harness.api import load_reward_model, member_dirs, read_offset, score_texts
 from harness_builtins.feedback.ranking import Ranking
 from harness_builtins.rewards.ensemble import EnsembleReward, aggregate
-from harness_builtins.stages.common import score_texts
 from harness_builtins.stages.reward_model import (
     BradleyTerryRM,
     bootstrap_groups,
     encode_groups,
-    load_reward_model,
-    member_dirs,
     pair_accuracy,
-    read_offset,
     split_by_prompt,
 )
 from tests.test_stages import (  # noqa: F401 - fixtures are used by name

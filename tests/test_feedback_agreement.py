@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from harness_builtins.feedback.agreement import (
+from harness.api import (
     cohen_kappa,
     fleiss_kappa,
     kendall_tau,

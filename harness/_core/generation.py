@@ -38,6 +38,12 @@ def pad_id_of(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+def ensure_pad(tokenizer) -> None:
+    """Batches need a pad id; reuse EOS when the tokenizer has none (padding is masked anyway)."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
 def left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) with prompts aligned on the right, so every response starts at the same column."""
     width = max(len(ids) for ids in prompt_ids)
@@ -47,6 +53,19 @@ def left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
         if prompt:
             ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
             mask[row, width - len(prompt):] = 1
+    return ids, mask
+
+
+def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, fill: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids [B, T], attention mask [B, T]) with sequences aligned on the left; ``fill`` overrides the value
+    written into padding (e.g. −100 for labels)."""
+    width = max(len(s) for s in seqs)
+    value = pad_id if fill is None else fill
+    ids = torch.full((len(seqs), width), value, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
+        mask[row, : len(seq)] = 1
     return ids, mask
 
 

@@ -62,6 +62,16 @@ def pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
     return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
 
 
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct word n-grams / all word n-grams over the texts (Li et al. 2016): falls as outputs collapse.
+
+    Here rather than in the online toolkit because two measure it: every online step (``policy/distinct_2``)
+    and the ``diversity`` evaluator on the held-out samples.
+    """
+    grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
 SMOOTH = 10  # training curves in reports are shown as a moving average over this many steps
 
 

@@ -17,6 +17,7 @@ import torch
 from harness._core import distributed
 from harness._core.contracts import Prompt, WithDiagnostics
 from harness._core.generation import generate_responses, sequence_logprobs, token_logprobs
+from harness._core.stats import distinct_n
 from harness._core.text import encode_prompt
 from harness._online.advantages import explained_variance, global_masked_mean
 from harness._online.memory import reference_modules, reward_modules, using
@@ -157,12 +158,6 @@ def reference_logprobs(run: "RLRun", gen) -> torch.Tensor | None:
     with torch.no_grad(), using(run, reference_modules(run)):
         return sequence_logprobs(run.reference, gen.query_ids, gen.response_ids, gen.response_mask, gen.query_mask,
                                  temperature=run.options.temperature)
-
-
-def distinct_n(texts: Sequence[str], n: int = 2) -> float:
-    """Distinct word n-grams / all word n-grams over the batch (Li et al. 2016): falls as outputs collapse."""
-    grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
 
 
 def rollout_metrics(run: "RLRun", batch: Rollout, returns: torch.Tensor | None, name: str) -> dict[str, float]:

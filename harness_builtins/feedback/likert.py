@@ -20,8 +20,7 @@ from itertools import combinations
 from pydantic import Field
 
 from harness.api import (Annotator, FeedbackFormatBase, FeedbackOptions, FeedbackRecord, Pair, Prompt, check_range,
-                         hookimpl, pair_labels_by_unit)
-from harness_builtins.feedback.agreement import krippendorff_alpha, percent_agreement
+                         hookimpl, krippendorff_alpha, pair_labels_by_unit, percent_agreement)
 
 SCALE = (1, 7)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import random
 
-from harness.api import Annotator, FeedbackFormatBase, FeedbackRecord, Pair, Prompt, check_range, hookimpl
-from harness_builtins.feedback.agreement import fleiss_kappa, percent_agreement
+from harness.api import (Annotator, FeedbackFormatBase, FeedbackRecord, Pair, Prompt, check_range, fleiss_kappa, hookimpl,
+                         percent_agreement)
 
 
 class Pairwise(FeedbackFormatBase):

@@ -14,9 +14,8 @@ from itertools import combinations
 import numpy as np
 from pydantic import Field
 
-from harness.api import (Annotator, FeedbackFormatBase, FeedbackOptions, FeedbackRecord, Pair, Prompt, hookimpl,
-                         pair_labels_by_unit, pairs_from_order)
-from harness_builtins.feedback.agreement import fleiss_kappa, kendall_tau, percent_agreement
+from harness.api import (Annotator, FeedbackFormatBase, FeedbackOptions, FeedbackRecord, Pair, Prompt, fleiss_kappa,
+                         hookimpl, kendall_tau, pair_labels_by_unit, pairs_from_order, percent_agreement)
 
 
 class RankingOptions(FeedbackOptions):

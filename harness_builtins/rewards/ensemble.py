@@ -21,9 +21,8 @@ from typing import Literal, Sequence
 import torch
 from pydantic import Field
 
-from harness.api import HarnessError, Options, Prompt, StageContext, hookimpl
+from harness.api import HarnessError, Options, Prompt, StageContext, hookimpl, member_dirs
 from harness_builtins.rewards.learned import LearnedOptions, LearnedReward
-from harness_builtins.stages.reward_model import member_dirs
 
 Aggregate = Literal["mean", "min", "mean_minus_std"]
 

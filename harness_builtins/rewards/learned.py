@@ -3,7 +3,9 @@
 It scores exactly the sequences the RM was trained on — ``chat_text(prompt)`` + response +
 EOS, by the `harness.api`'s text convention — which is why it keeps the world, and subtracts the
 offset stored in ``reward_normalization.json`` so SFT samples score 0 on average (the score
-head has no bias to hold it; see :mod:`harness_builtins.stages.reward_model`).
+head has no bias to hold it). Loading, the offset and the read-out are the core's reward-model
+artifact (``harness.api``: ``load_reward_model``, ``read_offset``, ``score_texts``), which the
+stage that trains the model writes, so any reward model saved in that format scores here.
 """
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ from typing import Sequence
 import torch
 from pydantic import Field
 
-from harness.api import ComputeOptions, HarnessError, Options, Prompt, StageContext, hookimpl
-from harness_builtins.stages.common import score_texts
-from harness_builtins.stages.reward_model import load_reward_model, read_offset
+from harness.api import (HarnessError, Options, Prompt, StageContext, hookimpl, load_reward_model, read_offset,
+                         reward_model_dir, score_texts)
 
 
 class LearnedOptions(Options):
@@ -34,7 +35,7 @@ class LearnedReward:
         self.offset = 0.0
 
     def prepare(self, ctx: StageContext) -> None:
-        path = Path(ctx.artifacts["reward_model"]) / "model"
+        path = reward_model_dir(ctx.artifacts["reward_model"])
         if not (path / "config.json").exists():
             raise HarnessError(f"reward source 'learned': no trained reward model at {path}; run the reward_model stage first.")
         self.load(path, ctx)
@@ -58,8 +59,7 @@ class LearnedReward:
 
 def _device(ctx: StageContext) -> torch.device:
     """GPU when the run's compute options allow one, as for training."""
-    compute = getattr(ctx.experiment, "compute", None) or ComputeOptions()
-    return torch.device("cuda" if compute.uses_gpu else "cpu")
+    return torch.device("cuda" if ctx.experiment.compute.uses_gpu else "cpu")
 
 
 @hookimpl

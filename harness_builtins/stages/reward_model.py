@@ -18,10 +18,13 @@
    prompts and lands in ``members/<i>/`` with its own offset. Every member is scored on the same
    held-out split, so accuracies compare, and each checkpoints on its own, so a crash in
    member i resumes there without retraining 0..i−1. Reward source ``ensemble`` reads them all.
+
+What is saved (the model directories, their offsets, where members go) and how a reward is read
+is the core's reward-model artifact (``harness.api``: ``save_reward_model``, ``load_reward_model``,
+``score_texts``, …), the contract this stage shares with every reward source.
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,17 +36,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from harness.api import (FeedbackRecord, PreferenceGroup, StageContext, encode_prompt, encode_response, hookimpl,
-                         is_main_process, load_causal_lm, read_json, resolve_base, zero_stage_of)
-from harness_builtins.stages.common import (
-    ensure_pad,
-    prepare_reward_model,
-    reward_sequence,
-    sample_responses,
-    save_model,
-    score_texts,
-    seed_everything,
-    sequence_rewards,
-)
+                         is_main_process, load_causal_lm, load_reward_model, load_reward_tokenizer, read_json,
+                         read_offset, resolve_base, reward_model_dir, reward_sequence, save_reward_model, score_texts,
+                         sequence_rewards, zero_stage_of)
+from harness_builtins.stages.common import sample_responses, seed_everything
 from harness_builtins.stages.training import (
     META,
     TrainOptions,
@@ -56,8 +52,7 @@ from harness_builtins.stages.training import (
     train_epoch,
 )
 
-NORMALIZATION_FILE = "reward_normalization.json"
-MEMBERS_DIR = "members"  # members 1..N-1 of an ensemble: <stage_dir>/members/<i>/ (member 0 is model/)
+MEMBERS_DIR = "members"  # checkpoints of members 1..N-1: <checkpoints>/members/<i>/ (as their models)
 
 
 class BradleyTerryOptions(TrainOptions):
@@ -119,7 +114,7 @@ class BradleyTerryRM:
         model, fit = self._train(ctx, model, tokenizer.pad_token_id, data, heldout, member)
         offset = self._normalization_offset(model, tokenizer, ctx.world, samples)
         if is_main_process():
-            save_model(model, tokenizer, member.model_dir, {NORMALIZATION_FILE: json.dumps({"offset": offset}) + "\n"})
+            save_reward_model(model, tokenizer, member.model_dir, offset)
         return model, offset, fit
 
     def _start(self, ctx):
@@ -229,19 +224,9 @@ def member_layout(ctx: StageContext, index: int) -> MemberLayout:
     """Member 0 keeps the single-model paths (``model/``, ``checkpoints/rm``); member i uses ``members/<i>/``."""
     sub = Path(MEMBERS_DIR) / str(index) if index else Path()
     checkpoints = ctx.checkpoint_dir or ctx.stage_dir / "checkpoints"
-    model_dir = ctx.stage_dir / sub if index else ctx.stage_dir / "model"
-    return MemberLayout(index=index, seed=ctx.seed + index, model_dir=model_dir,
+    return MemberLayout(index=index, seed=ctx.seed + index, model_dir=reward_model_dir(ctx.stage_dir, index),
                         checkpoint=ctx.checkpoint_dir / sub / "rm" if ctx.checkpoint_dir else None,
                         best_dir=checkpoints / sub / "rm-best")
-
-
-def member_dirs(stage_dir: Path) -> list[Path]:
-    """Every reward model a ``bradley_terry`` stage saved: ``model/`` then ``members/<i>/`` in order of i."""
-    stage_dir = Path(stage_dir)
-    members = stage_dir / MEMBERS_DIR
-    found = [d for d in members.iterdir() if d.name.isdigit() and (d / "config.json").exists()] if members.is_dir() else []
-    first = [stage_dir / "model"] if (stage_dir / "model" / "config.json").exists() else []
-    return first + sorted(found, key=lambda d: int(d.name))
 
 
 @dataclass(frozen=True)
@@ -289,31 +274,6 @@ def accuracies(gold, heldout: list[Encoded], rewards: list[torch.Tensor]) -> dic
 
 
 # ----------------------------------------------------------------- data
-def read_offset(model_dir) -> float:
-    """The normalization offset saved beside a reward model (0 when absent, e.g. an RM trained elsewhere)."""
-    path = Path(model_dir) / NORMALIZATION_FILE
-    return float(json.loads(path.read_text(encoding="utf-8"))["offset"]) if path.exists() else 0.0
-
-
-def load_reward_model(sft_dir):
-    """The SFT model with a fresh scalar head (``num_labels=1``) and its tokenizer."""
-    from transformers import AutoModelForSequenceClassification
-
-    tokenizer = load_reward_tokenizer(sft_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(str(sft_dir), num_labels=1)
-    prepare_reward_model(model, tokenizer)
-    return model, tokenizer
-
-
-def load_reward_tokenizer(model_dir):
-    """The tokenizer, with a pad id (EOS when it has none) as the reward read-out needs."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    ensure_pad(tokenizer)
-    return tokenizer
-
-
 def encode_groups(tokenizer, world, groups: list[PreferenceGroup], max_length: int) -> list[Encoded]:
     def encode(group: PreferenceGroup) -> Encoded:
         prompt_ids = encode_prompt(tokenizer, world.chat_text(group.prompt))

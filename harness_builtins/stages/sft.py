@@ -15,10 +15,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from harness.api import StageContext, hookimpl, load_causal_lm
+from harness.api import StageContext, ensure_pad, hookimpl, load_causal_lm
 from harness_builtins.stages.common import (
     encode_pair,
-    ensure_pad,
     lm_batch,
     sample_responses,
     save_model,

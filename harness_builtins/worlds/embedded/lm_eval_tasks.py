@@ -16,13 +16,12 @@ import os
 import random
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Callable, Iterator
+
+from harness.api import World, atomic_directory
 
 from .facts import COLOURS, Facts, number_word
 from .model import cache_root, config_hash
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .world import EmbeddedWorld
 
 TASKS_VERSION = 3
 HELDOUT_TASK = "embedded_heldout"
@@ -67,10 +66,10 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def _write_into(tmp: Path, final: Path, world: "EmbeddedWorld") -> None:
+def _write_into(tmp: Path, final: Path, facts: Facts, seed: int, heldout: list[str]) -> None:
     """JSONL data and YAML configs; YAML points at ``final`` (where the directory will live)."""
-    _write_jsonl(tmp / "heldout.jsonl", [{"text": t} for t in world.pretraining_texts("heldout")])
-    _write_jsonl(tmp / "cloze.jsonl", cloze_items(world.facts, world.seed))
+    _write_jsonl(tmp / "heldout.jsonl", [{"text": t} for t in heldout])
+    _write_jsonl(tmp / "cloze.jsonl", cloze_items(facts, seed))
     cache = final / "hf_datasets_cache"
     (tmp / f"{HELDOUT_TASK}.yaml").write_text(_yaml(HELDOUT_TASK, final / "heldout.jsonl", cache, {
         "output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "{{text}}",
@@ -86,16 +85,18 @@ def _write_into(tmp: Path, final: Path, world: "EmbeddedWorld") -> None:
     }))
 
 
-def write_tasks(world: "EmbeddedWorld") -> tuple[Path, list[str]]:
-    """(task directory, task names), written on first use."""
-    from harness.api import atomic_directory
+def write_tasks(facts: Facts, seed: int, recipe: dict[str, Any], heldout: Callable[[], list[str]]) -> tuple[Path, list[str]]:
+    """(task directory, task names), written on first use.
 
-    key = {"version": TASKS_VERSION, "seed": world.seed, "corpus": world.corpus_config(),
-           "heldout_docs": world.options.heldout_docs}
-    path = cache_root() / "lm_eval" / f"s{world.seed}-{config_hash(key)}"
+    What the tasks are made of comes from the world (``EmbeddedWorld.lm_eval_tasks``): its facts and
+    seed, the options its held-out documents depend on (``recipe``, part of the cache key) and those
+    documents (``heldout``, only called when the tasks are written).
+    """
+    key = {"version": TASKS_VERSION, "seed": seed, **recipe}
+    path = cache_root() / "lm_eval" / f"s{seed}-{config_hash(key)}"
     if not (path / f"{CLOZE_TASK}.yaml").exists():
         with atomic_directory(path) as tmp:
-            _write_into(tmp, path, world)
+            _write_into(tmp, path, facts, seed, heldout())
     return path, [HELDOUT_TASK, CLOZE_TASK]
 
 
@@ -115,7 +116,7 @@ def local_hf_caches(cache: Path) -> Iterator[None]:
             os.environ.pop(var) if value is None else os.environ.__setitem__(var, value)
 
 
-def evaluate(model, tokenizer, world: "EmbeddedWorld", batch_size: int = 32, limit: int | None = None) -> dict[str, float]:
+def evaluate(model, tokenizer, world: World, batch_size: int = 32, limit: int | None = None) -> dict[str, float]:
     """lm-eval scores of an in-memory model on this world's tasks: ``{"<task>/<metric>": value}``."""
     task_dir, names = world.lm_eval_tasks()
     with local_hf_caches(task_dir):

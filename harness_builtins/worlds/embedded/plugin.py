@@ -13,25 +13,13 @@ def register_worlds(register):
     register("embedded", EmbeddedWorld)
 
 
-def world_for(experiment):
-    """The embedded world an experiment describes (its seed; its options when it uses this world)."""
-    from .world import EmbeddedWorld
-
-    if experiment is None:
-        return EmbeddedWorld()
-    options = getattr(experiment, "world_options", lambda name: None)("embedded")
-    if isinstance(options, dict):
-        options = EmbeddedWorld.Options(**options)
-    if options is not None and not isinstance(options, EmbeddedWorld.Options):
-        options = None  # another world's options under our name: keep the defaults
-    return EmbeddedWorld(options, seed=getattr(experiment, "seed", 0))
-
-
 @hookimpl
 def resolve_model(base, experiment):
     """``embedded:<name>`` -> the cached (built on first use) model directory; anything else: not ours."""
     if not isinstance(base, str) or not base.startswith(PREFIX):
         return None
+    from .world import world_for
+
     return world_for(experiment).base_model(base[len(PREFIX):])
 
 

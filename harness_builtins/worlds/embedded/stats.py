@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.api import Prompt
+from harness.api import Prompt, fleiss_kappa, krippendorff_alpha, percent_agreement
 
 from .facts import words
 from .rubric import read
@@ -103,8 +103,6 @@ def likert_ratings(world: "EmbeddedWorld", n: int, seed: int = 0) -> list[list[i
 
 def annotation_stats(world: "EmbeddedWorld", n_pairs: int = 2000, n_ratings: int = 500, seed: int = 0) -> dict[str, Any]:
     """Agreement between annotators (pairwise and Likert), with the gold judge, and their length bias."""
-    from harness_builtins.feedback.agreement import fleiss_kappa, krippendorff_alpha, percent_agreement
-
     pairs = candidate_pairs(world, n_pairs, seed)
     choices = annotator_choices(world, pairs, seed)
     ratings = likert_ratings(world, n_ratings, seed)

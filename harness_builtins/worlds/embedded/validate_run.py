@@ -30,8 +30,8 @@ def run_seed(host, experiment_file: str, seed: int, output: str, overrides: Sequ
     from harness.api import load_experiment
     from harness.api import run_experiment
 
-    from .plugin import world_for
     from .stats import annotation_stats
+    from .world import world_for
 
     name = f"world-validation-s{seed}"
     experiment = load_experiment(experiment_file, host.registry,

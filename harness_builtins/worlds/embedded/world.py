@@ -124,4 +124,17 @@ class EmbeddedWorld:
     def lm_eval_tasks(self) -> tuple[Path, list[str]]:
         from .lm_eval_tasks import write_tasks
 
-        return write_tasks(self)
+        recipe = {"corpus": self.corpus_config(), "heldout_docs": self.options.heldout_docs}
+        return write_tasks(self.facts, self.seed, recipe, lambda: self.pretraining_texts("heldout"))
+
+
+def world_for(experiment) -> EmbeddedWorld:
+    """The embedded world an experiment describes (its seed; its options when it uses this world)."""
+    if experiment is None:
+        return EmbeddedWorld()
+    options = getattr(experiment, "world_options", lambda name: None)("embedded")
+    if isinstance(options, dict):
+        options = EmbeddedWorld.Options(**options)
+    if options is not None and not isinstance(options, EmbeddedWorld.Options):
+        options = None  # another world's options under our name: keep the defaults
+    return EmbeddedWorld(options, seed=getattr(experiment, "seed", 0))

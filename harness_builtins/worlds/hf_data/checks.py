@@ -1,9 +1,10 @@
 """Checking the local data files of ``[world.hf_data]`` without loading ``datasets``.
 
 Used twice: by ``harness validate`` (the ``check_experiment`` hook, so a bad file is found before
-any training) and by :func:`.sources.load` before ``load_dataset``, so a run reports a non-UTF-8
-line, a broken JSON line or an empty file as one line naming the file and the line number —
-never as a decode traceback, a byte offset or ``StopIteration``.
+any training) and by :mod:`.sources` (before ``load_dataset``, and on the columns it loaded), so a
+run reports a non-UTF-8 line, a broken JSON line, an empty file or a missing column as one line
+naming the file and the line or column — never as a decode traceback, a byte offset or
+``StopIteration``.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from harness.api import ConfigError, CorruptFileError, read_jsonl
 
-from .options import SourceTable
+from .options import LOCAL_BUILDERS, SourceTable
 
 LINE_FIX = "fix or remove that line (one JSON object per line, UTF-8)"
 
@@ -30,8 +31,6 @@ def jsonl_columns(path: Path, where: str) -> list[str]:
 
 def check_table(table: SourceTable, where: str) -> None:
     """A local file that exists, parses and has every column the table maps; hub ids pass unchecked."""
-    from .sources import LOCAL_BUILDERS, check_columns
-
     path = Path(table.path).expanduser()
     if path.suffix.lower() not in LOCAL_BUILDERS:
         return  # a hub id or a local dataset directory: datasets decides
@@ -40,6 +39,19 @@ def check_table(table: SourceTable, where: str) -> None:
     if path.suffix.lower() == ".jsonl":
         optional = [r for r in table.optional_roles if r in table.columns]
         check_columns(table, [*table.roles(), *optional], jsonl_columns(path, where), where)
+
+
+def check_columns(table: SourceTable, roles: list[str], available: list[str], where: str) -> None:
+    """Every role's column is among ``available`` (a file's, or a loaded dataset's); a ConfigError naming the
+    table, the role, the column and the columns that exist otherwise."""
+    for role in roles:
+        column = table.column(role)
+        if column not in available:
+            mapped = f"columns.{role} = {column!r}" if role in table.columns else f"role {role!r} (column {column!r} by default)"
+            raise ConfigError(
+                f"[{where}] {mapped}: no such column in {table.path!r}; its columns are: "
+                f"{', '.join(available) or '(none)'}. Map the role with [{where}] columns = {{{role} = \"<column>\"}}."
+            )
 
 
 def check_world(options, table_name: str = "world.hf_data") -> list[str]:

@@ -23,6 +23,9 @@ FEEDBACK_ROLES: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_TEMPLATE = "Human: {prompt}\n\nAssistant:"
 TOKENIZER_TEMPLATE = "tokenizer"
+# a ``path`` with one of these suffixes is a local file, read by this ``datasets`` builder; any other is a hub id
+# (or a local dataset directory)
+LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
 class SourceTable(Options):

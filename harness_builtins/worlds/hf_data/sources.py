@@ -3,20 +3,18 @@
 Local files go through ``load_dataset("json" | "parquet" | "csv", data_files=…)``; anything
 else is a hub id (or a local dataset directory) for ``load_dataset(path, split=…,
 revision=…)``. Only a run reads data — this module imports ``datasets`` inside the function.
-A column mapping that names a column the data lacks is a :class:`ConfigError` naming the
-table, the role, the missing column, the file and the columns that do exist.
+A column mapping that names a column the data lacks is a ``ConfigError`` naming the table, the
+role, the missing column, the file and the columns that do exist (:func:`.checks.check_columns`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from harness.api import ConfigError, HarnessError
+from harness.api import HarnessError
 
-from .checks import check_table
-from .options import SourceTable
-
-LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+from .checks import check_columns, check_table
+from .options import LOCAL_BUILDERS, SourceTable
 
 
 def read_rows(table: SourceTable, where: str) -> list[dict[str, Any]]:
@@ -54,13 +52,3 @@ def load(table: SourceTable, where: str):
             f"Use a local .jsonl/.parquet file, or a hub id reachable from this machine."
         ) from err
 
-
-def check_columns(table: SourceTable, roles: list[str], available: list[str], where: str) -> None:
-    for role in roles:
-        column = table.column(role)
-        if column not in available:
-            mapped = f"columns.{role} = {column!r}" if role in table.columns else f"role {role!r} (column {column!r} by default)"
-            raise ConfigError(
-                f"[{where}] {mapped}: no such column in {table.path!r}; its columns are: "
-                f"{', '.join(available) or '(none)'}. Map the role with [{where}] columns = {{{role} = \"<column>\"}}."
-            )

@@ -1,5 +1,8 @@
 """Inter-annotator agreement statistics (pure Python + numpy, no scipy/statsmodels needed).
 
+In the core (``harness.api``) because more than one kind of plugin measures agreement: every
+feedback format over its records (``item_agreement``), and a world over its simulated annotators.
+
 Why several statistics: raw percent agreement is what InstructGPT reports (~73% between
 labelers), but it rewards chance agreement, so the chance-corrected ones sit beside it —
 Cohen's kappa for two raters, Fleiss' kappa for many raters on categorical labels, and

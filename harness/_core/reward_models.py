@@ -1,0 +1,113 @@
+"""The reward-model artifact: what a reward-model stage saves and every reward source loads.
+
+A trained reward model is a Hugging Face sequence-classification directory (``num_labels=1``, so
+any HF tool loads it unchanged) with ``reward_normalization.json`` beside it: the offset its
+scores are shifted by so π_SFT's samples average 0 (InstructGPT normalizes its RM the same way).
+The offset is a side file because Llama-style score heads are ``Linear(bias=False)``: there is no
+bias to fold it into. An ensemble keeps member 0 in ``<stage>/model/`` and member i ≥ 1 in
+``<stage>/members/<i>/``, each with its own offset. A reward is read at the last token of
+prompt + response (cut from the left when too long), in training and in scoring alike.
+
+The stage that trains reward models (``bradley_terry``) and every reward source that reads them
+(``learned``, ``ensemble``, a third party's) meet here rather than in each other's modules, so the
+format is written and read in one place.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from harness._core.contracts import Prompt, World
+from harness._core.generation import ensure_pad, pad_right
+from harness._core.io import atomic_directory
+from harness._core.text import encode_prompt, encode_response
+
+NORMALIZATION_FILE = "reward_normalization.json"
+MODEL_DIR = "model"  # member 0 (the only one without an ensemble): <stage_dir>/model/
+MEMBERS_DIR = "members"  # members 1..N-1 of an ensemble: <stage_dir>/members/<i>/
+
+
+# ----------------------------------------------------------------- where the models are
+def reward_model_dir(stage_dir: Path, member: int = 0) -> Path:
+    """Where member ``member`` of a reward-model stage's output lives (0: the single model)."""
+    return Path(stage_dir) / (Path(MEMBERS_DIR) / str(member) if member else MODEL_DIR)
+
+
+def member_dirs(stage_dir: Path) -> list[Path]:
+    """Every reward model a stage saved: ``model/`` then ``members/<i>/`` in order of i."""
+    stage_dir = Path(stage_dir)
+    members = stage_dir / MEMBERS_DIR
+    found = [d for d in members.iterdir() if d.name.isdigit() and (d / "config.json").exists()] if members.is_dir() else []
+    first = [stage_dir / MODEL_DIR] if (stage_dir / MODEL_DIR / "config.json").exists() else []
+    return first + sorted(found, key=lambda d: int(d.name))
+
+
+# ----------------------------------------------------------------- loading and saving
+def load_reward_tokenizer(model_dir):
+    """The tokenizer, with a pad id (EOS when it has none) as the reward read-out needs."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    ensure_pad(tokenizer)
+    return tokenizer
+
+
+def load_reward_model(model_dir):
+    """(model, tokenizer) of a saved reward model — or, given a causal LM (π_SFT), that model with a fresh
+    scalar head (``num_labels=1``) to train."""
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = load_reward_tokenizer(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id  # HF's pooled read-out finds the last token through it
+    return model, tokenizer
+
+
+def save_reward_model(model, tokenizer, model_dir: Path, offset: float) -> None:
+    """``save_pretrained`` model + tokenizer and the normalization offset into ``model_dir``, atomically."""
+    with atomic_directory(Path(model_dir)) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / NORMALIZATION_FILE).write_text(json.dumps({"offset": offset}) + "\n", encoding="utf-8")
+
+
+def read_offset(model_dir: Path) -> float:
+    """The normalization offset saved beside a reward model (0 when absent, e.g. an RM trained elsewhere)."""
+    path = Path(model_dir) / NORMALIZATION_FILE
+    return float(json.loads(path.read_text(encoding="utf-8"))["offset"]) if path.exists() else 0.0
+
+
+# ----------------------------------------------------------------- reading a reward
+def reward_sequence(prompt_ids: list[int], response_ids: list[int], max_length: int) -> list[int]:
+    """Prompt + response, cut from the left when too long: the reward is read at the end, so the end stays."""
+    return (prompt_ids + response_ids)[-max_length:]
+
+
+def sequence_rewards(model, seqs: Sequence[Sequence[int]], pad_id: int, device) -> torch.Tensor:
+    """One scalar per sequence from a ``num_labels=1`` sequence-classification model.
+
+    HF's classifier pools the rightmost token that is not ``config.pad_token_id``. Every
+    response ends with EOS; when pad == EOS that puts the read-out on the last response
+    token (which has seen the whole response), otherwise on EOS — the same place in training
+    and in scoring either way, since both go through this function.
+    """
+    input_ids, attention_mask = pad_right(seqs, pad_id)
+    out = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
+    return out.logits[:, 0].float()
+
+
+@torch.no_grad()
+def score_texts(model, tokenizer, world: World, prompts: Sequence[Prompt], responses: Sequence[str], *,
+                max_length: int, batch_size: int, device=None) -> torch.Tensor:
+    """Raw rewards (no offset) of (prompt, response) texts, on CPU, read exactly as in reward-model training:
+    ``encode_prompt(world.chat_text(prompt)) + encode_response(response)``."""
+    model.eval()
+    device = device if device is not None else next(model.parameters()).device
+    seqs = [reward_sequence(encode_prompt(tokenizer, world.chat_text(p)), encode_response(tokenizer, r), max_length)
+            for p, r in zip(prompts, responses)]
+    parts = [sequence_rewards(model, seqs[i : i + batch_size], tokenizer.pad_token_id, device).cpu()
+             for i in range(0, len(seqs), batch_size)]
+    return torch.cat(parts) if parts else torch.zeros(0)
