@@ -12,7 +12,8 @@ documents each name with its signature.
 - **errors**: :class:`HarnessError` (a user's mistake: one line, exit 2), :class:`ConfigError`,
   :class:`CorruptFileError`.
 - **files**: atomic writes and tolerant reads (:func:`atomic_write_json`, :func:`read_jsonl`, …).
-- **models and text**: loading a causal LM, the chat encoding, generation and log-probs.
+- **models and text**: loading and saving a causal LM, seeding a training stage, the chat encoding,
+  generation and log-probs.
 - **compute**: ``[compute]``'s options, the accelerator, DeepSpeed for trainers, the process group.
 - **statistics**: win-rate intervals, correlation, smoothing, distinct-n.
 - **feedback formats**: the base class and the helpers the built-in formats share.
@@ -43,11 +44,13 @@ from harness._core.generation import (generate_responses, pad_id_of, response_fo
 from harness._core.hookspecs import hookimpl
 from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from harness._core.models import load_causal_lm, resolve_base
+from harness._core.models import save_model
 from harness._core.options import NoOptions, Options
 from harness._core.records import (FEEDBACK_FILE, Cell, Demonstration, EvalSamples, FeedbackRecord, Plot,
                                    PreferenceGroup, Prompt, ReportRun, Split, read_feedback)
 from harness._core.runner import run_experiment
 from harness._core.secrets import scrub
+from harness._core.seeding import seed_everything
 from harness._core.stats import SMOOTH, moving_average, pearson, rate_interval, smooth
 from harness._core.text import encode_prompt, encode_response
 from harness._online import *  # noqa: F403  (the toolkit's own __all__ is its public part)
@@ -69,6 +72,7 @@ __all__ = [
     # models, text, generation
     "encode_prompt", "encode_response", "generate_responses", "load_causal_lm", "pad_id_of", "resolve_base",
     "response_forward", "response_inputs", "sample_texts", "sequence_logprobs", "token_logprobs", "unwrap_model",
+    "save_model", "seed_everything",
     # compute and processes
     "ComputeOptions", "accelerator_for", "all_reduce_sum", "check_mixed_precision", "enable_activation_checkpointing",
     "gather_objects", "is_main_process", "rank", "shared_directory", "single_process_defaults",

@@ -1,10 +1,12 @@
-"""Loading models by name: ``embedded:<name>``, a local directory or a hub id, all via ``from_pretrained``."""
+"""Models in and out: loading by name (``embedded:<name>``, a local directory or a hub id, all via
+``from_pretrained``) and saving in the same HF format, atomically."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from harness._core.checks import hub_model_problem
 from harness._core.errors import HarnessError
+from harness._core.io import atomic_directory
 
 
 def resolve_base(hook, base: str, experiment) -> str | Path:
@@ -32,3 +34,13 @@ def load_causal_lm(path: str | Path, *, trainable: bool = False):
         tokenizer.pad_token = tokenizer.eos_token
     model.train(trainable)
     return model, tokenizer
+
+
+def save_model(model, tokenizer, path: Path, extra_files: dict[str, str] | None = None) -> None:
+    """``save_pretrained`` model + tokenizer (+ small side files) into ``path`` atomically: a reader never
+    sees half a model, and :func:`load_causal_lm` loads it back."""
+    with atomic_directory(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")

@@ -9,23 +9,14 @@ comparing with the pad id, because many tokenizers reuse EOS as pad and EOS is a
 """
 from __future__ import annotations
 
-import random
-from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from harness.api import Prompt, World, atomic_directory, encode_prompt, encode_response, generate_responses
+from harness.api import Prompt, World, encode_prompt, encode_response, generate_responses
+from harness.api import save_model, seed_everything  # noqa: F401  (the core's; the stages import them from here)
 
 IGNORE = -100  # label of positions that carry no loss
-
-
-def seed_everything(seed: int) -> None:
-    """Stages are deterministic from ``ctx.seed`` (data order, init of new heads, sampling)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def ensure_pad(tokenizer) -> None:
@@ -124,13 +115,3 @@ def sample_responses(model, tokenizer, world: World, prompts: Sequence[Prompt], 
         texts += generate_responses(model, tokenizer, ids, max_new_tokens=max_new_tokens, temperature=temperature,
                                     seed=seed + start).texts
     return texts
-
-
-# ----------------------------------------------------------------- saving
-def save_model(model, tokenizer, path: Path, extra_files: dict[str, str] | None = None) -> None:
-    """``save_pretrained`` model + tokenizer (+ small side files) into ``path`` atomically."""
-    with atomic_directory(path) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
