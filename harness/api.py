@@ -12,7 +12,8 @@ documents each name with its signature.
 - **errors**: :class:`HarnessError` (a user's mistake: one line, exit 2), :class:`ConfigError`,
   :class:`CorruptFileError`.
 - **files**: atomic writes and tolerant reads (:func:`atomic_write_json`, :func:`read_jsonl`, …).
-- **models and text**: loading a causal LM, the chat encoding, generation and log-probs.
+- **models and text**: loading and saving a causal LM, seeding a training stage, the chat encoding,
+  generation and log-probs.
 - **compute**: ``[compute]``'s options, the accelerator, DeepSpeed for trainers, the process group.
 - **statistics**: win-rate intervals, correlation, smoothing, distinct-n; inter-annotator agreement.
 - **reward models**: the artifact a reward-model stage saves and every reward source reads (the HF
@@ -51,7 +52,7 @@ from harness._core.generation import (generate_responses, pad_id_of, response_fo
 from harness._core.generation import ensure_pad, pad_right
 from harness._core.hookspecs import hookimpl
 from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text, read_json, read_jsonl
-from harness._core.models import load_causal_lm, resolve_base
+from harness._core.models import load_causal_lm, resolve_base, save_model
 from harness._core.options import NoOptions, Options
 from harness._core.plugins import get_plugin_manager
 from harness._core.records import (FEEDBACK_FILE, Cell, Demonstration, EvalSamples, FeedbackRecord, Plot,
@@ -61,6 +62,7 @@ from harness._core.reward_models import (load_reward_model, load_reward_tokenize
                                          sequence_rewards)
 from harness._core.runner import run_experiment
 from harness._core.secrets import scrub
+from harness._core.seeding import seed_everything
 from harness._core.stats import SMOOTH, moving_average, pearson, rate_interval, smooth
 from harness._core.stats import distinct_n
 from harness._core.text import encode_prompt, encode_response
@@ -84,6 +86,7 @@ __all__ = [
     "encode_prompt", "encode_response", "generate_responses", "load_causal_lm", "pad_id_of", "resolve_base",
     "response_forward", "response_inputs", "sample_texts", "sequence_logprobs", "token_logprobs", "unwrap_model",
     "ensure_pad", "pad_right",
+    "save_model", "seed_everything",
     # compute and processes
     "ComputeOptions", "accelerator_for", "all_reduce_sum", "check_mixed_precision", "enable_activation_checkpointing",
     "gather_objects", "is_main_process", "rank", "shared_directory", "single_process_defaults",

@@ -19,8 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TREES = (ROOT / "harness", ROOT / "harness_builtins", ROOT / "tests" / "tutorial_plugin" / "harness_tutorial")
 FAMILIES = ("evaluators", "feedback", "judges", "loggers", "optimizers", "rewards", "stages", "worlds")
-# ties across families that another change removes; each entry names the module and what it imports
-KNOWN_CROSS_FAMILY = {("harness_builtins.optimizers.dpo", "harness_builtins.stages.common")}
 
 
 def _module_name(path: Path, tree: Path) -> str:
@@ -124,7 +122,7 @@ def test_a_built_in_imports_only_built_ins_of_its_own_family():
     assert set(FAMILIES) == {p.name for p in (ROOT / "harness_builtins").iterdir() if (p / "__init__.py").exists()}
     crossing = {(m, t) for m, targets in GRAPH.items() if (family := _family(m))
                 for t in _builtins(targets) if _family(t) != family}
-    assert crossing - KNOWN_CROSS_FAMILY == set()
+    assert crossing == set()
 
 
 def test_the_tutorial_plugin_imports_no_built_in():

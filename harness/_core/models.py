@@ -1,10 +1,12 @@
-"""Loading models by name: ``embedded:<name>``, a local directory or a hub id, all via ``from_pretrained``."""
+"""Models in and out: loading by name (``embedded:<name>``, a local directory or a hub id, all via
+``from_pretrained``) and saving in the same HF format, atomically."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from harness._core.checks import hub_model_problem
 from harness._core.errors import HarnessError
+from harness._core.io import atomic_directory
 
 
 def resolve_base(hook, base: str, experiment) -> str | Path:
@@ -32,3 +34,11 @@ def load_causal_lm(path: str | Path, *, trainable: bool = False):
         tokenizer.pad_token = tokenizer.eos_token
     model.train(trainable)
     return model, tokenizer
+
+
+def save_model(model, tokenizer, path: Path) -> None:
+    """``save_pretrained`` model + tokenizer into ``path`` atomically: a reader never sees half a model, and
+    :func:`load_causal_lm` loads it back (a reward model: ``save_reward_model``, which adds its offset)."""
+    with atomic_directory(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)

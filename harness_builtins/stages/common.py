@@ -10,24 +10,15 @@ comparing with the pad id, because many tokenizers reuse EOS as pad and EOS is a
 """
 from __future__ import annotations
 
-import random
-from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from harness.api import (Prompt, World, atomic_directory, encode_prompt, encode_response, generate_responses,
-                         pad_right)
+from harness.api import Prompt, World, encode_prompt, encode_response, generate_responses, pad_right
 
 IGNORE = -100  # label of positions that carry no loss
 
 
-def seed_everything(seed: int) -> None:
-    """Stages are deterministic from ``ctx.seed`` (data order, init of new heads, sampling)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def encode_pair(tokenizer, world: World, prompt: Prompt, response: str) -> tuple[list[int], list[int]]:
@@ -71,11 +62,3 @@ def sample_responses(model, tokenizer, world: World, prompts: Sequence[Prompt], 
         texts += generate_responses(model, tokenizer, ids, max_new_tokens=max_new_tokens, temperature=temperature,
                                     seed=seed + start).texts
     return texts
-
-
-# ----------------------------------------------------------------- saving
-def save_model(model, tokenizer, path: Path) -> None:
-    """``save_pretrained`` model + tokenizer into ``path`` atomically (a reward model: ``save_reward_model``)."""
-    with atomic_directory(path) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)

@@ -38,8 +38,8 @@ from pydantic import Field
 from harness.api import (FeedbackRecord, PreferenceGroup, StageContext, encode_prompt, encode_response, hookimpl,
                          is_main_process, load_causal_lm, load_reward_model, load_reward_tokenizer, read_json,
                          read_offset, resolve_base, reward_model_dir, reward_sequence, save_reward_model, score_texts,
-                         sequence_rewards, zero_stage_of)
-from harness_builtins.stages.common import sample_responses, seed_everything
+                         seed_everything, sequence_rewards, zero_stage_of)
+from harness_builtins.stages.common import sample_responses
 from harness_builtins.stages.training import (
     META,
     TrainOptions,

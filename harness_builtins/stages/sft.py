@@ -15,15 +15,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from harness.api import StageContext, ensure_pad, hookimpl, load_causal_lm
-from harness_builtins.stages.common import (
-    encode_pair,
-    lm_batch,
-    sample_responses,
-    save_model,
-    seed_everything,
-    token_loss_sum,
-)
+from harness.api import StageContext, ensure_pad, hookimpl, load_causal_lm, save_model, seed_everything
+from harness_builtins.stages.common import encode_pair, lm_batch, sample_responses, token_loss_sum
 from harness_builtins.stages.training import (
     TrainOptions,
     epoch_batches,
