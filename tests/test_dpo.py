@@ -140,9 +140,9 @@ def test_prompts_that_fill_max_length_are_a_clear_error(tmp_path, sft_dir):
 def test_dpo_stands_on_public_apis_only():
     """Only harness.api of the harness, and of trl's DPOTrainer only its public ``compute_loss`` overridden."""
     from harness_builtins.optimizers import dpo
-    from tests.test_import_graph import import_graph
+    from tests.test_import_graph import GRAPH
 
-    assert not {t for t in import_graph("harness_builtins")["harness_builtins.optimizers.dpo"]
+    assert not {t for t in GRAPH["harness_builtins.optimizers.dpo"]
                 if t.startswith("harness_builtins")}
     assert {name for name in vars(dpo._trainer_class()) if not name.startswith("__")} == {"compute_loss"}
 
