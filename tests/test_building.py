@@ -114,7 +114,7 @@ def test_harness_validate_checks_the_inner_sources_options(host, tmp_path):
     assert exp.choice("reward").options.model_extra == {"batch_size": 8, "max_length": 256}
     with pytest.raises(ConfigError, match=r"exp.toml: \[reward.length_penalized\] batch_size = 0"):
         load_experiment(_experiment(tmp_path, 'inner = "learned"\nbatch_size = 0'), host.registry)
-    with pytest.raises(ConfigError, match=r"\[reward.length_penalized\] unknown key 'batchsize'. Allowed keys: inner, "
+    with pytest.raises(ConfigError, match=r"\[reward.length_penalized\] unknown key 'batchsize' \(did you mean `batch_size`\?\). Allowed keys: inner, "
                                           r"per_word, batch_size, max_length"):
         load_experiment(_experiment(tmp_path, 'inner = "learned"\nbatchsize = 8'), host.registry)
     with pytest.raises(ConfigError, match=r"\[reward.length_penalized\] inner = 'nope': no reward source of that "
