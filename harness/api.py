@@ -41,6 +41,7 @@ from harness._core.contracts import (Annotator, CompareMany, Components, Describ
                                      NotingComponent, Offloadable, PlottingComponent, PolicyOptimizer, PolicySampler,
                                      RecordedFeedback, RewardSource, SamplingOptimizer, Stage, StageContext,
                                      WithDiagnostics, World)
+from harness._core.contracts import WithMemberScores
 from harness._core.distributed import (all_reduce_sum, gather_objects, is_main_process, rank, shared_directory,
                                        single_process_defaults, world_size)
 from harness._core.errors import ConfigError, CorruptFileError, HarnessError
@@ -78,6 +79,7 @@ __all__ = [
     "GradingJudge", "Judge", "NoOptions", "NotingComponent", "Offloadable", "Options", "Plot", "PlottingComponent",
     "PolicyOptimizer", "PolicySampler", "PreferenceGroup", "Prompt", "RecordedFeedback", "ReportRun", "RewardSource",
     "SamplingOptimizer", "Split", "Stage", "StageContext", "WithDiagnostics", "World", "read_feedback",
+    "WithMemberScores",
     # errors
     "ConfigError", "CorruptFileError", "HarnessError",
     # files

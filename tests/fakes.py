@@ -1,4 +1,9 @@
-"""Small inline components for core tests: the core is exercised without any real model."""
+"""Small inline components for core tests: the core is exercised without any real model.
+
+A test that hands a component a context builds a real one (:func:`make_context`, :func:`make_experiment`)
+with test values, never a duck type with fields missing: a component may rely on every field the
+contract declares, and a fake that lacks one would push a fallback for it into the component.
+"""
 from __future__ import annotations
 
 import os
@@ -6,12 +11,14 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from harness import hookimpl
-from harness._core.contracts import NoOptions, Options
+from harness._core.compute import ComputeOptions
+from harness._core.config import EvaluationTable, Experiment, ExperimentTable, ModelTable
+from harness._core.contracts import NoOptions, Options, StageContext
 
 
 class FakePPOOptions(Options):
@@ -70,6 +77,27 @@ class FakePlugin:
     def register_evaluators(self, register):
         register("rewards", FakeComponent)
         register("win_rate", FakeComponent)
+
+
+def make_experiment(seed: int = 0, compute: ComputeOptions | None = None, **fields: Any) -> Experiment:
+    """A real resolved :class:`Experiment` of test values, as a hand-built StageContext carries it.
+
+    The core tables are at their defaults but ``seed`` and ``compute`` (``ComputeOptions()`` unless
+    given; most tests ask for one CPU thread); no slots or evaluators unless ``fields`` gives them
+    (``slots={"world": Choice(...)}``, ``evaluation=EvaluationTable(...)``, …).
+    """
+    tables: dict[str, Any] = dict(source="<test>", experiment=ExperimentTable(name="test", seed=seed),
+                                  model=ModelTable(), compute=ComputeOptions() if compute is None else compute,
+                                  slots={}, evaluation=EvaluationTable(), evaluators={})
+    return Experiment(**{**tables, **fields})
+
+
+def make_context(stage: str = "evaluation", stage_dir: Path = Path("."), world: Any = None, *,
+                 experiment: Experiment | None = None, log=None, **fields: Any) -> StageContext:
+    """A real StageContext of test values: a :func:`make_experiment` experiment unless given, metrics dropped
+    unless ``log`` keeps them, the runner's services (``build``, ``hook``, …) only where ``fields`` gives them."""
+    return StageContext(experiment=make_experiment() if experiment is None else experiment, stage=stage,
+                        stage_dir=stage_dir, world=world, log=log or (lambda metrics, step: None), **fields)
 
 
 def judge_builder():

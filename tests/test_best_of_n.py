@@ -18,6 +18,7 @@ from harness._core.evaluation import sample_texts
 from harness._core.models import load_causal_lm
 from harness._core.plugins import get_plugin_manager
 from harness_builtins.optimizers.best_of_n import BestOfN, BestOfNPolicy, kl_bon, pick_best
+from tests.fakes import make_experiment
 from tests.test_ppo import FakeWorld, GoodWordReward, make_ctx, sft_dir  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def test_evaluation_samples_the_optimizers_policy_not_the_saved_weights(tmp_path
     from harness._core.pipeline import _evaluate
 
     reward = GoodWordReward()
-    experiment = SimpleNamespace(compute=ComputeOptions(backend="cpu", threads=1), evaluation=SETTINGS, seed=0,
+    experiment = make_experiment(compute=ComputeOptions(backend="cpu", threads=1), evaluation=SETTINGS,
                                  evaluators={"rewards": NoOptions()})
     run = SimpleNamespace(experiment=experiment, world=FakeWorld(), host=get_plugin_manager(autoload=False),
                           components=Components(optimizer=BestOfN(BestOfN.Options(n=4)), reward=reward),

@@ -16,6 +16,7 @@ from harness._core.config import load_experiment
 from harness._core.errors import ConfigError
 from harness._core.options import Options
 from harness._core.plugins import get_plugin_manager
+from tests.fakes import make_context
 
 
 def _tutorial_module(name: str):
@@ -68,9 +69,8 @@ def host():
 
 def _ctx(host):
     world = SimpleNamespace(name="w", gold=lambda: Gold())
-    return StageContext(experiment=None, stage="prepare", stage_dir=None, world=world, log=lambda m, s: None,
-                        build=lambda family, name, options=None: build_component(host.registry, family, name, options,
-                                                                                 source="x.toml"))
+    return make_context("prepare", world=world, build=lambda family, name, options=None: build_component(
+        host.registry, family, name, options, source="x.toml"))
 
 
 def test_a_reward_source_wraps_a_built_in_by_name(host):

@@ -179,14 +179,13 @@ def test_fp16_without_a_gpu_is_refused():
 
 def test_every_process_splits_the_batch(tmp_path, monkeypatch):
     """A batch that does not split evenly over the launched processes is refused before any model loads."""
-    from types import SimpleNamespace
-
     from harness._core.contracts import StageContext
     from harness._online.setup_run import _check_processes
     from harness_builtins.optimizers.ppo import PPOOptions
+    from tests.fakes import make_experiment
 
     monkeypatch.setenv("WORLD_SIZE", "3")
-    ctx = StageContext(experiment=SimpleNamespace(seed=0, compute=ComputeOptions()), stage="policy",
+    ctx = StageContext(experiment=make_experiment(compute=ComputeOptions()), stage="policy",
                        stage_dir=tmp_path, world=None, log=lambda m, s: None)
     with pytest.raises(HarnessError, match="batch_size = 8 must be a multiple of the 3 launched processes"):
         _check_processes(ctx, PPOOptions(batch_size=8, minibatch_size=4), "ppo")

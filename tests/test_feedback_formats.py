@@ -215,11 +215,10 @@ class StageWorld(FakeWorld):
 
 
 def stage_ctx(tmp_path, fmt, seed=0):
-    from types import SimpleNamespace
-
     from harness._core.contracts import Components, StageContext
+    from tests.fakes import make_experiment
 
-    return StageContext(experiment=SimpleNamespace(seed=seed), stage="feedback", stage_dir=tmp_path / "feedback",
+    return StageContext(experiment=make_experiment(seed), stage="feedback", stage_dir=tmp_path / "feedback",
                         world=StageWorld([FakeAnnotator(f"a{i}", noise=0.2) for i in range(4)]),
                         log=lambda m, s: None, artifacts={"feedback": tmp_path / "feedback"},
                         components=Components(feedback=fmt))

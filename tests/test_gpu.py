@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,6 +23,7 @@ from harness._online import setup
 from harness._online.memory import AdapterOffReference, parameter_bytes, plain_state_dict
 from harness_builtins.optimizers.ppo import PPOOptions, ppo_step
 from harness._online.rollout import collect_rollout
+from tests.fakes import make_experiment
 from tests.test_ppo import FAST, WORDS, FakeWorld, GoodWordReward, save_tiny_sft, sft_dir  # noqa: F401 - fixture
 
 CUDA = torch.cuda.is_available()
@@ -51,7 +51,7 @@ def release_gpu_memory():
 
 
 def make_ctx(tmp_path, sft, logged: list, **compute) -> StageContext:
-    return StageContext(experiment=SimpleNamespace(seed=0, compute=ComputeOptions(**compute)), stage="policy",
+    return StageContext(experiment=make_experiment(compute=ComputeOptions(**compute)), stage="policy",
                         stage_dir=tmp_path / "policy", world=FakeWorld(),
                         log=lambda metrics, step: logged.append((step, dict(metrics))),
                         artifacts={"sft": sft}, checkpoint_dir=None)

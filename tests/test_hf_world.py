@@ -13,7 +13,6 @@ import math
 import random
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -27,7 +26,7 @@ from harness_builtins.feedback.ranking import Ranking
 from harness_builtins.worlds.hf_data.options import HFDataOptions
 from harness_builtins.worlds.hf_data.transcripts import TranscriptError, split_transcript, turns
 from harness_builtins.worlds.hf_data.world import HFDataWorld
-from tests.fakes import judge_builder
+from tests.fakes import judge_builder, make_experiment
 from tests.tiny_models import save_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -254,7 +253,7 @@ def test_a_real_data_world_has_no_gold_annotators_or_models():
 
 
 def _ctx(w, tmp_path):
-    return StageContext(experiment=SimpleNamespace(seed=0), stage="evaluation", stage_dir=tmp_path, world=w,
+    return StageContext(experiment=make_experiment(), stage="evaluation", stage_dir=tmp_path, world=w,
                         log=lambda m, s: None, artifacts={}, build=judge_builder())
 
 

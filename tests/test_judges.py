@@ -1,8 +1,6 @@
 """Judges are registered components: the win rate looks its judge up by name, a plugin's included."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from click.testing import CliRunner
 from pydantic import Field
@@ -14,7 +12,7 @@ from harness._core.config import load_experiment
 from harness._core.contracts import EvalSamples, Options, Prompt
 from harness._core.errors import ConfigError
 from harness._core.plugins import get_plugin_manager
-from tests.fakes import FakePlugin
+from tests.fakes import FakePlugin, make_context
 
 BUILTINS = ("harness_builtins.judges.scored", "harness_builtins.judges.pairwise_llm", "harness_builtins.evaluators.win_rate")
 
@@ -90,7 +88,7 @@ def test_a_plugin_judge_decides_the_win_rate_with_its_own_options(tmp_path, host
     evaluator = host.registry.get("evaluator", "win_rate").factory(options)
     prompts = tuple(Prompt(id=str(i), kind="k", text="q", answer=None) for i in range(3))
     samples = EvalSamples(prompts=prompts, policy=("ab", "abcdef", "abc"), sft=("abcdef", "ab", "abcd"), kl=(0.0,) * 3)
-    ctx = SimpleNamespace(build=lambda *a: build_component(host.registry, *a))
+    ctx = make_context(build=lambda *a: build_component(host.registry, *a))
     result = evaluator.evaluate(ctx, samples)["win_rate_vs_sft"]
     assert result["judge"] == "shorter" and result["rate"] == pytest.approx(1.5 / 3) and result["ties"] == 1
     assert "decided_by" not in result and "judge_stats" not in result

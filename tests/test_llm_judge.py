@@ -11,7 +11,6 @@ import re
 import socket
 import threading
 import time
-from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -27,7 +26,7 @@ from harness_builtins.judges.pairwise_llm import PAIRWISE_TEMPLATE, PairwiseJudg
 from harness_builtins.judges.client import VerdictError
 from harness_builtins.judges.scoring_llm import GRADING_TEMPLATE, parse_score
 from harness_builtins.rewards.llm_judge import LLMJudgeOptions, LLMJudgeReward
-from tests.fakes import FakePlugin, judge_builder
+from tests.fakes import FakePlugin, judge_builder, make_context
 
 KEY_ENV = "HARNESS_TEST_JUDGE_KEY"
 SECRET = "sk-test-DO-NOT-LEAK-4242"
@@ -141,7 +140,7 @@ def options(judge, **kw):
 
 def scorer(judge, **kw) -> LLMJudgeReward:
     source = LLMJudgeReward(options(judge, **kw))
-    source.prepare(SimpleNamespace(build=judge_builder()))
+    source.prepare(make_context(build=judge_builder()))
     return source
 
 
@@ -277,7 +276,7 @@ def test_endpoint_down(tmp_path):
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
     source = LLMJudgeReward(LLMJudgeOptions(base_url=url, model=MODEL, api_key_env=KEY_ENV, max_retries=1, backoff_s=0.0))
-    source.prepare(SimpleNamespace(build=judge_builder()))
+    source.prepare(make_context(build=judge_builder()))
     with pytest.raises(HarnessError) as err:
         source.score(prompts(1), RESPONSES[:1])
     msg = str(err.value)
@@ -328,13 +327,14 @@ def samples():
 def test_win_rate_with_an_llm_judge(judge):
     llm = dict(base_url=judge.url, model=MODEL, api_key_env=KEY_ENV, template=PAIR_TEMPLATE, concurrency=2)
     evaluator = WinRate(WinRateOptions(judge="llm", llm=llm))
-    result = evaluator.evaluate(SimpleNamespace(build=judge_builder()), samples())["win_rate_vs_sft"]
+    result = evaluator.evaluate(make_context(build=judge_builder()), samples())["win_rate_vs_sft"]
     # 3 wins, 1 loss, and one equal pair the judge always calls "A": swapped, that is a tie
     assert result["rate"] == pytest.approx(3.5 / 5) and result["ties"] == 1 and result["n"] == 5
     assert result["judge"] == f"llm:{MODEL}" and result["ci_low"] < result["rate"] < result["ci_high"]
     assert len(judge.requests) == 9  # 5 pairs × 2 orders, the equal pair's two orders are one request
     assert result["judge_stats"]["judge/calls"] == 9
-    again = WinRate(WinRateOptions(judge="llm", llm=llm)).evaluate(SimpleNamespace(build=judge_builder()), samples())["win_rate_vs_sft"]
+    again = WinRate(WinRateOptions(judge="llm", llm=llm)).evaluate(make_context(build=judge_builder()),
+                                                                   samples())["win_rate_vs_sft"]
     assert len(judge.requests) == 9 and again["rate"] == result["rate"]
 
 
@@ -343,11 +343,8 @@ def test_win_rate_with_the_reward_judge_still_swaps_positions():
         def score(self, prompts, responses):
             return torch.tensor([float(len(r)) for r in responses])
 
-    class Ctx:
-        components = Components(reward=Length())
-        build = staticmethod(judge_builder())
-
-    result = WinRate(WinRateOptions(judge="reward")).evaluate(Ctx(), samples())["win_rate_vs_sft"]
+    ctx = make_context(components=Components(reward=Length()), build=judge_builder())
+    result = WinRate(WinRateOptions(judge="reward")).evaluate(ctx, samples())["win_rate_vs_sft"]
     assert result["rate"] == pytest.approx(3.5 / 5) and result["ties"] == 1 and result["judge"] == "reward"
 
 
@@ -446,7 +443,7 @@ def test_the_reward_source_builds_its_judge_by_name_and_needs_one_that_grades(ju
     pairwise = LLMJudgeReward(LLMJudgeOptions(judge="llm", base_url=judge.url, model=MODEL, api_key_env=KEY_ENV,
                                               template=PAIR_TEMPLATE))
     with pytest.raises(HarnessError, match=r"judge = 'llm': that judge compares two responses but grades none"):
-        pairwise.prepare(SimpleNamespace(build=judge_builder()))
+        pairwise.prepare(make_context(build=judge_builder()))
 
 
 def test_the_judges_options_sit_beside_judge_and_scale(tmp_path, registry):
@@ -462,7 +459,7 @@ def test_the_judges_options_sit_beside_judge_and_scale(tmp_path, registry):
 def test_the_grading_judge_decides_a_win_rate_too(judge):
     llm_score = dict(base_url=judge.url, model=MODEL, api_key_env=KEY_ENV, template=SCORE_TEMPLATE)
     result = WinRate(WinRateOptions(judge="llm_score", llm_score=llm_score)).evaluate(
-        SimpleNamespace(build=judge_builder()), samples())["win_rate_vs_sft"]
+        make_context(build=judge_builder()), samples())["win_rate_vs_sft"]
     # the longer answer gets the higher grade: 3 wins, 1 loss, 1 tie (the equal pair), as with the pairwise judge
     assert result["rate"] == pytest.approx(3.5 / 5) and result["ties"] == 1 and result["judge"] == f"llm_score:{MODEL}"
     assert len(judge.requests) == 9 and result["judge_stats"]["judge/calls"] == 9  # each distinct response graded once

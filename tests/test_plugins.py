@@ -14,7 +14,7 @@ from harness import hookimpl
 from harness._core.contracts import StageContext
 from harness._core.errors import HarnessError
 from harness._core.plugins import get_plugin_manager
-from tests.fakes import FakeComponent, FakePlugin, pip_install_into
+from tests.fakes import FakeComponent, FakePlugin, make_experiment, pip_install_into
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "tests" / "example_plugin"
@@ -95,7 +95,7 @@ def test_lifecycle_hooks_are_broadcast():
 
 
 def _ctx(h):
-    return StageContext(experiment=None, stage="policy", stage_dir=Path("."), world=None,
+    return StageContext(experiment=make_experiment(), stage="policy", stage_dir=Path("."), world=None,
                         log=lambda m, s: None, hook=h.hook)
 
 
@@ -175,7 +175,8 @@ def test_every_built_in_plugin_is_listed_under_its_own_name():
 def test_optional_capabilities_are_protocols_the_built_ins_declare():
     import torch
 
-    from harness._core.contracts import ExplainingJudge, GradingJudge, Offloadable, SamplingOptimizer, WithDiagnostics
+    from harness._core.contracts import (ExplainingJudge, GradingJudge, Offloadable, SamplingOptimizer, WithDiagnostics,
+                                         WithMemberScores)
     from harness_builtins.optimizers.best_of_n import BestOfN
     from harness_builtins.optimizers.ppo import PPO
     from harness_builtins.judges.pairwise_llm import LLMPairwiseJudge
@@ -192,6 +193,7 @@ def test_optional_capabilities_are_protocols_the_built_ins_declare():
     assert isinstance(LLMScoreJudge.__new__(LLMScoreJudge), GradingJudge)
     assert issubclass(BestOfN, SamplingOptimizer) and not issubclass(PPO, SamplingOptimizer)
     assert not isinstance(LLMPairwiseJudge.__new__(LLMPairwiseJudge), GradingJudge)
+    assert issubclass(EnsembleReward, WithMemberScores) and not issubclass(LLMJudgeReward, WithMemberScores)
 
     class Declared:
         def __init__(self):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from harness._core.compute import ComputeOptions
 from harness._core.contracts import Prompt, StageContext
+from tests.fakes import make_experiment
 from tests.tiny_models import save_tiny_llama
 
 WORDS = "good bad yes no the a cat dog runs sits and or is it".split()
@@ -79,7 +79,7 @@ class GoodWordReward:
 
 def make_ctx(tmp_path: Path, sft: Path, logged: list) -> StageContext:
     """A real StageContext whose compute table asks for one thread (see ``one_thread``)."""
-    return StageContext(experiment=SimpleNamespace(seed=0, compute=ComputeOptions(backend="cpu", threads=1)),
+    return StageContext(experiment=make_experiment(compute=ComputeOptions(backend="cpu", threads=1)),
                         stage="policy", stage_dir=tmp_path / "policy", world=FakeWorld(),
                         log=lambda metrics, step: logged.append((step, dict(metrics))),
                         artifacts={"sft": sft}, checkpoint_dir=tmp_path / "policy" / "checkpoints")

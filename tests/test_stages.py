@@ -5,6 +5,7 @@ responses "<topic> are <adjective>". Gold quality and the annotators' taste are 
 adjective, so a reward model only has to learn which adjective is better to beat chance.
 """
 import json
+from dataclasses import replace
 from math import comb
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from harness._core import hookspecs
 from harness._core.compute import ComputeOptions
+from harness._core.config import Choice
 from harness._core.models import load_causal_lm
 from harness._core.candidates import candidate_source, sample_distinct
 from harness._core.contracts import Components, Demonstration, FeedbackRecord, Prompt, StageContext
@@ -28,6 +30,7 @@ from harness_builtins.rewards.learned import LearnedReward
 from harness_builtins.stages.common import IGNORE, lm_batch, sample_responses, token_loss_sum
 from harness_builtins.stages.reward_model import BradleyTerryRM, Encoded, bt_loss
 from harness_builtins.stages.sft import NextTokenSFT
+from tests.fakes import make_experiment
 from tests.tiny_models import save_tiny_llama
 
 TOPICS = ["cats", "dogs", "birds", "fish", "trees", "rivers", "stars", "roads"]
@@ -117,7 +120,7 @@ def base_dir(tmp_path_factory):
 def make_ctx(tmp_path, stage, artifacts, seed=0, **components):
     """A StageContext as the runner builds it; one CPU thread keeps tiny ops fast on a busy 2-core box."""
     logged = []
-    ctx = StageContext(experiment=SimpleNamespace(seed=seed, compute=ComputeOptions(backend="cpu", threads=1)),
+    ctx = StageContext(experiment=make_experiment(seed, compute=ComputeOptions(backend="cpu", threads=1)),
                        stage=stage, stage_dir=tmp_path / stage, world=ToyWorld(),
                        log=lambda metrics, step: logged.append((step, dict(metrics))),
                        artifacts=dict(artifacts), checkpoint_dir=tmp_path / stage / "checkpoints",
@@ -374,6 +377,6 @@ def test_sft_candidates_with_recorded_feedback_name_the_option(tmp_path):
     feedback = Ranking(Ranking.Options(candidates="sft"))
     ctx, _ = make_ctx(tmp_path, "feedback", {}, feedback=feedback)
     ctx.world = Recorded()
-    ctx.experiment.slots = {"feedback": SimpleNamespace(name="ranking")}
+    ctx.experiment = replace(ctx.experiment, slots={"feedback": Choice("feedback", "ranking", feedback.options)})
     with pytest.raises(HarnessError, match=r"\[feedback.ranking\] candidates = 'sft'.*recorded feedback"):
         feedback_stage(ctx)

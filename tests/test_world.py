@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import math
 import random
-from types import SimpleNamespace
 
 import pytest
 
-from harness._core.contracts import Annotator, Components, ExplainedJudge, GoldJudge, World
+from harness._core.config import Choice
+from harness._core.contracts import Annotator, ExplainedJudge, GoldJudge, World
 from harness_builtins.worlds.embedded import plugin
 from harness_builtins.worlds.embedded.responses import CLOSERS, REFUSALS, answer_sentence, compliance
 from harness_builtins.worlds.embedded.world import EmbeddedOptions, EmbeddedWorld
+from tests.fakes import make_experiment
 
 SMALL = dict(sft_size=200, rm_size=150, rl_size=100, eval_size=40, corpus_paragraphs=1500, corpus_dialogues=1500,
              heldout_docs=60)
@@ -176,7 +177,7 @@ def test_gold_explains_its_score_by_rubric_term(world):
 def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
     from harness._core.contracts import EvalSamples
     from harness_builtins.evaluators.win_rate import WinRate
-    from tests.fakes import judge_builder
+    from tests.fakes import judge_builder, make_context
 
     capital, colour, opposite = one_of(world, "capital"), one_of(world, "colour"), one_of(world, "opposite")
     (good_a, flawed_a), (good_b, flawed_b), (good_c, flawed_c) = (_good_and_flawed(world, p) for p in (capital, colour, opposite))
@@ -184,7 +185,7 @@ def test_win_rate_says_which_rubric_term_decided_each_verdict(world):
     samples = EvalSamples(prompts=(capital, colour, opposite, colour),
                           policy=(good_a, flawed_b["rude"], flawed_c["verbose"], good_b),
                           sft=(flawed_a["wrong"], good_b, good_c, good_b), kl=(0.0,) * 4)
-    ctx = SimpleNamespace(world=world, components=Components(), build=judge_builder())
+    ctx = make_context(world=world, build=judge_builder())
     decisive = WinRate.Options(judge="gold", gold={"verdict": "decisive"})
     result = WinRate(decisive).evaluate(ctx, samples)["win_rate_vs_sft"]
     assert result["rate"] == pytest.approx(2.5 / 4) and result["ties"] == 1
@@ -328,7 +329,7 @@ def test_plugin_registers_world_and_resolves_only_embedded_models(world, micro_d
     plugin.register_worlds(register=lambda name, factory: registered.setdefault(name, factory))
     assert registered == {"embedded": EmbeddedWorld}
     assert plugin.resolve_model(base="gpt2", experiment=None) is None
-    experiment = SimpleNamespace(seed=0, world_options=lambda name: EmbeddedOptions(**SMALL))
+    experiment = make_experiment(slots={"world": Choice("world", "embedded", EmbeddedOptions(**SMALL))})
     assert plugin.resolve_model(base="embedded:micro", experiment=experiment) == micro_dir
 
 

@@ -98,8 +98,7 @@ class LmEvalTax:
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
         manager, names = self.task_manager(ctx)
         models = {"policy": ctx.artifacts["policy"], **{b: ctx.artifacts[b] for b in self.options.baselines}}
-        compute = getattr(ctx.experiment, "compute", None)
-        device = "cuda" if compute is not None and compute.uses_gpu else "cpu"  # where the run trained
+        device = "cuda" if ctx.experiment.compute.uses_gpu else "cpu"  # where the run trained
         scored = {who: self.score(path, manager, names, device) for who, path in models.items()}
         tax, flat = {}, {}
         for task in names:

@@ -19,8 +19,8 @@ from __future__ import annotations
 from statistics import fmean
 from typing import Any, Sequence
 
-from harness.api import (SMOOTH, Cell, EvalSamples, NoOptions, Plot, ReportRun, StageContext, hookimpl, moving_average,
-                         pearson, smooth)
+from harness.api import (SMOOTH, Cell, EvalSamples, NoOptions, Plot, ReportRun, StageContext, WithMemberScores,
+                         hookimpl, moving_average, pearson, smooth)
 
 
 def curve_signals(curve: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -75,7 +75,7 @@ class OverOptimization:
             sft_gold = [gold.score(p, t) for p, t in zip(prompts, samples.sft)]
             out |= pair_agreement(proxy, sft_proxy, gold_scores, sft_gold)
         out.update(curve_signals(ctx.summaries.get("policy", {}).get("curve", [])))
-        if hasattr(reward, "member_scores"):
+        if isinstance(reward, WithMemberScores):
             out["ensemble_std_policy"] = float(reward.member_scores(prompts, policy).std(0).mean())
             out["ensemble_std_sft"] = float(reward.member_scores(prompts, list(samples.sft)).std(0).mean())
         ctx.log({f"overoptimization/{k}": v for k, v in out.items()}, 0)

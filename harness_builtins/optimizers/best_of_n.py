@@ -90,8 +90,7 @@ class BestOfN:
     def evaluation_policy(self, ctx: StageContext) -> BestOfNPolicy:
         """What evaluation samples instead of the saved weights: n samples of π_SFT, the run's reward source picks."""
         model, tokenizer = load_causal_lm(ctx.artifacts["sft"])
-        compute = getattr(ctx.experiment, "compute", None)
-        model.to("cuda" if compute is not None and compute.uses_gpu else "cpu")
+        model.to("cuda" if ctx.experiment.compute.uses_gpu else "cpu")
         return BestOfNPolicy(model, tokenizer, ctx.world, ctx.components.reward, self.options.n)
 
 

@@ -71,7 +71,7 @@ class LLMJudgeReward:
         """Build the judge by name and bind it to the run (an LLM judge reads its API key here)."""
         if self.judge is not None:
             return
-        if getattr(ctx, "build", None) is None:
+        if ctx.build is None:
             raise HarnessError("reward source 'llm_judge' builds its judge through ctx.build; prepare it with the "
                                "runner's StageContext.")
         judge = ctx.build("judge", self.options.judge, self.options.judge_options())

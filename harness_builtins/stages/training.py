@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from harness.api import (ComputeOptions, Options, accelerator_for, atomic_write_json, enable_activation_checkpointing,
+from harness.api import (Options, StageContext, accelerator_for, atomic_write_json, enable_activation_checkpointing,
                          read_json, shared_directory, zero_stage_of)
 
 META = "trainer_state.json"
@@ -34,15 +34,11 @@ class TrainOptions(Options):
     log_every: int = Field(10, ge=1, description="Optimizer steps between train-loss log lines.")
 
 
-def compute_options(ctx) -> ComputeOptions:
-    return getattr(ctx.experiment, "compute", None) or ComputeOptions()
-
-
-def make_accelerator(ctx, model=None):
+def make_accelerator(ctx: StageContext, model=None):
     """The stage's Accelerator; ``model`` gets activation checkpointing when ``[compute]`` asks for it."""
     if model is not None:
-        enable_activation_checkpointing(model, compute_options(ctx))
-    return accelerator_for(compute_options(ctx))
+        enable_activation_checkpointing(model, ctx.experiment.compute)
+    return accelerator_for(ctx.experiment.compute)
 
 
 def trained_model(accelerator, wrapped, fresh_model):

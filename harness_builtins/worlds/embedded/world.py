@@ -132,9 +132,7 @@ def world_for(experiment) -> EmbeddedWorld:
     """The embedded world an experiment describes (its seed; its options when it uses this world)."""
     if experiment is None:
         return EmbeddedWorld()
-    options = getattr(experiment, "world_options", lambda name: None)("embedded")
-    if isinstance(options, dict):
-        options = EmbeddedWorld.Options(**options)
+    options = experiment.world_options("embedded")
     if options is not None and not isinstance(options, EmbeddedWorld.Options):
         options = None  # another world's options under our name: keep the defaults
-    return EmbeddedWorld(options, seed=getattr(experiment, "seed", 0))
+    return EmbeddedWorld(options, seed=experiment.seed)
