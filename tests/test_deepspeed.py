@@ -182,7 +182,7 @@ def test_every_process_splits_the_batch(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from harness._core.contracts import StageContext
-    from harness._online.setup_run import _check_processes
+    from harness._online.run import _check_processes
     from harness_builtins.optimizers.ppo import PPOOptions
 
     monkeypatch.setenv("WORLD_SIZE", "3")
