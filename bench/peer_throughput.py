@@ -118,7 +118,7 @@ def run_harness(algo: str, world, model_dir: Path, args, clock: StepClock) -> di
 
     from harness._core.compute import ComputeOptions
     from harness._core.contracts import StageContext
-    from harness_builtins.optimizers import loop
+    from harness._online import loop
     from harness_builtins.optimizers.grpo import GRPO
     from harness_builtins.optimizers.rloo import RLOO
 

@@ -5,7 +5,7 @@
 
 Builds a Llama of the chosen size (policy/SFT and a reward model of the same size) in a temp
 directory, then runs, in a fresh subprocess per configuration so their peaks do not mix, the
-real RL code path — ``loop.setup`` (``load_models``, critic, AdamW) and one ``ppo_step``
+real RL code path — ``setup`` (``load_models``, critic, AdamW) and one ``PPO.step``
 (rollout: generation, reward, reference and value forwards; one PPO update) — and reports the
 child's peak RSS (``ru_maxrss``) and, with CUDA, ``torch.cuda.max_memory_allocated``:
 
@@ -110,7 +110,7 @@ def measure(args) -> dict:
     from harness._core.contracts import StageContext
     from harness._online import setup
     from harness._online.memory import parameter_bytes
-    from harness_builtins.optimizers.ppo import PPOOptions, ppo_step
+    from harness_builtins.optimizers.ppo import PPO, PPOOptions
     from harness_builtins.rewards.learned import LearnedReward
 
     root = Path(args.models)
@@ -129,7 +129,7 @@ def measure(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     run = setup(ctx, options, reward, "ppo")
-    ppo_step(run, 1)
+    PPO(options).step(run, 1)
     seconds = time.perf_counter() - start
     trained = sum(p.numel() for g in run.optimizer.param_groups for p in g["params"])
     return {"config": args.config, "baseline_rss_mb": baseline,

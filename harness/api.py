@@ -107,6 +107,6 @@ __all__ = [
     "load_experiment", "run_experiment",
     # testing a plugin
     "build_component", "get_plugin_manager",
-    # the online toolkit (distinct_n, which it still re-exports, is listed with the statistics)
-    *(n for n in _online_names if n != "distinct_n"),
+    # the online toolkit
+    *_online_names,
 ]

@@ -180,7 +180,7 @@ def test_fp16_without_a_gpu_is_refused():
 def test_every_process_splits_the_batch(tmp_path, monkeypatch):
     """A batch that does not split evenly over the launched processes is refused before any model loads."""
     from harness._core.contracts import StageContext
-    from harness._online.setup_run import _check_processes
+    from harness._online.run import _check_processes
     from harness_builtins.optimizers.ppo import PPOOptions
     from tests.fakes import make_experiment
 

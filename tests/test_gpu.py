@@ -21,9 +21,9 @@ from harness._core.contracts import StageContext
 from harness._core.generation import sequence_logprobs
 from harness._online import setup
 from harness._online.memory import AdapterOffReference, parameter_bytes, plain_state_dict
-from harness_builtins.optimizers.ppo import PPOOptions, ppo_step
 from harness._online.rollout import collect_rollout
 from tests.fakes import make_experiment
+from harness_builtins.optimizers.ppo import PPO, PPOOptions
 from tests.test_ppo import FAST, WORDS, FakeWorld, GoodWordReward, save_tiny_sft, sft_dir  # noqa: F401 - fixture
 
 CUDA = torch.cuda.is_available()
@@ -79,7 +79,7 @@ def test_a_bf16_ppo_step_runs_on_the_device_and_updates_the_policy(tmp_path, sft
     batch = collect_rollout(run, 1)
     assert batch.logprobs.device.type == device and torch.isfinite(batch.logprobs).all()
     before = trained_weights(run)
-    metrics = ppo_step(run, 2)
+    metrics = PPO(run.options).step(run, 2)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
     assert metrics["ppo/updates"] == 4 and metrics["ppo/grad_norm"] > 0  # 4 epochs × 1 minibatch
     assert_trained(before, run)
@@ -100,7 +100,7 @@ def test_a_deepspeed_zero2_engine_from_compute_trains_the_actor_critic(tmp_path,
     if precision == "bf16":
         assert {p.dtype for p in run.model.parameters()} == {torch.bfloat16}  # fp32 masters live in the optimizer
     before = trained_weights(run)
-    metrics = [ppo_step(run, step) for step in (1, 2)]
+    metrics = [PPO(run.options).step(run, step) for step in (1, 2)]
     assert all(m["ppo/grad_norm"] > 0 and abs(m["ppo/policy_loss"]) < 1e3 for m in metrics), metrics
     assert_trained(before, run)
 
@@ -115,7 +115,7 @@ def test_lora_on_the_device_keeps_one_base_copy_and_its_reference_is_pi_sft(tmp_
     step0 = collect_rollout(run, 1)
     assert (step0.logprobs - step0.ref_logprobs).abs().max() < 1e-6  # B = 0: π_θ is π_SFT at step 0
     for step in (1, 2, 3):
-        ppo_step(run, step)
+        PPO(run.options).step(run, step)
     after = plain_state_dict(run.policy.get_base_model())
     assert all(torch.equal(base[k], after[k].cpu()) for k in base)  # only the adapters moved
     batch = collect_rollout(run, 4)
@@ -175,5 +175,5 @@ def test_offload_frozen_parks_the_reference_and_reward_model_off_the_gpu_between
     assert torch.equal(got.response_ids, want.response_ids)  # the same rollout, wherever the frozen models live
     assert torch.allclose(got.ref_logprobs, want.ref_logprobs, atol=1e-5)
     assert torch.allclose(got.scores, want.scores, atol=1e-6)
-    ppo_step(run, 2)
+    PPO(run.options).step(run, 2)
     assert {p.device.type for m in frozen for p in m.parameters()} == {"cpu"}

@@ -55,19 +55,19 @@ def test_grpo_raises_the_proxy_reward(tmp_path, sft_dir, loss_type):
 
 
 def test_beta_zero_loads_no_reference_and_no_critic_is_built(tmp_path, sft_dir, monkeypatch):
-    from harness_builtins.optimizers import setup_run
+    import harness._online.run as online_run
 
     loaded = []
-    real = setup_run.load_causal_lm
-    monkeypatch.setattr(setup_run, "load_causal_lm", lambda path, **kw: loaded.append(path) or real(path, **kw))
-    run = setup_run.setup(make_ctx(tmp_path, sft_dir, []), GRPO.Options(batch_size=8, init_kl_coef=0.0), GoodWordReward(),
+    real = online_run.load_causal_lm
+    monkeypatch.setattr(online_run, "load_causal_lm", lambda path, **kw: loaded.append(path) or real(path, **kw))
+    run = online_run.setup(make_ctx(tmp_path, sft_dir, []), GRPO.Options(batch_size=8, init_kl_coef=0.0), GoodWordReward(),
                           "grpo")
     assert run.reference is None and len(loaded) == 1  # the policy alone; trl's GRPO does the same at β = 0
     assert list(run.critic.parameters()) == []
     trained = {id(p) for group in run.optimizer.param_groups for p in group["params"]}
     assert trained == {id(p) for p in run.policy.parameters()}
     loaded.clear()
-    with_beta = setup_run.setup(make_ctx(tmp_path, sft_dir, []), GRPO.Options(batch_size=8), GoodWordReward(), "grpo")
+    with_beta = online_run.setup(make_ctx(tmp_path, sft_dir, []), GRPO.Options(batch_size=8), GoodWordReward(), "grpo")
     assert with_beta.reference is not None and len(loaded) == 2
 
     summary, logged = train("grpo", tmp_path / "run", sft_dir, steps=2, init_kl_coef=0.0)
@@ -88,7 +88,7 @@ def test_options_refuse_what_cannot_work():
 def test_an_on_policy_step_builds_its_loss_on_the_rollout_forward(tmp_path, sft_dir, monkeypatch):
     """μ = 1 on the whole batch: one forward of π_θ per step (trl's shortcut), and the same training as two."""
     from harness._online import GroupOptions
-    from harness._online.setup_run import ActorCritic
+    from harness._online.run import ActorCritic
 
     forwards = []
     real = ActorCritic.forward

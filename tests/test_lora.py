@@ -10,10 +10,9 @@ from torch import nn
 
 from harness._core.errors import HarnessError
 from harness._online import save_policy, setup
-from harness._online.memory import (AdapterOffReference, frozen_on_device, offloading, parameter_bytes,
-                                       plain_state_dict, reward_modules)
-from harness_builtins.optimizers.ppo import PPOOptions, ppo_step
+from harness._online.memory import AdapterOffReference, frozen_on_device, parameter_bytes, plain_state_dict, reward_modules
 from harness._online.rollout import collect_rollout
+from harness_builtins.optimizers.ppo import PPO, PPOOptions
 from tests.test_ppo import FAST, GoodWordReward, make_ctx, mean_reward, sft_dir, train  # noqa: F401 - fixture
 from tests.test_stages import base_dir, sft_run  # noqa: F401 - fixtures
 from tests.tiny_models import save_tiny_llama
@@ -52,7 +51,7 @@ def test_at_step_zero_the_adapter_off_reference_gives_the_same_zero_kl_as_a_full
 def test_lora_updates_move_only_the_adapters_and_the_kl_grows(tmp_path, sft_dir):
     run = make_run(tmp_path, sft_dir, lr=1e-2, **LORA)
     before = base_weights(run)
-    metrics = [ppo_step(run, step) for step in (1, 2, 3)]
+    metrics = [PPO(run.options).step(run, step) for step in (1, 2, 3)]
     assert metrics[0]["ppo/kl"] == 0 and metrics[-1]["ppo/kl"] != 0  # a one-sample estimate: either sign
     after = base_weights(run)
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
@@ -98,7 +97,7 @@ def test_the_saved_lora_policy_is_a_plain_causal_lm_with_the_adapters_merged(tmp
 
     run = make_run(tmp_path, sft_dir, lr=1e-2, **LORA)
     for step in (1, 2):
-        ppo_step(run, step)
+        PPO(run.options).step(run, step)
     ids = torch.tensor([[6, 7, 8, 9, 10, 11]])
     with torch.no_grad():
         want = run.policy(input_ids=ids).logits
@@ -153,7 +152,7 @@ def test_frozen_models_visit_the_device_only_for_their_block():
 
 def test_offload_frozen_is_a_no_op_on_cpu(tmp_path, sft_dir):
     run = make_run(tmp_path / "a", sft_dir, offload_frozen=True)
-    assert not offloading(run)
+    assert not run.offloading
     assert {p.device.type for p in run.reference.parameters()} == {"cpu"}
     _, plain = train("ppo", tmp_path / "b", sft_dir, steps=2)
     _, offloaded = train("ppo", tmp_path / "c", sft_dir, steps=2, offload_frozen=True)

@@ -7,9 +7,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from harness._online.advantages import (RunningMoments, explained_variance, gae, masked_mean, masked_whiten,
-                                           per_token_rewards)
-from harness._online.kl import AdaptiveKLController, FixedKLController, kl_controller
+from harness._online.objectives import (AdaptiveKLController, FixedKLController, RunningMoments, explained_variance,
+                                        gae, kl_controller, masked_mean, masked_whiten, per_token_rewards)
 from harness_builtins.optimizers.ppo import PPO, clipped_policy_loss, clipped_value_loss
 from harness._online import distinct_n, minibatches, sample_prompts, step_prompts
 

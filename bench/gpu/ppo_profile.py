@@ -5,7 +5,7 @@
 MODEL_DIR is a causal LM in HF format (``bench/gpu/make_model.py`` writes one); it is π_SFT, and
 with a fresh scalar head the reward model. The RL stage is set up through ``loop.setup`` (the
 backend's engine, a shared value head) on the embedded world's ``rl`` prompts, one step is run to
-warm up, then ``--repeats`` steps are timed piece by piece, in the order of ``ppo_step``:
+warm up, then ``--repeats`` steps are timed piece by piece, in the order of ``PPO.step``:
 
   generation   ``generate_responses`` inside the rollout (HF generate, dynamic KV cache)
   scoring      the reward model on the sampled texts
@@ -42,7 +42,7 @@ def sync() -> None:
 
 
 def make_run(model_dir: Path, stage_dir: Path, args):
-    """The RL stage as ``harness run`` builds it: ``loop.setup`` with the chosen backend and PPO options."""
+    """The RL stage as ``harness run`` builds it: ``setup`` with the chosen backend and PPO options."""
     from harness._core.compute import ComputeOptions
     from harness._core.contracts import StageContext
     from harness._online import setup
@@ -63,7 +63,7 @@ def make_run(model_dir: Path, stage_dir: Path, args):
 
 
 def timed_step(run, step: int) -> dict:
-    """One ``ppo_step``, its pieces timed (the GPU synchronised at each boundary)."""
+    """One ``PPO.step``, its pieces timed (the GPU synchronised at each boundary)."""
     from harness._online import rewards_and_advantages
     from harness_builtins.optimizers.ppo import ppo_update
     from harness._online.rollout import collect_rollout
@@ -88,9 +88,9 @@ def timed_step(run, step: int) -> dict:
 
 def step_profile(run, repeats: int) -> dict:
     """Median of ``repeats`` timed steps after one warm-up step, with throughputs and shares."""
-    from harness_builtins.optimizers.ppo import ppo_step
+    from harness_builtins.optimizers.ppo import PPO
 
-    ppo_step(run, 1)  # warm-up: CUDA context, allocator, kernels picked
+    PPO(run.options).step(run, 1)  # warm-up: CUDA context, allocator, kernels picked
     steps = [timed_step(run, 2 + i) for i in range(repeats)]
     median = {k: statistics.median(s[k] for s in steps) for k in steps[0]}
     return median | {"steps": steps,

@@ -210,9 +210,17 @@ def _precision_of(plugin) -> str:
     return "no"
 
 
-def zero_stage_of(accelerator) -> int:
-    """The ZeRO stage of a DeepSpeed accelerator (0 without DeepSpeed)."""
-    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+def zero_stage_of(source: ComputeOptions | Any) -> int:
+    """The ZeRO stage that shards a run's model (0 without DeepSpeed), asked of the ``[compute]`` options or
+    of the accelerator built from them.
+
+    Before any model is loaded (a check of the options) it is the options' ``zero_stage`` under
+    ``backend = "deepspeed"``; a ``deepspeed_config`` JSON's own stage is not read there (0). Once the
+    accelerator exists, its DeepSpeed plugin says, whichever way it was configured.
+    """
+    if isinstance(source, ComputeOptions):
+        return source.zero_stage if source.uses_deepspeed and not source.deepspeed_config else 0
+    plugin = getattr(source.state, "deepspeed_plugin", None)
     return int(plugin.zero_stage) if plugin is not None else 0
 
 

@@ -11,6 +11,7 @@ two that train, gradients and two AdamW moments each. The options here (all in `
   and visit the accelerator only for their forward pass (:func:`frozen_on_device`). On CPU the
   policy is already where they are, so it is a no-op.
 A shared value head (``value_model = "shared"``) is the third saving; it lives in :mod:`value`.
+These are the mechanisms; the run (:class:`harness._online.run.RLRun`) applies them to its models.
 """
 from __future__ import annotations
 
@@ -25,8 +26,7 @@ from harness._core.errors import HarnessError
 from harness._core.generation import unwrap_model
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harness._online.online_options import RolloutOptions
-    from harness._online.run_state import RLRun
+    from harness._online.options import RolloutOptions
 
 
 # --------------------------------------------------------------------------- LoRA
@@ -121,21 +121,9 @@ def reward_modules(reward: Any) -> list[nn.Module]:
     return found
 
 
-def reference_modules(run: "RLRun") -> list[nn.Module]:
-    """The reference as a module to offload; none for an adapter-off reference (it is the policy) or no reference."""
-    return [run.reference] if isinstance(run.reference, nn.Module) else []
-
-
-def offloading(run: "RLRun") -> bool:
-    """Whether frozen models move between CPU and the accelerator: asked for, and the policy is not on CPU."""
-    return run.options.offload_frozen and torch.device(run.accelerator.device).type != "cpu"
-
-
-def offload_frozen_models(run: "RLRun") -> None:
-    """At setup: park the reference and the reward model on the CPU (a no-op unless :func:`offloading`)."""
-    if offloading(run):
-        for module in reference_modules(run) + reward_modules(run.reward):
-            module.to("cpu")
+def offloading(options: "RolloutOptions", device) -> bool:
+    """Whether frozen models move between CPU and the accelerator: asked for, and ``device`` is not the CPU."""
+    return options.offload_frozen and torch.device(device).type != "cpu"
 
 
 @contextmanager
@@ -151,11 +139,6 @@ def frozen_on_device(modules: list[nn.Module], device, offload: bool) -> Iterato
     finally:
         for module in modules:
             module.to("cpu")
-
-
-def using(run: "RLRun", modules: list[nn.Module]):
-    """:func:`frozen_on_device` with the run's device and ``offload_frozen`` setting."""
-    return frozen_on_device(modules, run.accelerator.device, offloading(run))
 
 
 # --------------------------------------------------------------------------- measuring

@@ -2,15 +2,18 @@
 
 A rollout runs each model once, without gradients: π_θ (log-probs, entropy and — for a shared
 critic — values), π_SFT (reference log-probs; not where the run loaded no reference) and a separate
-critic. The update phase reuses these as the "old" quantities, so no forward pass is repeated. When
-the update is one step on the whole batch (``on_policy``), π_θ's forward keeps its graph and that
-step's loss is built on it: one policy forward per step instead of two (trl does the same at μ = 1).
+critic. The update phase reuses these as the "old" quantities, so no forward pass is repeated. The
+:class:`Rollout` also carries the batch's mean KL(π_θ‖π_SFT), the number β's controller and the
+``<name>/kl`` metric read. When the update is one step on the whole batch (``on_policy``),
+:func:`collect_rollout_and_forward` also returns π_θ's forward with its graph (a
+:class:`PolicyForward`), and that step's loss is built on it: one policy forward per step instead
+of two (trl does the same at μ = 1).
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -19,14 +22,23 @@ from harness._core.contracts import Prompt, WithDiagnostics
 from harness._core.generation import generate_responses, sequence_logprobs, token_logprobs
 from harness._core.stats import distinct_n
 from harness._core.text import encode_prompt
-from harness._online.advantages import explained_variance, global_masked_mean
-from harness._online.memory import reference_modules, reward_modules, using
-
-if TYPE_CHECKING:  # pragma: no cover
-    from harness._online.run_state import RLRun
+from harness._online.objectives import explained_variance, global_masked_mean
+from harness._online.run import RLRun
 
 
-@dataclass
+class PolicyForward(NamedTuple):
+    """π_θ's forward over a batch: log π_θ(y_t), the entropy H(π_θ(·|s_t)) and V(s_t), each [B, T]."""
+
+    logprobs: torch.Tensor
+    entropy: torch.Tensor
+    values: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> "PolicyForward":
+        """The rows at ``index`` (a minibatch's), graph included."""
+        return PolicyForward(*(t[index] for t in self))
+
+
+@dataclass(frozen=True)
 class Rollout:
     """One batch of experience; every tensor is [B, T] over response tokens except ``scores`` [B]."""
 
@@ -41,20 +53,22 @@ class Rollout:
     values: torch.Tensor  # V_old(s_t)
     entropy: torch.Tensor  # H(π_θ_old(·|s_t))
     scores: torch.Tensor  # reward-model score per response
-    # (log π_θ, entropy, V) with their graph, for the one on-policy update step (collect_rollout(on_policy=True))
-    live: tuple[torch.Tensor, ...] | None = field(default=None, repr=False, compare=False)
+    # the mean of ``kl`` over the whole step's batch (every process): what β's controller and ``<name>/kl`` read;
+    # None without a reference, and for a minibatch (``select``), which is not a step's batch
+    mean_kl: float | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
 
     def select(self, index: torch.Tensor) -> "Rollout":
         """The sub-batch at ``index`` (a minibatch)."""
-        picked = {f.name: getattr(self, f.name)[index] for f in fields(self)
-                  if f.name not in ("prompts", "texts", "live") and getattr(self, f.name) is not None}
-        picked["live"] = None if self.live is None else tuple(t[index] for t in self.live)
-        self.live = None  # handed to the sub-batch: a graph serves one backward
         rows = index.tolist()
-        return replace(self, prompts=[self.prompts[i] for i in rows], texts=[self.texts[i] for i in rows], **picked)
+        return replace(self, prompts=[self.prompts[i] for i in rows], texts=[self.texts[i] for i in rows],
+                       query_ids=self.query_ids[index], query_mask=self.query_mask[index],
+                       response_ids=self.response_ids[index], response_mask=self.response_mask[index],
+                       logprobs=self.logprobs[index], values=self.values[index], entropy=self.entropy[index],
+                       scores=self.scores[index], mean_kl=None,
+                       ref_logprobs=None if self.ref_logprobs is None else self.ref_logprobs[index])
 
     @property
     def mask(self) -> torch.Tensor:
@@ -85,19 +99,12 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-def policy_outputs(run: "RLRun", batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log π_θ(y_t), entropy, V(s_t)) for a Generation or Rollout: the forward of the rollout and of every update.
-
-    A rollout (or minibatch) that carries its rollout forward's graph (``live``) hands it over once.
-    """
-    live = getattr(batch, "live", None)
-    if live is not None:
-        batch.live = None  # its graph serves one backward
-        return live
+def policy_outputs(run: RLRun, batch) -> PolicyForward:
+    """π_θ's (and the critic's) forward over a Generation or Rollout: the rollout's forward and every update's."""
     ids, mask = batch.response_ids, batch.response_mask
     logits, values = run.model(batch.query_ids, batch.query_mask, ids, mask)  # one forward of policy + critic
     logits = logits / run.options.temperature
-    return token_logprobs(logits, ids) * mask, token_entropy(logits), values * mask
+    return PolicyForward(token_logprobs(logits, ids) * mask, token_entropy(logits), values * mask)
 
 
 def process_rows(total: int, group: int = 1) -> list[int]:
@@ -116,20 +123,28 @@ def step_prompts(pool: Sequence[Prompt], batch_size: int, seed: int, step: int, 
     return [p for p in chosen for _ in range(samples_per_prompt)]
 
 
-@torch.no_grad()
-def collect_rollout(run: "RLRun", step: int, samples_per_prompt: int = 1, on_policy: bool = False) -> Rollout:
-    """Sample a response per prompt from π_θ, score it with the reward source, and run every model once.
+def collect_rollout(run: RLRun, step: int, samples_per_prompt: int = 1) -> Rollout:
+    """Sample a response per prompt from π_θ, score it with the reward source, and run every model once, no grad.
 
     With ``samples_per_prompt`` = k, the batch is ``batch_size / k`` prompts with k responses each, a
     prompt's k rows next to each other (RLOO's and GRPO's groups; see :func:`step_prompts`).
     Launched as several processes, each takes every n-th prompt of the step's batch with its k samples
     (:func:`process_rows`; the global batch stays ``batch_size``); each response is sampled from its own
     seed (seed, step, index in the batch), so the batch's responses are the same whatever the number of
-    processes. A run without a reference gets ``ref_logprobs = None``.
+    processes. A run without a reference gets ``ref_logprobs = None`` (and ``mean_kl = None``).
+    """
+    batch, _ = collect_rollout_and_forward(run, step, samples_per_prompt, keep_graph=False)
+    return batch
 
-    ``on_policy``: the update is exactly one gradient step on the whole batch, so π_θ's forward here
-    runs with gradients and the batch keeps it (``live``) for that step's loss, whose ratio to the
-    "old" log-probs (the same numbers, detached) is then exactly 1.
+
+@torch.no_grad()
+def collect_rollout_and_forward(run: RLRun, step: int, samples_per_prompt: int = 1,
+                                keep_graph: bool = True) -> tuple[Rollout, PolicyForward | None]:
+    """:func:`collect_rollout`, and π_θ's forward over the batch with its graph when ``keep_graph`` (else None).
+
+    For an update that is exactly one gradient step on the whole batch (``on_policy``): that step's
+    loss is built on the returned forward, whose ratio to the rollout's "old" log-probs (the same
+    numbers, detached) is exactly 1. A graph serves one backward: pass it to that one step only.
     """
     everyone = step_prompts(run.prompts, run.options.batch_size, run.ctx.seed, step, samples_per_prompt)
     rows = process_rows(len(everyone), samples_per_prompt)
@@ -139,28 +154,31 @@ def collect_rollout(run: "RLRun", step: int, samples_per_prompt: int = 1, on_pol
     with run.timed("generation"), run.generation_policy() as policy:
         gen = generate_responses(policy, run.tokenizer, prompt_ids, max_new_tokens=run.options.max_new_tokens,
                                  temperature=run.options.temperature, row_seeds=seeds)
-    with run.timed("reward"), using(run, reward_modules(run.reward)):  # offload_frozen: on the device only now
+    with run.timed("reward"), run.reward_on_device():  # offload_frozen: on the device only now
         scores = run.reward.score(prompts, gen.texts)
-    with run.timed("policy"), torch.set_grad_enabled(on_policy):
-        live = policy_outputs(run, gen)
-    logprobs, entropy, values = (t.detach() for t in live)
+    with run.timed("policy"), torch.set_grad_enabled(keep_graph):
+        forward = policy_outputs(run, gen)
+    logprobs, entropy, values = (t.detach() for t in forward)
     with run.timed("reference"):
         ref_logprobs = reference_logprobs(run, gen)
-    return Rollout(prompts, gen.texts, gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask,
-                   logprobs, ref_logprobs, values, entropy, torch.as_tensor(scores, dtype=torch.float32).to(values.device),
-                   live=live if on_policy else None)
+    batch = Rollout(prompts, gen.texts, gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask,
+                    logprobs, ref_logprobs, values, entropy,
+                    torch.as_tensor(scores, dtype=torch.float32).to(values.device))
+    if batch.kl is not None:  # the whole batch's mean per-sequence KL, once, for β and the metrics
+        batch = replace(batch, mean_kl=float(global_masked_mean(batch.kl, torch.ones_like(batch.scores))))
+    return batch, forward if keep_graph else None
 
 
-def reference_logprobs(run: "RLRun", gen) -> torch.Tensor | None:
+def reference_logprobs(run: RLRun, gen) -> torch.Tensor | None:
     """log π_SFT(y_t) of a Generation or Rollout (no grad), or None when the run has no reference."""
     if run.reference is None:
         return None
-    with torch.no_grad(), using(run, reference_modules(run)):
+    with torch.no_grad(), run.reference_on_device():
         return sequence_logprobs(run.reference, gen.query_ids, gen.response_ids, gen.response_mask, gen.query_mask,
                                  temperature=run.options.temperature)
 
 
-def rollout_metrics(run: "RLRun", batch: Rollout, returns: torch.Tensor | None, name: str) -> dict[str, float]:
+def rollout_metrics(run: RLRun, batch: Rollout, returns: torch.Tensor | None, name: str) -> dict[str, float]:
     """What every online optimizer reports about its samples. Gold reward is measured, never optimized.
 
     Every number is over the whole batch, also when processes hold slices of it. ``returns`` are the
@@ -177,8 +195,8 @@ def rollout_metrics(run: "RLRun", batch: Rollout, returns: torch.Tensor | None, 
         "policy/response_len": float(global_masked_mean(batch.mask.sum(-1).float(), per_response)),
         "policy/distinct_2": distinct_n(texts, 2),
     }
-    if batch.kl is not None:
-        metrics[f"{name}/kl"] = float(global_masked_mean(batch.kl, per_response))
+    if batch.mean_kl is not None:
+        metrics[f"{name}/kl"] = batch.mean_kl
     if returns is not None:
         metrics[f"{name}/explained_variance"] = explained_variance(batch.values, returns, batch.mask)
     if gold is not None:  # a world of real data has no gold judge: the metric is left out, never faked

@@ -7,14 +7,12 @@ It is PPO's baseline: what the clipping and the extra epochs buy shows up agains
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field
 
-from harness.api import (OnlineOptions, RLRun, RewardSource, Rollout, StageContext, add_pretraining_loss, apply_update,
+from harness.api import (OnlineOptimizer, OnlineOptions, RLRun, Rollout, add_pretraining_loss, apply_update,
                          collect_rollout, global_masked_mean, hookimpl, k3, loss_mean, policy_outputs, process_mean,
-                         rewards_and_advantages, rollout_metrics, sequence_logprobs, train_online)
+                         rewards_and_advantages, rollout_metrics, sequence_logprobs)
 
 
 class A2COptions(OnlineOptions):
@@ -50,27 +48,20 @@ def step_kl(run: RLRun, batch: Rollout) -> float:
     return global_masked_mean(k3(log_ratio), batch.mask).item()
 
 
-def a2c_step(run: RLRun, step: int) -> dict[str, float]:
-    """Rollout, PPO's per-token rewards and GAE unchanged, one update, β update."""
-    batch = collect_rollout(run, step)
-    advantages, returns = rewards_and_advantages(run, batch)
-    stats = a2c_update(run, batch, advantages, returns)
-    metrics = rollout_metrics(run, batch, returns, "a2c")
-    run.kl_ctl.update(metrics["a2c/kl"], n_steps=run.options.batch_size)  # the whole batch's mean KL
-    return metrics | {f"a2c/{k}": v for k, v in stats.items()}
-
-
-class A2C:
+class A2C(OnlineOptimizer):
     """Advantage actor-critic: PPO's rollout and advantages with a single unclipped on-policy update."""
 
     Options = A2COptions
-    mode = "online"
+    name = "a2c"
 
-    def __init__(self, options: A2COptions | None = None):
-        self.options = options or A2COptions()
-
-    def train(self, ctx: StageContext, reward: RewardSource | None) -> dict[str, Any]:
-        return train_online(ctx, reward, self.options, "a2c", a2c_step)
+    def step(self, run: RLRun, step: int) -> dict[str, float]:
+        """Rollout, PPO's per-token rewards and GAE unchanged, one update, β update."""
+        batch = collect_rollout(run, step)
+        advantages, returns = rewards_and_advantages(run, batch)
+        stats = a2c_update(run, batch, advantages, returns)
+        metrics = rollout_metrics(run, batch, returns, self.name)
+        run.kl_ctl.update(batch.mean_kl, n_steps=run.options.batch_size)  # the whole batch's mean KL
+        return metrics | {f"a2c/{k}": v for k, v in stats.items()}
 
 
 @hookimpl

@@ -8,7 +8,7 @@ its group's. Read top to bottom in the paper's order —
   4. μ iterations of the clipped update on J_GRPO: per token min(ρ·Â, clip(ρ, 1−ε, 1+ε)·Â) − β·D_KL,
      D_KL = π_SFT/π_θ − log(π_SFT/π_θ) − 1 (the k3 estimator, unbiased and ≥ 0), and β = 0 loads no
      reference model at all;
-  5. log (``grpo/…``).
+  5. log (``grpo/…``); an adaptive β (``adaptive_kl``; the paper's is fixed) moves toward ``kl_target``.
 How the per-token terms become one loss is ``loss_type``:
   - ``grpo``: the paper's (1/G)·Σ_i (1/|o_i|)·Σ_t — each response's token mean, then the mean over responses;
   - ``dr_grpo`` (Liu et al. 2025, "Understanding R1-Zero-like training"): no std in the advantage and a
@@ -19,15 +19,15 @@ online toolkit's (:mod:`harness.api`); what is GRPO's own is here.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
 
-from harness.api import (GroupOptions, RLRun, RewardSource, Rollout, StageContext, add_pretraining_loss,
-                         clipped_surrogate, collect_rollout, global_masked_mean, hookimpl, k3, loss_mean,
-                         minibatch_updates, normalized_scores, policy_outputs, process_mean, rollout_metrics,
-                         train_online)
+from harness.api import (GroupOptions, OnlineOptimizer, PolicyForward, RLRun, Rollout, add_pretraining_loss,
+                         clipped_surrogate, collect_rollout_and_forward, global_masked_mean, hookimpl, k3,
+                         kl_coef_field, loss_mean, minibatch_updates, normalized_scores, policy_outputs, process_mean,
+                         rollout_metrics)
 
 ADVANTAGE_EPS = 1e-4  # ε of (r − mean) / (std + ε): a group of equal rewards gets advantage 0, not NaN (as trl)
 
@@ -35,8 +35,7 @@ ADVANTAGE_EPS = 1e-4  # ε of (r − mean) / (std + ε): a group of equal reward
 class GRPOOptions(GroupOptions):
     """GRPO's own knobs on top of the shared rollout / group / β / clip / PTX options."""
 
-    init_kl_coef: float = Field(0.04, ge=0, description="β of the k3 KL(π_θ‖π_SFT) loss term (the paper's 0.04); "
-                                                        "0 loads no reference model.")
+    init_kl_coef: float = kl_coef_field(0.04)  # the paper's β of the k3 KL loss term
     loss_type: Literal["grpo", "dr_grpo", "dapo"] = Field(
         "grpo", description="grpo: mean over responses of each one's token mean (Shao et al.); dr_grpo: no std "
                             "scaling, token sums / max_new_tokens (Liu et al. 2025); dapo: one token mean over the "
@@ -66,10 +65,12 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str, max_n
     return loss_mean(per_response, torch.ones_like(per_response))
 
 
-def grpo_loss(run: RLRun, mb: Rollout, advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """−J_GRPO on one minibatch: clipped surrogate + β·k3 KL to π_SFT per token, aggregated (+ PTX)."""
+def grpo_loss(run: RLRun, mb: Rollout, forward: PolicyForward,
+              advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """−J_GRPO on one minibatch, from π_θ's ``forward`` over it: clipped surrogate + β·k3 KL to π_SFT per token,
+    aggregated (+ PTX)."""
     o = run.options
-    logprobs, _, _ = policy_outputs(run, mb)
+    logprobs = forward.logprobs
     # the clipped surrogate, with each response's advantage on every one of its tokens
     per_token, clipfrac, approx_kl = clipped_surrogate(logprobs, mb.logprobs, advantages[:, None], mb.mask, o.clip)
     stats = {"clipfrac": clipfrac, "approx_kl": approx_kl}
@@ -84,12 +85,18 @@ def grpo_loss(run: RLRun, mb: Rollout, advantages: torch.Tensor) -> tuple[torch.
     return loss, stats
 
 
-def grpo_update(run: RLRun, batch: Rollout, advantages: torch.Tensor) -> dict[str, float]:
-    """μ = ``iterations`` passes over the batch in minibatches, one gradient step each; statistics averaged."""
+def grpo_update(run: RLRun, batch: Rollout, advantages: torch.Tensor, live: PolicyForward | None) -> dict[str, float]:
+    """μ = ``iterations`` passes over the batch in minibatches, one gradient step each; statistics averaged.
+
+    ``live``: the rollout's forward with its graph when this update is one step on the whole batch
+    (its one minibatch is the batch, shuffled); otherwise each minibatch gets a fresh forward.
+    """
     o = run.options
 
     def minibatch_loss(index):
-        return grpo_loss(run, batch.select(index), advantages[index])
+        mb = batch.select(index)
+        forward = policy_outputs(run, mb) if live is None else live.select(index)
+        return grpo_loss(run, mb, forward, advantages[index])
 
     return minibatch_updates(run, len(batch), minibatch_loss, size=o.minibatch(), epochs=o.iterations)
 
@@ -103,34 +110,29 @@ def group_statistics(rewards: torch.Tensor, group_size: int) -> dict[str, float]
 
 
 # --------------------------------------------------------------------------- one GRPO step
-def grpo_step(run: RLRun, step: int) -> dict[str, float]:
-    """One iteration of Algorithm 1 (the reward model is not retrained: step 5 of the paper is left out)."""
-    o = run.options
-    # 1–2. G outputs per question from π_θ_old, scored; log π_θ_old and (when β > 0) log π_SFT, once (at μ = 1 on
-    #      the whole batch, π_θ's forward keeps its graph for the single update: ρ = 1, one forward saved).
-    batch = collect_rollout(run, step, samples_per_prompt=o.group_size, on_policy=o.on_policy())
-    # 3. Group-relative advantage of each output, on all its tokens (Dr. GRPO: centred only).
-    scores = normalized_scores(run, batch.scores)  # running mean/std of r first, when normalize_rewards
-    advantages = group_advantages(scores, o.group_size, scale=o.loss_type != "dr_grpo")
-    # 4. μ iterations of clipped updates with the β·k3 KL term.
-    stats = grpo_update(run, batch, advantages) | group_statistics(batch.scores, o.group_size)
-    metrics = rollout_metrics(run, batch, None, "grpo")
-    if "grpo/kl" in metrics:  # an adaptive β moves toward kl_target (a fixed β, the paper's, does not move)
-        run.kl_ctl.update(metrics["grpo/kl"], n_steps=o.batch_size)
-    return metrics | {f"grpo/{k}": v for k, v in stats.items()}
-
-
-class GRPO:
+class GRPO(OnlineOptimizer):
     """Group Relative Policy Optimization: G samples per prompt, group-normalized advantages, no critic."""
 
     Options = GRPOOptions
-    mode = "online"
+    name = "grpo"
 
-    def __init__(self, options: GRPOOptions | None = None):
-        self.options = options or GRPOOptions()
-
-    def train(self, ctx: StageContext, reward: RewardSource | None) -> dict[str, Any]:
-        return train_online(ctx, reward, self.options, "grpo", grpo_step)
+    def step(self, run: RLRun, step: int) -> dict[str, float]:
+        """One iteration of Algorithm 1 (the reward model is not retrained: step 5 of the paper is left out)."""
+        o = run.options
+        # 1–2. G outputs per question from π_θ_old, scored; log π_θ_old and (when β > 0) log π_SFT, once.
+        #      At μ = 1 on the whole batch, π_θ's forward keeps its graph (live) for the single update:
+        #      ρ = 1, one forward saved.
+        batch, live = collect_rollout_and_forward(run, step, samples_per_prompt=o.group_size, keep_graph=o.on_policy())
+        # 3. Group-relative advantage of each output, on all its tokens (Dr. GRPO: centred only).
+        scores = normalized_scores(run, batch.scores)  # running mean/std of r first, when normalize_rewards
+        advantages = group_advantages(scores, o.group_size, scale=o.loss_type != "dr_grpo")
+        # 4. μ iterations of clipped updates with the β·k3 KL term.
+        stats = grpo_update(run, batch, advantages, live) | group_statistics(batch.scores, o.group_size)
+        metrics = rollout_metrics(run, batch, None, self.name)
+        # 5. An adaptive β moves toward kl_target (a fixed β, the paper's, does not); β = 0 measures no KL.
+        if batch.mean_kl is not None:
+            run.kl_ctl.update(batch.mean_kl, n_steps=o.batch_size)
+        return metrics | {f"grpo/{k}": v for k, v in stats.items()}
 
 
 @hookimpl

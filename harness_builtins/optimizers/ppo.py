@@ -13,14 +13,12 @@ Steps 1–3, the loop, checkpoints and the summary come from the online toolkit
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field
 
-from harness.api import (OnlineOptions, RLRun, RewardSource, Rollout, StageContext, add_pretraining_loss,
-                         clipped_surrogate, collect_rollout, hookimpl, loss_mean, minibatch_updates, policy_outputs,
-                         process_mean, rewards_and_advantages, rollout_metrics, train_online)
+from harness.api import (OnlineOptimizer, OnlineOptions, RLRun, Rollout, add_pretraining_loss, clipped_surrogate,
+                         collect_rollout, hookimpl, loss_mean, minibatch_updates, policy_outputs, process_mean,
+                         rewards_and_advantages, rollout_metrics)
 
 
 class PPOOptions(OnlineOptions):
@@ -79,31 +77,24 @@ def ppo_update(run: RLRun, batch: Rollout, advantages, returns) -> dict[str, flo
                              early_stop_kl=o.early_stop_kl)
 
 
-def ppo_step(run: RLRun, step: int) -> dict[str, float]:
-    """One PPO iteration in the paper's order."""
-    # 1. Rollout: y ~ π_θ(·|x), r_φ(x, y); old log-probs, reference log-probs and values, once, no grad.
-    batch = collect_rollout(run, step)
-    # 2–3. Per-token reward −β·KL_t (+ r_φ on the last token) and GAE(γ, λ) advantages.
-    advantages, returns = rewards_and_advantages(run, batch)
-    # 4. Clipped policy and value updates over minibatches, ppo_epochs times (early stop on approx KL).
-    stats = ppo_update(run, batch, advantages, returns)
-    metrics = rollout_metrics(run, batch, returns, "ppo")
-    # 5. Adaptive β: move the KL penalty toward the target KL (a no-op for a fixed β).
-    run.kl_ctl.update(metrics["ppo/kl"], n_steps=run.options.batch_size)  # the whole batch's mean KL
-    return metrics | {f"ppo/{k}": v for k, v in stats.items()}
-
-
-class PPO:
+class PPO(OnlineOptimizer):
     """Proximal Policy Optimization of π_SFT against a reward source, with a KL penalty to π_SFT."""
 
     Options = PPOOptions
-    mode = "online"
+    name = "ppo"
 
-    def __init__(self, options: PPOOptions | None = None):
-        self.options = options or PPOOptions()
-
-    def train(self, ctx: StageContext, reward: RewardSource | None) -> dict[str, Any]:
-        return train_online(ctx, reward, self.options, "ppo", ppo_step)
+    def step(self, run: RLRun, step: int) -> dict[str, float]:
+        """One PPO iteration in the paper's order."""
+        # 1. Rollout: y ~ π_θ(·|x), r_φ(x, y); old log-probs, reference log-probs and values, once, no grad.
+        batch = collect_rollout(run, step)
+        # 2–3. Per-token reward −β·KL_t (+ r_φ on the last token) and GAE(γ, λ) advantages.
+        advantages, returns = rewards_and_advantages(run, batch)
+        # 4. Clipped policy and value updates over minibatches, ppo_epochs times (early stop on approx KL).
+        stats = ppo_update(run, batch, advantages, returns)
+        metrics = rollout_metrics(run, batch, returns, self.name)
+        # 5. Adaptive β: move the KL penalty toward the target KL (a no-op for a fixed β).
+        run.kl_ctl.update(batch.mean_kl, n_steps=run.options.batch_size)  # the whole batch's mean KL
+        return metrics | {f"ppo/{k}": v for k, v in stats.items()}
 
 
 @hookimpl

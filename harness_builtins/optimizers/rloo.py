@@ -16,14 +16,14 @@ Read top to bottom in the paper's order —
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
 
-from harness.api import (GroupOptions, RLRun, RewardSource, Rollout, StageContext, add_pretraining_loss,
-                         clipped_surrogate, collect_rollout, hookimpl, loss_mean, minibatch_updates, normalized_scores,
-                         policy_outputs, process_mean, rollout_metrics, train_online)
+from harness.api import (GroupOptions, OnlineOptimizer, PolicyForward, RLRun, Rollout, add_pretraining_loss,
+                         clipped_surrogate, collect_rollout_and_forward, hookimpl, loss_mean, minibatch_updates,
+                         normalized_scores, policy_outputs, process_mean, rollout_metrics)
 
 
 class RLOOOptions(GroupOptions):
@@ -55,11 +55,12 @@ def leave_one_out(rewards: torch.Tensor, k: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- step 4: the update
-def rloo_loss(run: RLRun, mb: Rollout, advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """REINFORCE's −A·log π_θ(y|x), or the clipped surrogate on whole responses, as a mean over responses (+ PTX)."""
+def rloo_loss(run: RLRun, mb: Rollout, forward: PolicyForward,
+              advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """REINFORCE's −A·log π_θ(y|x), or the clipped surrogate on whole responses, as a mean over responses (+ PTX),
+    from π_θ's ``forward`` over the minibatch."""
     o = run.options
-    logprobs, _, _ = policy_outputs(run, mb)
-    response_logprob = logprobs.sum(-1)  # log π_θ(y|x): the whole response is the action
+    response_logprob = forward.logprobs.sum(-1)  # log π_θ(y|x): the whole response is the action
     ones = torch.ones_like(response_logprob)
     if o.update == "reinforce":
         loss, stats = loss_mean(-advantages * response_logprob, ones), {}
@@ -72,47 +73,46 @@ def rloo_loss(run: RLRun, mb: Rollout, advantages: torch.Tensor) -> tuple[torch.
     return loss, stats
 
 
-def rloo_update(run: RLRun, batch: Rollout, advantages: torch.Tensor) -> dict[str, float]:
-    """One step (reinforce), or ``iterations`` passes of minibatch steps (clipped); statistics averaged."""
+def rloo_update(run: RLRun, batch: Rollout, advantages: torch.Tensor, live: PolicyForward | None) -> dict[str, float]:
+    """One step (reinforce), or ``iterations`` passes of minibatch steps (clipped); statistics averaged.
+
+    ``live``: the rollout's forward with its graph when this update is one step on the whole batch
+    (its one minibatch is the batch, shuffled); otherwise each minibatch gets a fresh forward.
+    """
     o = run.options
 
     def minibatch_loss(index):
-        return rloo_loss(run, batch.select(index), advantages[index])
+        mb = batch.select(index)
+        forward = policy_outputs(run, mb) if live is None else live.select(index)
+        return rloo_loss(run, mb, forward, advantages[index])
 
     return minibatch_updates(run, len(batch), minibatch_loss, size=o.minibatch(), epochs=o.iterations)
 
 
 # --------------------------------------------------------------------------- one RLOO step
-def rloo_step(run: RLRun, step: int) -> dict[str, float]:
-    """One RLOO iteration in the paper's order."""
-    o = run.options
-    # 1. Rollout: k samples per prompt, scored; log π_θ_old and (when β > 0) log π_SFT once (a single step on
-    #    the whole batch, as REINFORCE's, builds its loss on this same forward of π_θ).
-    batch = collect_rollout(run, step, samples_per_prompt=o.group_size, on_policy=o.on_policy())
-    # 2. Per-sequence reward: the score minus β·KL(π_θ‖π_SFT) of the whole response.
-    rewards = sequence_rewards(normalized_scores(run, batch.scores), batch.kl, run.kl_ctl.value)
-    # 3. Advantage: the reward minus the leave-one-out baseline of its prompt's group.
-    advantages = leave_one_out(rewards, o.group_size)
-    # 4. REINFORCE (or clipped) update on log π_θ(y|x).
-    stats = rloo_update(run, batch, advantages)
-    # 5. Log; adapt β toward the KL target (a no-op for a fixed β).
-    metrics = rollout_metrics(run, batch, None, "rloo")
-    if "rloo/kl" in metrics:
-        run.kl_ctl.update(metrics["rloo/kl"], n_steps=o.batch_size)
-    return metrics | {f"rloo/{k}": v for k, v in stats.items()}
-
-
-class RLOO:
+class RLOO(OnlineOptimizer):
     """REINFORCE leave-one-out: k samples per prompt, per-sequence KL penalty, no critic."""
 
     Options = RLOOOptions
-    mode = "online"
+    name = "rloo"
 
-    def __init__(self, options: RLOOOptions | None = None):
-        self.options = options or RLOOOptions()
-
-    def train(self, ctx: StageContext, reward: RewardSource | None) -> dict[str, Any]:
-        return train_online(ctx, reward, self.options, "rloo", rloo_step)
+    def step(self, run: RLRun, step: int) -> dict[str, float]:
+        """One RLOO iteration in the paper's order."""
+        o = run.options
+        # 1. Rollout: k samples per prompt, scored; log π_θ_old and (when β > 0) log π_SFT once (a single step on
+        #    the whole batch, as REINFORCE's, builds its loss on this same forward of π_θ: live).
+        batch, live = collect_rollout_and_forward(run, step, samples_per_prompt=o.group_size, keep_graph=o.on_policy())
+        # 2. Per-sequence reward: the score minus β·KL(π_θ‖π_SFT) of the whole response.
+        rewards = sequence_rewards(normalized_scores(run, batch.scores), batch.kl, run.kl_ctl.value)
+        # 3. Advantage: the reward minus the leave-one-out baseline of its prompt's group.
+        advantages = leave_one_out(rewards, o.group_size)
+        # 4. REINFORCE (or clipped) update on log π_θ(y|x).
+        stats = rloo_update(run, batch, advantages, live)
+        # 5. Log; adapt β toward the KL target (a no-op for a fixed β; β = 0 measures no KL).
+        metrics = rollout_metrics(run, batch, None, self.name)
+        if batch.mean_kl is not None:
+            run.kl_ctl.update(batch.mean_kl, n_steps=o.batch_size)
+        return metrics | {f"rloo/{k}": v for k, v in stats.items()}
 
 
 @hookimpl

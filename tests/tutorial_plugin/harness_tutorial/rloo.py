@@ -10,8 +10,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from harness.api import (OnlineOptions, RLRun, apply_update, collect_rollout, policy_outputs, rollout_metrics,
-                         train_online)
+from harness.api import (OnlineOptimizer, OnlineOptions, RLRun, apply_update, collect_rollout, policy_outputs,
+                         rollout_metrics)
 
 
 class RLOOOptions(OnlineOptions):
@@ -26,32 +26,25 @@ def leave_one_out(rewards: torch.Tensor, k: int) -> torch.Tensor:
     return (groups - baseline).view(-1)
 
 
-def rloo_step(run: RLRun, step: int) -> dict[str, float]:
-    k = run.options.k
-    # 1. Rollout: k samples per prompt, scored; log π_θ_old and log π_SFT once, no grad.
-    batch = collect_rollout(run, step, samples_per_prompt=k)
-    # 2. Per-sequence reward: the score minus β·KL(π_θ‖π_SFT) of the whole sequence.
-    rewards = batch.scores - run.kl_ctl.value * batch.kl
-    # 3. Advantage: the reward minus the leave-one-out baseline of its prompt's group.
-    advantages = leave_one_out(rewards, k)
-    # 4. REINFORCE: one gradient step on −A·log π_θ(y|x).
-    logprobs, _, _ = policy_outputs(run, batch)
-    loss = -(advantages * logprobs.sum(-1)).mean()
-    stats = apply_update(run, loss)
-    # 5. Log; adapt β toward the KL target.
-    metrics = rollout_metrics(run, batch, None, "rloo")
-    run.kl_ctl.update(metrics["rloo/kl"], n_steps=run.options.batch_size)
-    return metrics | {"rloo/loss": loss.item()} | {f"rloo/{key}": v for key, v in stats.items()}
-
-
-class RLOO:
+class RLOO(OnlineOptimizer):
     """REINFORCE leave-one-out: k samples per prompt, no critic, a per-sequence KL penalty."""
 
     Options = RLOOOptions
-    mode = "online"
+    name = "rloo"
 
-    def __init__(self, options: RLOOOptions):
-        self.options = options
-
-    def train(self, ctx, reward):
-        return train_online(ctx, reward, self.options, "rloo", rloo_step)
+    def step(self, run: RLRun, step: int) -> dict[str, float]:
+        k = run.options.k
+        # 1. Rollout: k samples per prompt, scored; log π_θ_old and log π_SFT once, no grad.
+        batch = collect_rollout(run, step, samples_per_prompt=k)
+        # 2. Per-sequence reward: the score minus β·KL(π_θ‖π_SFT) of the whole sequence.
+        rewards = batch.scores - run.kl_ctl.value * batch.kl
+        # 3. Advantage: the reward minus the leave-one-out baseline of its prompt's group.
+        advantages = leave_one_out(rewards, k)
+        # 4. REINFORCE: one gradient step on −A·log π_θ(y|x).
+        logprobs, _, _ = policy_outputs(run, batch)
+        loss = -(advantages * logprobs.sum(-1)).mean()
+        stats = apply_update(run, loss)
+        # 5. Log; adapt β toward the KL target (the batch's mean KL, measured in the rollout).
+        metrics = rollout_metrics(run, batch, None, self.name)
+        run.kl_ctl.update(batch.mean_kl, n_steps=run.options.batch_size)
+        return metrics | {"rloo/loss": loss.item()} | {f"rloo/{key}": v for key, v in stats.items()}

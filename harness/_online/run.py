@@ -1,31 +1,113 @@
-"""Setup of an online run from π_SFT: policy, frozen reference, critic, optimizer, β, prompts, gold judge.
+"""One online run: its state (:class:`RLRun`) and its setup from π_SFT (:func:`setup`).
 
-What is built follows the options: the critic their ``critic()`` names (none for GRPO and RLOO), and
-the reference only where ``needs_reference()`` (GRPO and RLOO with β = 0 load none, as trl does).
-
-The trainable parts (policy + critic as one :class:`ActorCritic`) are handed to accelerate, so
-DeepSpeed (ZeRO, offload), LoRA, activation checkpointing and a multi-process launch are
-configuration, not code an optimizer writes. User errors are said before any model is loaded.
+:func:`setup` builds what the options ask for: the critic their ``critic()`` names (none for GRPO
+and RLOO), and the reference only where ``needs_reference()`` (GRPO and RLOO with β = 0 load none,
+as trl does). The trainable parts (policy + critic as one :class:`ActorCritic`) are handed to
+accelerate, so DeepSpeed (ZeRO, offload), LoRA, activation checkpointing and a multi-process launch
+are configuration, not code an optimizer writes. User errors are said before any model is loaded.
+Every piece of a step (rollout, update, checkpoint) takes the run as its first argument.
 """
 from __future__ import annotations
 
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from harness._core import distributed
-from harness._core.compute import accelerator_for, enable_activation_checkpointing
+from harness._core.compute import accelerator_for, enable_activation_checkpointing, zero_stage_of
 from harness._core.contracts import RewardSource, StageContext
 from harness._core.errors import HarnessError
+from harness._core.generation import response_forward
 from harness._core.models import load_causal_lm
-from harness._online.kl import kl_controller
-from harness._online.memory import AdapterOffReference, lora_policy, offload_frozen_models
-from harness._online.online_options import RolloutOptions
-from harness._online.ptx import PretrainingBatches
-from harness._online.run_state import RLRun
+from harness._online.memory import (AdapterOffReference, frozen_on_device, lora_policy, offloading,
+                                    reward_modules)
+from harness._online.objectives import PretrainingBatches, RunningMoments, kl_controller
+from harness._online.options import RolloutOptions
 from harness._online.value import build_critic
 
 
+@dataclass
+class RLRun:
+    """The state of one online run: models, optimizer, controllers, and what has been measured."""
+
+    ctx: StageContext
+    options: RolloutOptions
+    name: str
+    reward: RewardSource
+    accelerator: Any
+    tokenizer: Any
+    policy: torch.nn.Module
+    reference: torch.nn.Module | None  # None when the options need none (GRPO, RLOO with β = 0)
+    critic: torch.nn.Module  # a NoCritic (no parameters, values 0) for a critic-free optimizer
+    optimizer: torch.optim.Optimizer
+    kl_ctl: Any  # AdaptiveKLController | FixedKLController: β is kl_ctl.value
+    ptx: PretrainingBatches | None
+    prompts: list  # the world's "rl" prompts
+    gold: Any  # the world's gold judge: measured every step, never optimized
+    model: Any = None  # policy + critic as one prepared module (a DeepSpeed engine, DDP, or the module itself)
+    processes: int = 1  # processes of the launch; each holds batch_size / processes responses
+    score_moments: RunningMoments = field(default_factory=RunningMoments)
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def shared_critic(self) -> bool:
+        return self.options.critic() == "shared"
+
+    @property
+    def offloading(self) -> bool:
+        """Whether the frozen models visit the accelerator only for their forward (``offload_frozen``, not on CPU)."""
+        return offloading(self.options, self.accelerator.device)
+
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """The models ``offload_frozen`` moves: the reference's and the reward source's."""
+        return self._reference_modules() + reward_modules(self.reward)
+
+    def reward_on_device(self):
+        """The reward model on the accelerator for the block (with ``offload_frozen``; else where it is)."""
+        return frozen_on_device(reward_modules(self.reward), self.accelerator.device, self.offloading)
+
+    def reference_on_device(self):
+        """A full-copy reference on the accelerator for the block (with ``offload_frozen``; else where it is)."""
+        return frozen_on_device(self._reference_modules(), self.accelerator.device, self.offloading)
+
+    def _reference_modules(self) -> list[torch.nn.Module]:
+        """The reference as a module to move; none for an adapter-off reference (it is the policy) or no reference."""
+        return [self.reference] if isinstance(self.reference, torch.nn.Module) else []
+
+    @contextmanager
+    def generation_policy(self):
+        """π_θ ready for ``generate``: under ZeRO-3 its partitions are gathered once for the whole call
+        (as trl does) instead of layer by layer for every new token."""
+        if zero_stage_of(self.accelerator) != 3:
+            yield self.policy
+            return
+        import deepspeed
+        from trl.models.utils import add_hooks, remove_hooks
+
+        with deepspeed.zero.GatheredParameters(list(self.model.parameters())):
+            remove_hooks(self.model)  # the per-layer gather hooks would fetch what is already here
+            try:
+                yield self.policy
+            finally:
+                add_hooks(self.model)
+
+    @contextmanager
+    def timed(self, key: str):
+        """Add the block's wall time to ``seconds[key]`` (generation's share is reported in the summary)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[key] += time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- models from π_SFT
 def load_models(sft_dir: Path, options: RolloutOptions):
     """(policy, frozen reference or None, critic, tokenizer), all from π_SFT; dropout off so log-prob ratios are exact.
 
@@ -60,14 +142,13 @@ class ActorCritic(torch.nn.Module):
         self.policy, self.critic = policy, critic
 
     def forward(self, query_ids, query_mask, response_ids, response_mask):
-        from harness._core.generation import response_forward
-
         shared = getattr(self.critic, "shares_trunk", False)
         logits, hidden = response_forward(self.policy, query_ids, response_ids, response_mask, query_mask,
                                           hidden=shared)
         return logits, self.critic(query_ids, query_mask, response_ids, response_mask, hidden)
 
 
+# --------------------------------------------------------------------------- setup
 def setup(ctx: StageContext, options: RolloutOptions, reward: RewardSource, name: str) -> RLRun:
     """Build everything a run needs and hand the trainable parts to accelerate (so DeepSpeed is configuration)."""
     from accelerate.utils import set_seed
@@ -84,12 +165,15 @@ def setup(ctx: StageContext, options: RolloutOptions, reward: RewardSource, name
     optimizer = torch.optim.AdamW(trainable, lr=options.lr, eps=1e-5, weight_decay=0.0)
     model, optimizer = accelerator.prepare(both, optimizer)
     run = RLRun(ctx=ctx, options=options, name=name, reward=reward, accelerator=accelerator, tokenizer=tokenizer,
-                policy=both.policy, reference=_place_reference(reference, options, accelerator), critic=both.critic, optimizer=optimizer,
+                policy=both.policy, reference=_place_reference(reference, options, accelerator), critic=both.critic,
+                optimizer=optimizer,
                 kl_ctl=kl_controller(options.adaptive_kl, options.init_kl_coef, options.kl_target, options.kl_horizon),
                 ptx=_pretraining_batches(ctx, options, tokenizer), prompts=_rl_prompts(ctx, name),
                 gold=ctx.world.gold(), model=model, processes=processes)
     _register_checkpointed(run)
-    offload_frozen_models(run)
+    if run.offloading:  # parked on the CPU; each visits the accelerator for its forward only
+        for module in run.frozen_modules():
+            module.to("cpu")
     return run
 
 
@@ -119,15 +203,10 @@ def _check_processes(ctx: StageContext, options: RolloutOptions, name: str) -> i
     if (options.batch_size // group) % n:
         raise HarnessError(f"[optimizer.{name}] batch_size / group_size = {options.batch_size // group} prompts must "
                            f"be a multiple of the {n} launched processes (each takes whole groups).")
-    if options.ref_refresh_every and zero_stage_of_compute(ctx) == 3:
+    if options.ref_refresh_every and zero_stage_of(ctx.experiment.compute) == 3:
         raise HarnessError(f"[optimizer.{name}] ref_refresh_every needs the policy's full weights on every process; "
                            "use it with [compute] zero_stage <= 2.")
     return n
-
-
-def zero_stage_of_compute(ctx: StageContext) -> int:
-    compute = ctx.experiment.compute
-    return compute.zero_stage if compute.uses_deepspeed and not compute.deepspeed_config else 0
 
 
 def _checkpoint_activations(both: ActorCritic, compute) -> None:

@@ -1,25 +1,25 @@
-"""Pieces of an online step between the rollout and the next one: reward shaping, advantages, the loss's
-PTX term, the gradient step, the reference refresh.
+"""Phase two of an online step, on the run: shaped rewards and advantages, the PTX term, gradient steps.
 
 :func:`rewards_and_advantages` is PPO's and A2C's steps 2–3 (the KL-penalized per-token reward,
-then GAE); an optimizer without a critic (RLOO, GRPO) computes its own advantages and still uses
-:func:`apply_update` and :func:`pretraining_loss`.
+then GAE); an optimizer without a critic (RLOO, GRPO) computes its own advantages from
+:func:`normalized_scores` and still uses :func:`minibatch_updates` or :func:`apply_update` and
+:func:`add_pretraining_loss`. The tensor math is in :mod:`harness._online.objectives`; what is here
+reads or changes the run (β, the running score moments, the pretraining batches, the optimizer).
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 from harness._core import distributed
-from harness._online.advantages import gae, masked_whiten, per_token_rewards, process_mean
-from harness._online.losses import minibatches
-from harness._online.ptx import ptx_loss
+from harness._online.objectives import gae, masked_whiten, per_token_rewards, process_mean, ptx_loss
 from harness._online.rollout import Rollout
-from harness._online.run_state import RLRun
+from harness._online.run import RLRun
 
 
+# --------------------------------------------------------------------------- rewards and advantages
 def normalized_scores(run: RLRun, scores: torch.Tensor) -> torch.Tensor:
     """RM scores, divided by a running std and centred by a running mean when ``normalize_rewards``."""
     if not run.options.normalize_rewards:
@@ -29,6 +29,21 @@ def normalized_scores(run: RLRun, scores: torch.Tensor) -> torch.Tensor:
     return run.score_moments.normalize(scores)
 
 
+def rewards_and_advantages(run: RLRun, batch: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 2–3: the KL-penalized per-token reward, then GAE; returns (advantages, returns = A + V_old)."""
+    o = run.options
+    scores = normalized_scores(run, batch.scores)  # running mean/std of r_φ when normalize_rewards
+    # r_t = −β·(log π_θ(y_t) − log π_SFT(y_t)), and r_φ(x, y) added on the last response token
+    rewards = per_token_rewards(scores, batch.logprobs, batch.ref_logprobs, batch.mask, beta=run.kl_ctl.value)
+    if o.whiten_rewards:
+        rewards = masked_whiten(rewards, batch.mask, shift_mean=False)
+    advantages, returns = gae(rewards, batch.values, batch.mask, o.gamma, o.lam)
+    if o.whiten_advantages:
+        advantages = masked_whiten(advantages, batch.mask)
+    return advantages, returns
+
+
+# --------------------------------------------------------------------------- PPO-ptx
 def pretraining_loss(run: RLRun) -> torch.Tensor | None:
     """The PPO-ptx term on a fresh pretraining batch, or None when ``ptx_coef`` is 0."""
     if run.ptx is None:
@@ -46,6 +61,7 @@ def add_pretraining_loss(run: RLRun, loss: torch.Tensor, stats: dict[str, float]
     return loss + run.options.ptx_coef * ptx
 
 
+# --------------------------------------------------------------------------- gradient steps
 def apply_update(run: RLRun, loss: torch.Tensor) -> dict[str, float]:
     """One optimizer step on ``loss`` with global gradient-norm clipping; returns {"grad_norm": norm before clipping}.
 
@@ -61,6 +77,13 @@ def apply_update(run: RLRun, loss: torch.Tensor) -> dict[str, float]:
     return {} if norm is None else {"grad_norm": float(norm)}
 
 
+def minibatches(n: int, size: int, epochs: int) -> Iterator[torch.Tensor]:
+    """Indices of shuffled minibatches, ``epochs`` passes over ``n`` samples (PPO's ``ppo_epochs``, GRPO's μ)."""
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        yield from order.split(size)
+
+
 def minibatch_updates(run: RLRun, n: int, loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]], *,
                       size: int, epochs: int, early_stop_kl: float = 0.0) -> dict[str, float]:
     """``epochs`` passes over the ``n`` responses this process holds, one gradient step per shuffled minibatch
@@ -69,6 +92,7 @@ def minibatch_updates(run: RLRun, n: int, loss_fn: Callable[[torch.Tensor], tupl
 
     With ``early_stop_kl``, a minibatch whose ``approx_kl`` to π_θ_old already exceeds it ends the passes
     before its step is taken (as Spinning Up's PPO does); it is a global statistic, so every process stops.
+    One pass in one minibatch is the on-policy step: its single ``index`` is a permutation of the batch.
     """
     history: dict[str, list[float]] = defaultdict(list)
     updates = 0
@@ -82,24 +106,3 @@ def minibatch_updates(run: RLRun, n: int, loss_fn: Callable[[torch.Tensor], tupl
             for key, value in stats.items():
                 history[key].append(value)
     return {k: sum(v) / len(v) for k, v in history.items()} | {"updates": float(updates)}
-
-
-def rewards_and_advantages(run: RLRun, batch: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
-    """Steps 2–3: the KL-penalized per-token reward, then GAE; returns (advantages, returns = A + V_old)."""
-    o = run.options
-    scores = normalized_scores(run, batch.scores)  # running mean/std of r_φ when normalize_rewards
-    # r_t = −β·(log π_θ(y_t) − log π_SFT(y_t)), and r_φ(x, y) added on the last response token
-    rewards = per_token_rewards(scores, batch.logprobs, batch.ref_logprobs, batch.mask, beta=run.kl_ctl.value)
-    if o.whiten_rewards:
-        rewards = masked_whiten(rewards, batch.mask, shift_mean=False)
-    advantages, returns = gae(rewards, batch.values, batch.mask, o.gamma, o.lam)
-    if o.whiten_advantages:
-        advantages = masked_whiten(advantages, batch.mask)
-    return advantages, returns
-
-
-def refresh_reference(run: RLRun, step: int) -> None:
-    """Every ``ref_refresh_every`` steps the KL penalty starts measuring from the current policy."""
-    every = run.options.ref_refresh_every
-    if every and step % every == 0:
-        run.reference.load_state_dict(run.policy.state_dict())

@@ -9,14 +9,27 @@
   critic (GRPO, RLOO); β = 0 loads no reference model.
 
 An optimizer's own ``Options`` subclass one of them and add its knobs (PPO's clip, A2C's entropy bonus).
+β (``init_kl_coef``) is declared once, by :func:`kl_coef_field`; a family or an optimizer that starts
+from another β (GRPO: the paper's 0.04) redeclares it with the same field and its own default.
 """
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import Field, model_validator
+from pydantic.fields import FieldInfo
 
 from harness._core.contracts import Options
+
+
+def kl_coef_field(default: float) -> FieldInfo:
+    """The ``init_kl_coef`` option, with ``default`` as its value: what β means is said here, once.
+
+    ``init_kl_coef: float = kl_coef_field(0.04)`` in an optimizer's options changes its starting β only.
+    """
+    return Field(default, ge=0, description="β: weight of the KL(π_θ‖π_SFT) penalty at the start (an adaptive β "
+                                            "moves from it). Without a critic (GroupOptions), 0 loads no reference "
+                                            "model, and the KL to π_SFT is then not measured in training.")
 
 
 class RolloutOptions(Options):
@@ -27,7 +40,7 @@ class RolloutOptions(Options):
     lr: float = Field(3e-4, gt=0, description="AdamW learning rate (of the policy, and of a critic's value head).")
     max_new_tokens: int = Field(24, ge=1, description="Longest response sampled.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (log-probs use the same one).")
-    init_kl_coef: float = Field(0.05, ge=0, description="β: weight of the KL(π_θ‖π_SFT) penalty, at start.")
+    init_kl_coef: float = kl_coef_field(0.05)
     adaptive_kl: bool = Field(True, description="Adapt β toward kl_target (Ziegler et al. 2019); false keeps β fixed.")
     kl_target: float = Field(6.0, gt=0, description="Target per-sequence KL(π_θ‖π_SFT) in nats, for the adaptive β.")
     kl_horizon: int = Field(10000, ge=1, description="Adaptive β horizon in samples (larger adapts more slowly).")
@@ -86,8 +99,6 @@ class GroupOptions(RolloutOptions):
 
     group_size: int = Field(4, ge=2, description="Samples per prompt (GRPO's G, RLOO's k); batch_size / group_size "
                                                  "prompts per step.")
-    init_kl_coef: float = Field(0.05, ge=0, description="β: weight of the KL(π_θ‖π_SFT) term; 0 loads no reference "
-                                                        "model (and the KL to π_SFT is then not measured in training).")
     adaptive_kl: bool = Field(False, description="Adapt β toward kl_target (Ziegler et al. 2019); false keeps β fixed.")
     clip: float = Field(0.2, gt=0, description="ε of the clipped ratio: ratio is kept within [1−ε, 1+ε].")
     iterations: int = Field(1, ge=1, description="μ: passes over each rollout batch (the ratio moves from 1 after "
