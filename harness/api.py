@@ -9,11 +9,12 @@ documents each name with its signature.
 - **contracts** (Protocols a component implements or tests for) and the **records** that flow
   between stages: :class:`Prompt`, :class:`FeedbackRecord`, :class:`Cell`, …; ``Options``/``NoOptions``
   (every component's typed options).
-- **errors**: :class:`HarnessError` (a user's mistake: one line, exit 2), :class:`ConfigError`,
-  :class:`CorruptFileError`.
+- **errors**: :class:`HarnessError` (a mistake the user can fix: one line, exit 1) and its kinds that
+  exit 2, :class:`ConfigError` (an experiment that does not validate) and :class:`CorruptFileError` (a
+  file harness wrote that does not parse).
 - **files**: atomic writes and tolerant reads (:func:`atomic_write_json`, :func:`read_jsonl`, …).
 - **models and text**: loading and saving a causal LM, seeding a training stage, the chat encoding,
-  generation and log-probs.
+  padding, generation and log-probs.
 - **compute**: ``[compute]``'s options, the accelerator, DeepSpeed for trainers, the process group.
 - **statistics**: win-rate intervals, correlation, smoothing, distinct-n; inter-annotator agreement.
 - **reward models**: the artifact a reward-model stage saves and every reward source reads (the HF

@@ -88,11 +88,13 @@ API_SECTION = DOC[DOC.index("## The public API"):]
 
 
 def _public_names() -> list[str]:
-    """``harness.api``'s names but the online toolkit's (documented with the toolkit, under register_optimizers)."""
+    """``harness.api``'s names but the online toolkit's (documented with the toolkit, under register_optimizers).
+    A core name the toolkit re-exports (``distinct_n``) is the core's, documented here."""
     import harness._online
     import harness.api
 
-    return [n for n in harness.api.__all__ if n not in harness._online.__all__]
+    return [n for n in harness.api.__all__ if n not in harness._online.__all__
+            or getattr(getattr(harness.api, n), "__module__", "").startswith("harness._core")]
 
 
 def _documented_parameters(name: str) -> list[str]:
