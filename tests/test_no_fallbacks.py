@@ -29,15 +29,6 @@ CAPABILITIES = (contracts.ExplainedJudge, contracts.RecordedFeedback, contracts.
 # names whose getattr/hasattr would check the harness's own objects: the stage context and the experiment
 OWN = {"ctx", "experiment"}
 
-# Fallbacks in modules other work on issue 22 is changing now; each goes with that work (then delete it here).
-KNOWN = {
-    ("harness/_online/loop.py", 'hasattr(run.ctx, "step")'),
-    ("harness/_online/loop.py", 'getattr(ctx, "evaluate", None)'),
-    ("harness_builtins/optimizers/dpo.py", 'hasattr(ctx, "periodic_evaluation")'),
-    ("harness_builtins/optimizers/dpo.py", 'getattr(ctx.experiment, "compute", None)'),  # twice
-    ("harness_builtins/rewards/learned.py", 'getattr(ctx.experiment, "compute", None)'),
-}
-
 
 def capability_members() -> set[str]:
     """The methods and attributes that make up the optional capabilities (``member_scores``, ``diagnostics``, …)."""
@@ -109,4 +100,4 @@ def test_every_capability_is_checked_with_isinstance():
 
 
 def test_the_core_and_the_built_ins_trust_their_own_contract():
-    assert [f for f in found_in_tree() if f not in KNOWN] == []
+    assert list(found_in_tree()) == []

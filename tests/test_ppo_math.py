@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from harness._online.objectives import (AdaptiveKLController, FixedKLController, RunningMoments, explained_variance,
                                         gae, kl_controller, masked_mean, masked_whiten, per_token_rewards)
 from harness_builtins.optimizers.ppo import PPO, clipped_policy_loss, clipped_value_loss
-from harness._online import distinct_n, minibatches, sample_prompts, step_prompts
+from harness._core.stats import distinct_n
+from harness._online import minibatches, sample_prompts, step_prompts
 
 
 def test_gae_matches_a_hand_computed_example():
