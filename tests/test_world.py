@@ -251,7 +251,7 @@ def test_annotators_answer_in_every_format(world):
 
 
 def test_annotator_agreement_is_calibrated_and_gold_agreement_higher(world):
-    from harness_builtins.feedback.agreement import percent_agreement
+    from harness._core.agreement import percent_agreement
     from harness_builtins.worlds.embedded.stats import annotator_choices, candidate_pairs, gold_agreement
 
     pairs = candidate_pairs(world, 2500)
