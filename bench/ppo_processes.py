@@ -31,7 +31,7 @@ def run(output: Path, settings: list[str], processes: int, env: dict) -> None:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 \
         else [sys.executable]
     args = [a for s in settings for a in ("--set", s)]
-    out = subprocess.run([*launcher, "-m", "harness._core.cli", "run", str(TINY), "-o", str(output), "--no-progress", *args],
+    out = subprocess.run([*launcher, "-m", "harness", "run", str(TINY), "-o", str(output), "--no-progress", *args],
                          capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode:
         errors = [line for line in out.stderr.splitlines() if "Error" in line or "error" in line]

@@ -1,6 +1,6 @@
 """[compute] on DeepSpeed and multi-process launches, on CPU with gloo.
 
-The two-process runs launch ``torchrun --nproc_per_node 2 -m harness._core.cli run`` on the tiny config,
+The two-process runs launch ``torchrun --nproc_per_node 2 -m harness run`` on the tiny config,
 reusing the SFT and reward-model stages of a one-process run (same hashes: [compute] is not part of
 them), so the PPO stages start from the same weights and can be compared number for number:
 - step 1's rollout is identical (each response is sampled from its own (seed, step, index) seed,
@@ -46,7 +46,7 @@ def harness_run(env, output: Path, *settings: str, processes: int = 1) -> subpro
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 \
         else [sys.executable]
     overrides = [arg for s in (*SETTINGS, *settings) for arg in ("--set", s)]
-    out = subprocess.run([*launcher, "-m", "harness._core.cli", "run", str(TINY), "--output", str(output), "--no-progress",
+    out = subprocess.run([*launcher, "-m", "harness", "run", str(TINY), "--output", str(output), "--no-progress",
                           *overrides], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     return out

@@ -43,7 +43,7 @@ def env(tmp_path_factory):
 
 
 def _cli(env, output: Path, kill_at: str = "", **popen) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "harness._core.cli", "run", str(TINY), "--output", str(output), "--no-progress",
+    args = [sys.executable, "-m", "harness", "run", str(TINY), "--output", str(output), "--no-progress",
             "-p", "kill_plugin", *(a for o in OVERRIDES for a in ("--set", o))]
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT,
                           env={**env, "HARNESS_TEST_KILL_AT": kill_at}, **popen)
@@ -131,7 +131,7 @@ def test_a_failed_rerun_with_a_changed_config_leaves_no_stale_results(env, clean
 
 def test_sigterm_marks_the_stage_interrupted_and_says_how_to_resume(env, tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness._core.cli", "run", str(TINY), "--output", str(tmp_path), "--no-progress",
+        [sys.executable, "-m", "harness", "run", str(TINY), "--output", str(tmp_path), "--no-progress",
          "--set", "optimizer.ppo.steps=400", *(a for o in OVERRIDES for a in ("--set", o))],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     manifest = tmp_path / "tiny" / "policy" / "manifest.json"

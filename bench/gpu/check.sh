@@ -104,7 +104,7 @@ phase model 150 "" "$PY" bench/gpu/make_model.py "$WORK/model" "${MODEL_ARGS[@]}
 
 sets=(--set "model.base='$WORK/model'")
 for s in "${SMOKE_SETS[@]}"; do sets+=(--set "$s"); done
-phase smoke 270 "" "$PY" -m harness._core.cli run experiments/gpu-smoke.toml -o "$WORK/runs" --no-progress "${sets[@]}"
+phase smoke 270 "" "$PY" -m harness run experiments/gpu-smoke.toml -o "$WORK/runs" --no-progress "${sets[@]}"
 cp "$WORK/runs/gpu-smoke/results.json" "$OUT/results.json" 2>/dev/null
 
 phase memory 150 "${NO_CUDA:+${NO_CUDA}peak RSS only, no torch.cuda.max_memory_allocated}" \
