@@ -36,7 +36,7 @@ def test_the_plugin_example_validates_through_the_cli_and_runs_on_shipped_weight
 
     from harness._core.cli import build_cli
     from harness_builtins.worlds.embedded.model import shipped_build
-    from harness_builtins.worlds.embedded.plugin import world_for
+    from harness_builtins.worlds.embedded.world import world_for
 
     host = get_plugin_manager(autoload=False)
     path = ROOT / "experiments" / "plugin-example.toml"

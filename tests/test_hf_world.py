@@ -12,6 +12,7 @@ import json
 import math
 import random
 import re
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
