@@ -137,8 +137,11 @@ class VerdictCache:
         for line in data.splitlines():
             try:
                 record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("key"), str) and isinstance(record.get("text"), str):
                 self._texts[record["key"]] = record["text"]
-            except (ValueError, KeyError, TypeError):
+            else:  # torn by a crash, or not a verdict line (``"text": 5``): asked again, never parsed as one
                 self.skipped += 1
 
     def get(self, key: str) -> str | None:
