@@ -26,6 +26,7 @@ from harness._core.pipeline import ensure_writable
 from harness._core.plugins import get_plugin_manager
 from harness._core.preflight import memory_problems
 from harness._core.report import write_report
+from harness._core.results import mark_ended
 from harness._core.runner import run_experiment
 from harness._core.runstore import RunStore
 
@@ -269,18 +270,30 @@ def test_an_unset_key_variable_fails_validate_and_run_before_training(host, tmp_
 
 
 def test_a_groq_key_in_api_key_env_reaches_no_error_and_no_file(host, tmp_path):
-    failed = _cli(host, "validate", str(TINY), *_sets("evaluation.win_rate.judge='llm'", LLM.format(GROQ)))
-    assert "api_key_env = '***'" in _one_line(failed, 2) and GROQ[4:20] not in failed.output
-    # A full run with the key in a table it keeps (the llm judge's, unused while judge = gold):
-    # the resolved config, experiment.toml, every stage manifest and results.json.
+    for sets in ([LLM.format(GROQ)], ["reward.name='llm_judge'", f"reward.llm_judge={{base_url='u', model='m', "
+                                                                  f"api_key_env='{GROQ}'}}"]):
+        failed = _cli(host, "validate", str(TINY), *_sets(*sets))  # a valid variable name, but shaped like a key
+        assert "api_key_env must be the NAME of an environment variable" in _one_line(failed, 2)
+        assert GROQ[4:20] not in failed.output
+    # The error a run records when it fails (the stage manifest and the results.json marker):
+    store = RunStore(tmp_path / "failed")
+    error = HarnessError(f"judge 'llm': environment variable {GROQ} is not set (api_key_env = {GROQ!r})")
+    store.fail(store.begin("evaluation", "e1", seed=0), error)
+    mark_ended(tmp_path / "failed", "tiny", "h", error)
+    for path in (tmp_path / "failed" / "evaluation" / "manifest.json", tmp_path / "failed" / "results.json"):
+        assert GROQ[4:20] not in path.read_text() and "***" in path.read_text()
+    # A full run with the key in tables it keeps (the unused llm judge's, the description): the resolved
+    # config, experiment.toml, every stage manifest (their inputs hold the config) and results.json.
     out = tmp_path / "OUT"
-    run = _cli(host, "run", str(TINY), "--output", str(out), "--no-progress", *_sets(*FAST, LLM.format(GROQ)))
+    kept = "evaluation.win_rate.llm={{base_url='http://127.0.0.1:9/v1', model='{}'}}".format(GROQ)
+    run = _cli(host, "run", str(TINY), "--output", str(out), "--no-progress",
+               *_sets(*FAST, kept, f"experiment.description='key {GROQ}'"))
     assert run.exit_code == 0 and GROQ[4:20] not in run.output, run.output
     written = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".toml", ".jsonl")]
     names = {p.name for p in written}
     assert {"resolved_config.json", "experiment.toml", "manifest.json", "results.json"} <= names
     leaked = [p for p in written if GROQ[4:20] in p.read_text(errors="replace")]
-    assert leaked == [] and "***" in (out / "tiny" / "resolved_config.json").read_text()
+    assert leaked == [] and "key ***" in (out / "tiny" / "resolved_config.json").read_text()
 
 
 # ----------------------------------------------------------------- row 11: reports are atomic and never stale

@@ -132,7 +132,8 @@ def compare_command(host, run_dirs, out, title):
 @_plugin_option
 @click.pass_obj
 def validate_command(host, experiment_file, overrides, show, plugins):
-    """Parse an experiment and resolve every plugin name and option; run nothing."""
+    """Parse an experiment, resolve every plugin name and option, and check what can be checked before
+    training (key variables, batch memory, local models and data); run nothing."""
     from harness._core.checks import check_model_name, looks_like_path
     from harness._core.config import load_experiment
 
