@@ -1,6 +1,8 @@
 """What ``harness validate`` can check without training: local paths exist and parse.
 
-The core checks ``[model] base``: a local model directory needs a config and weights; a name
+The core checks ``[model] base``: a local model directory needs a config that parses and names a
+``model_type`` this transformers knows, and weights (a ``*.safetensors`` file must be as long as its
+header says: a truncated copy is found here, not as a traceback mid-run); a name
 that looks like a path (``/…``, ``./…``, ``~/…``, two or more ``/``) but does not exist is
 reported as a missing directory, not as a malformed hub id; a hub id is reported as such and,
 under ``HF_HUB_OFFLINE=1``, must already be in the local cache (answered at once, no retries).
@@ -9,8 +11,13 @@ reads its local data files: UTF-8, one JSON object per line, the columns it need
 """
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
+
+from harness._core.errors import CorruptFileError
+from harness._core.io import read_json
 
 WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.safetensors.index.json", "*.bin.index.json")
 
@@ -46,6 +53,47 @@ def model_dir_problem(path: Path, where: str) -> str | None:
         return f"{where} = {str(path)!r}: no config.json in it; save the model with save_pretrained."
     if not any(next(path.glob(pattern), None) for pattern in WEIGHTS) and not (path / "adapter_config.json").is_file():
         return f"{where} = {str(path)!r}: no weights (*.safetensors or *.bin) in it; save the model with save_pretrained."
+    weights = sorted(path.glob("*.safetensors"))
+    problem = config_problem(path / "config.json") or next(filter(None, map(safetensors_problem, weights)), None)
+    return f"{where} = {str(path)!r}: {problem}." if problem else None
+
+
+def config_problem(path: Path) -> str | None:
+    """Why a model's ``config.json`` would not load (does not parse, or names an unknown ``model_type``), or None."""
+    try:
+        config = read_json(path, fix="")
+    except CorruptFileError as err:
+        return f"config.json: {str(err).removeprefix(f'{path}: ').rstrip('; ')}; save the model again with save_pretrained"
+    model_type = config.get("model_type")
+    if model_type is None:
+        return None  # an adapter's or a custom model's config: from_pretrained decides
+    from transformers import __version__
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if model_type not in CONFIG_MAPPING_NAMES:
+        return (f"config.json: model_type {model_type!r} is not a model type transformers {__version__} knows; "
+                f"fix config.json, or install a transformers that has it")
+    return None
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a ``*.safetensors`` file is damaged (shorter or longer than its header says, header unreadable), or None.
+
+    The format is an 8-byte little-endian header length, a JSON header whose ``data_offsets`` locate every
+    tensor in the data that follows; reading the header costs nothing, loading the weights would.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(length)) if 8 + length <= size else None
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0) if header else 0
+    except (struct.error, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return f"{path.name}: not a safetensors file (its header does not parse); copy or save the model again"
+    if header is None or 8 + length + end != size:
+        expected = 8 + length + end if header else "more"
+        return (f"{path.name}: {size} bytes, but its header says {expected} (truncated or damaged); "
+                f"copy or save the model again")
     return None
 
 

@@ -59,19 +59,22 @@ def build_cli(host) -> click.Group:
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Root of the run store (default: [experiment] output).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value. Repeatable.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--wait", is_flag=True, help="If another run holds this experiment's folder, wait for it (default: refuse).")
 @_plugin_option
 @click.pass_obj
-def run_command(host, experiment_file, output, overrides, no_progress, plugins):
+def run_command(host, experiment_file, output, overrides, no_progress, wait, plugins):
     """Run an experiment: SFT → reward model → policy optimization → evaluation."""
     from harness._core.config import load_experiment
     from harness._core.runner import run_experiment
     from harness._core.summary import format_summary
 
     experiment = load_experiment(experiment_file, host.registry, overrides)
+    _warn(preflight(experiment, host))  # what validate checks, before any training
     _quiet_libraries()
     try:
         with _signals_interrupt():
-            results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo)
+            results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo,
+                                     wait=wait)
     except KeyboardInterrupt as err:
         import signal
 
@@ -129,17 +132,13 @@ def compare_command(host, run_dirs, out, title):
 @_plugin_option
 @click.pass_obj
 def validate_command(host, experiment_file, overrides, show, plugins):
-    """Parse an experiment and resolve every plugin name and option; run nothing."""
+    """Parse an experiment, resolve every plugin name and option, and check what can be checked before
+    training (key variables, batch memory, local models and data); run nothing."""
     from harness._core.checks import check_model_name, looks_like_path
     from harness._core.config import load_experiment
-    from harness._core.errors import ConfigError
 
     experiment = load_experiment(experiment_file, host.registry, overrides)
-    problems = [p for exp in (experiment, *experiment.variants.values())
-                for found in host.hook.check_experiment(experiment=exp) for p in found or ()]
-    if problems:
-        more = f" (and {len(problems) - 1} more problem(s); fix this one and validate again)" if len(problems) > 1 else ""
-        raise ConfigError(problems[0] + more)
+    _warn(preflight(experiment, host))
     if show:
         click.echo(json.dumps(scrub_data(experiment.to_dict()), indent=2))
     picked = ", ".join(f"{slot}={choice.name}" for slot, choice in experiment.slots.items())
@@ -172,6 +171,17 @@ def plugins_command(host, as_json, plugins):
             click.secho(f"\n{family.replace('_', ' ')}s", bold=True)
         click.echo(f"  {r['name']:<{width}}  [{r['plugin']}]  {r['description']}")
     click.echo(f"\nplugins loaded: {', '.join(plugin_names(host.pm))}")
+
+
+def preflight(experiment, host) -> list[str]:
+    from harness._core.preflight import preflight as checks
+
+    return checks(experiment, host)
+
+
+def _warn(warnings: list[str]) -> None:
+    for line in warnings:
+        click.secho(f"warning: {scrub(line)}", err=True, fg="yellow")
 
 
 @contextmanager

@@ -5,7 +5,8 @@ under the output root shares (``<output>/.stages``, see :mod:`harness._core.runs
 the same hash (SFT and the reward model, when only the optimizer or β differs; or a stage the
 default run already finished) is trained once and linked into the rest. A variant that fails does
 not take the finished ones with it: the error is reported, the others run, and the report covers
-every variant that finished.
+every variant that finished and lists those that failed; when none finished, the report says so
+(an older report is never left standing as if it were this comparison's).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from harness._core.io import atomic_write_json
 from harness._core.pipeline import run_single
 from harness._core.runstore import STAGES_DIR
 from harness._core.plugins import PluginHost
+from harness._core.secrets import scrub
 
 REPORT_DIR = "report"
 
@@ -40,14 +42,15 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
             results[label] = run_single(variant, host, dirs[label], show_progress=show_progress, echo=echo,
                                         stages_root=output_root / STAGES_DIR)
         except HarnessError as err:
-            failed[label] = str(err)
-            echo(f"✗ variant {label} failed: {err}")
+            failed[label] = scrub(str(err))
+            echo(f"✗ variant {label} failed: {failed[label]}")
     finished = [dirs[label] for label in results]
     report = write_report(finished, root / REPORT_DIR, host.registry, title=experiment.name,
-                          description=experiment.experiment.description) if finished else None
+                          description=experiment.experiment.description, failed=failed)
     summary = {"comparison": experiment.name, "wall_s": time.perf_counter() - start,
-               "variants": results, "failed": failed, "report": str(report) if report else None}
+               "variants": results, "failed": failed, "report": str(report)}
     atomic_write_json(root / "comparison.json", summary)
     if failed and not results:
-        raise HarnessError(f"every variant of {experiment.name!r} failed; first: {next(iter(failed.values()))}")
+        raise HarnessError(f"every variant of {experiment.name!r} failed ({report} says so); "
+                           f"first: {next(iter(failed.values()))}")
     return summary

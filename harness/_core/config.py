@@ -19,12 +19,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from harness._core import variants
 from harness._core.compute import ComputeOptions
 from harness._core.options import Options
 from harness._core.errors import ConfigError, did_you_mean
+from harness._core.names import FIX as NAME_FIX, name_problem
 from harness._core.registry import Registry
 from harness._core.secrets import scrub, scrub_data
 from harness._core.tables import NotATable, deep_merge, set_dotted
@@ -44,11 +46,19 @@ class ExperimentTable(Options):
     """The ``[experiment]`` table."""
 
     name: str = Field(..., min_length=1, description="Run name; the run directory is <output>/<name>/.")
-    seed: int = Field(0, description="Seeds the world, sampling and training.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds the world, sampling and training (0 … 2**32-1).")
     output: str = Field("runs", description="Root directory of run stores (relative to the working directory).")
     description: str = Field("", description="Free text, copied into reports.")
     extends: str = Field("", description="Another experiment file (relative to this one) whose tables this file "
                                          "starts from; tables merge key by key, this file's values win.")
+
+    @field_validator("name")
+    @classmethod
+    def _a_name_not_a_path(cls, name: str) -> str:
+        problem = name_problem(name)
+        if problem:
+            raise PydanticCustomError("name", "the name {problem}; {fix}", {"problem": problem, "fix": NAME_FIX})
+        return name
 
 
 class ModelTable(Options):
@@ -149,6 +159,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such experiment file.") from None
+    except UnicodeDecodeError as err:
+        line = err.object[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (line {line}, byte {err.start}); save the file as UTF-8.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not an experiment file.") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: not readable (permission denied).") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}.") from None
 
@@ -296,6 +313,7 @@ _EXPECTED = {
     "bool_parsing": "expected true or false",
     "bool_type": "expected true or false",
     "string_type": "expected a string",
+    "finite_number": "expected a finite number, not inf or nan",
     "missing": "is required",
 }
 _ARRAYS = {"tuple_type", "list_type", "set_type", "frozen_set_type"}  # pydantic's "Input should be a valid tuple"

@@ -21,6 +21,12 @@ class ConfigError(HarnessError):
     exit_code = 2
 
 
+class UsageError(HarnessError):
+    """How harness was started cannot work: a plugin that does not load, a run folder another run holds."""
+
+    exit_code = 2
+
+
 class CorruptFileError(HarnessError):
     """A file the harness wrote and reads back (manifest, results, checkpoint metadata) does not parse."""
 

@@ -22,13 +22,16 @@ def load_causal_lm(path: str | Path, *, trainable: bool = False):
         problem = hub_model_problem(str(path), "model")
         if problem:
             raise HarnessError(problem)
+    from safetensors import SafetensorError
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path))
-    except OSError as err:
+    except (OSError, ValueError, SafetensorError) as err:  # a missing, truncated or unknown-model_type model
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise HarnessError(
-            f"cannot load model {str(path)!r}: {err}. Use 'embedded:<name>', a local directory saved with "
-            f"save_pretrained, or a hub id reachable from this machine."
+            f"cannot load model {str(path)!r}: {reason.rstrip('.')}. Use 'embedded:<name>', a local directory saved "
+            f"with save_pretrained, or a hub id reachable from this machine."
         ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -11,10 +11,11 @@ from harness._core.strict import check_strict
 
 
 class Options(BaseModel):
-    """Base for every component's options: unknown keys are errors, values are frozen, and scalar types
-    are strict (a bool is not an int, a string is not a bool or a number; an int is a float)."""
+    """Base for every component's options: unknown keys are errors, values are frozen, scalar types
+    are strict (a bool is not an int, a string is not a bool or a number; an int is a float), and a
+    float is finite: ``lr = inf`` or ``nan`` would train a NaN model, so it fails validation instead."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ results.json; every piece of work is a component looked up by name in the regist
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from harness._core import results as results_file
 from harness._core.building import build_component
 from harness._core.config import SLOTS, Experiment
 from harness._core.contracts import Components, SamplingOptimizer, StageContext
-from harness._core.errors import HarnessError
+from harness._core.errors import HarnessError, UsageError
 from harness._core.feedback import feedback_stage
 from harness._core.io import atomic_write_json, atomic_write_text
 from harness._core.models import resolve_base
@@ -120,7 +121,13 @@ class Run:
         self.hashes[name] = _short_hash(json.dumps(inputs, sort_keys=True))
         main = distributed.is_main_process()
         sync()  # the previous stage is finished (and written) everywhere
-        record = share(self.store.begin(name, self.hashes[name], self.experiment.seed, inputs) if main else None)
+        kept = scrub_data(inputs)  # what the manifest keeps (and later runs compare against): no pasted key
+        try:
+            record = share(self.store.begin(name, self.hashes[name], self.experiment.seed, kept) if main else None)
+        except BaseException:
+            if main:
+                self.store.release(name, self.hashes[name])
+            raise
         for note in self.store.notes:
             self.echo(f"! {name}: {note}")
         self.store.notes.clear()
@@ -219,10 +226,12 @@ def ensure_writable(run_dir: Path) -> None:
         for sub in [p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink()]:
             if not os.access(sub, os.W_OK):
                 raise PermissionError(13, "Permission denied", str(sub))
-    except PermissionError as err:
-        raise HarnessError(f"{err.filename or run_dir}: not writable ({err.strerror}); a run writes its stages and "
-                           f"results there: make it writable (chmod -R u+w {run_dir}) or choose another --output.",
-                           ) from None
+    except OSError as err:  # EACCES/EPERM, or EROFS: a read-only file system is no PermissionError
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise UsageError(f"{err.filename or run_dir}: not writable ({err.strerror}); a run writes its stages and "
+                         f"results there: make it writable (chmod -R u+w {run_dir}) or choose another --output.",
+                         ) from None
     finally:
         if probe is not None:
             probe.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from typing import Iterable
 import pluggy
 
 from harness._core import hookspecs
-from harness._core.errors import HarnessError
+from harness._core.errors import UsageError
 from harness._core.registry import FAMILIES, Registry
 
 ENTRY_POINT_GROUP = "harness"
@@ -102,7 +102,7 @@ def get_plugin_manager(
     load, block = parse_plugin_args(plugins)
     blocked = set(block)
     if CORE_PLUGIN in blocked:
-        raise HarnessError(f"plugin {CORE_PLUGIN!r} is part of the core and cannot be blocked.")
+        raise UsageError(f"plugin {CORE_PLUGIN!r} is part of the core and cannot be blocked.")
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in blocked:
@@ -122,7 +122,10 @@ def get_plugin_manager(
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise HarnessError(f"-p {module_name}: cannot import it ({err}).") from None
+            raise UsageError(f"-p {module_name}: cannot import it ({err}).") from None
+        except Exception as err:  # noqa: BLE001 - the plugin's own bug, said in one line with where it is
+            raise UsageError(f"-p {module_name}: importing it failed: {type(err).__name__}: {err}{_where(err)}. "
+                             f"Fix the plugin, or leave out -p {module_name}.") from None
         if not pm.is_registered(module):
             pm.register(module, name=module_name)
     pm.check_pending()
@@ -136,11 +139,19 @@ def _load_entry_points(pm: pluggy.PluginManager, blocked: set[str]) -> None:
         try:
             plugin = ep.load()
         except Exception as err:  # a broken third-party package must say who it is
-            raise HarnessError(
+            raise UsageError(
                 f"plugin {ep.name!r} (entry point {ep.value!r} in group 'harness') failed to load: {err}. "
                 f"Fix or uninstall it, or block it with `-p no:{ep.name}` / {DISABLE_AUTOLOAD_ENV}=1."
             ) from err
         pm.register(plugin, name=ep.name)
+
+
+def _where(err: BaseException) -> str:
+    """`` (at file.py:12)``: the innermost frame of a plugin's import error."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _fill_registry(pm: pluggy.PluginManager) -> Registry:

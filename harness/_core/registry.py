@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from harness._core.errors import ConfigError, HarnessError, did_you_mean
+from harness._core.errors import ConfigError, HarnessError, UsageError, did_you_mean
 from harness._core.options import NoOptions
 
 # family name -> registration hook that fills it
@@ -51,13 +51,14 @@ class Registry:
     def add(self, family: str, name: str, factory: Callable[..., Any], plugin: str) -> None:
         existing = self._by_family[family].get(name)
         if existing is not None:
-            raise HarnessError(
+            raise UsageError(
                 f"{family} {name!r} is registered twice: by plugin {existing.plugin!r} and by plugin "
                 f"{plugin!r}. Block one with `-p no:{plugin}` or rename it."
             )
         self._by_family[family][name] = Component(family, name, factory, plugin)
 
     def get(self, family: str, name: str, where: str = "") -> Component:
+        self._family(family, where)
         try:
             return self._by_family[family][name]
         except KeyError:
@@ -71,7 +72,15 @@ class Registry:
             ) from None
 
     def names(self, family: str) -> list[str]:
+        self._family(family)
         return sorted(self._by_family[family])
+
+    def _family(self, family: str, where: str = "") -> None:
+        """One error listing the families when ``family`` is none of them (a plugin's ``ctx.build("feedback", …)``)."""
+        if family not in self._by_family:
+            place = f"{where}: " if where else ""
+            raise HarnessError(f"{place}no component family {family!r}{did_you_mean(family, self._by_family)}; "
+                               f"the families are {', '.join(self._by_family)}.")
 
     def all(self) -> list[Component]:
         return [c for fam in FAMILIES for c in sorted(self._by_family[fam].values(), key=lambda c: c.name)]

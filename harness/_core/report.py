@@ -9,18 +9,25 @@ and best-of-n plots come from the plugins that own those numbers.
 
 Only ``results.json`` (the contract every run writes) and, for training curves of runs that
 predate ``policy.train.curve``, the ``policy/metrics.jsonl`` stream are read.
+
+The report is written whole into a temporary folder beside ``out`` and swapped in, so a report
+killed halfway leaves the previous one intact (never new plots beside an old report.md); the
+variants of a comparison that failed are listed in it, and when all failed the report says so.
 """
 from __future__ import annotations
 
+import errno
 import html
 import json
 import math
+import os
 from pathlib import Path
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
 
 from harness._core.contracts import NotingComponent, Plot, PlottingComponent, ReportRun
-from harness._core.errors import HarnessError
-from harness._core.io import atomic_write_text
+from harness._core.errors import HarnessError, UsageError
+from harness._core.io import atomic_directory, atomic_write_text
 from harness._core.registry import Registry
 from harness._core.results import StaleResults, load_current
 from harness._core.summary import cell_of
@@ -116,25 +123,69 @@ def declared(registry: Registry, runs: Sequence[ReportRun]) -> tuple[list[Plot],
 
 # --------------------------------------------------------------------------- writing
 def write_report(run_dirs: Sequence[Path], out: Path, registry: Registry, *, title: str = "comparison",
-                 description: str = "") -> Path:
-    """Write the report of the runs in ``run_dirs`` into ``out`` (created); returns the path of ``report.md``."""
-    return render_report(load_runs(run_dirs), out, registry, title=title, description=description)
+                 description: str = "", failed: Mapping[str, str] | None = None) -> Path:
+    """Write the report of the runs in ``run_dirs`` into ``out`` (replaced whole); returns the path of ``report.md``.
+    ``failed`` (label → error) are the variants that did not finish: listed under the table."""
+    if not run_dirs:
+        return write_failed_report(out, title=title, description=description, failed=failed or {})
+    return render_report(load_runs(run_dirs), out, registry, title=title, description=description, failed=failed)
 
 
 def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, title: str,
-                  description: str = "") -> Path:
+                  description: str = "", failed: Mapping[str, str] | None = None) -> Path:
     """Write the report of runs already loaded by :func:`load_runs`, with the plots and notes the components
-    of ``registry`` declare; returns the path of ``report.md``."""
+    of ``registry`` declare, into ``out`` (replaced whole when every file is written); returns ``out/report.md``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     plots, notes = declared(registry, runs)
-    for plot in plots:
-        _save(plot.draw(_pyplot()), out / plot.file)
+    notes = notes + _failed_notes(failed or {})
     labels = [run["label"] for run in runs]
-    atomic_write_text(out / "report.csv", table(runs).to_csv())
-    atomic_write_text(out / "report.md", _markdown(labels, runs, plots, notes, title, description))
-    atomic_write_text(out / "report.html", _html(labels, runs, plots, notes, title, description))
+    with _writable(out), atomic_directory(out) as tmp:
+        _shareable(tmp)
+        for plot in plots:
+            _save(plot.draw(_pyplot()), tmp / plot.file)
+        atomic_write_text(tmp / "report.csv", table(runs).to_csv())
+        atomic_write_text(tmp / "report.md", _markdown(labels, runs, plots, notes, title, description))
+        atomic_write_text(tmp / "report.html", _html(labels, runs, plots, notes, title, description))
     return out / "report.md"
+
+
+def write_failed_report(out: Path, *, title: str, description: str = "", failed: Mapping[str, str]) -> Path:
+    """The report of a comparison none of whose variants finished: it says so and why (replacing an older
+    report, whose numbers are not this comparison's)."""
+    lines = [f"# {title}", "", *([description, ""] if description else []),
+             "**No variant finished**: this comparison has no results to report.", "", *_failed_notes(failed)]
+    with _writable(out), atomic_directory(Path(out)) as tmp:
+        _shareable(tmp)
+        atomic_write_text(tmp / "report.md", "\n".join(lines) + "\n")
+        atomic_write_text(tmp / "report.html", f"<!doctype html><html><head><meta charset='utf-8'><title>"
+                                               f"{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
+                                               + "".join(f"<p>{_plain(line)}</p>" for line in lines[2:] if line)
+                                               + "</body></html>\n")
+    return Path(out) / "report.md"
+
+
+@contextmanager
+def _writable(out: Path) -> Iterator[None]:
+    """A report folder that cannot be written is one line naming it, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise UsageError(f"{err.filename or out}: not writable ({err.strerror}); the report goes in {out}: "
+                         f"make it writable, or choose another place (harness compare --out, harness run --output).") from None
+
+
+def _shareable(folder: Path) -> None:
+    """A report folder readable as any folder the user makes (a temporary one is private to its owner)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+
+
+def _failed_notes(failed: Mapping[str, str]) -> list[str]:
+    return ["Failed variants (not in the table):\n" + "\n".join(f"- {label}: {error}" for label, error in failed.items())
+            ] if failed else []
 
 
 def headline(runs: Sequence[ReportRun]) -> list[tuple[str, list[str]]]:

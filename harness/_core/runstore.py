@@ -12,6 +12,10 @@ status, timings). ``<output>/<experiment>/<stage>`` is a relative symlink to the
 - An entry left ``running`` by a killed process resumes from its checkpoints; one whose manifest is
   unreadable is moved to ``.stages/.stale/`` (never deleted) and redone.
 - A stage directory of the older layout (a real directory inside the run) joins the store.
+- An entry is trained by one process at a time: :meth:`RunStore.begin` takes the entry's OS lock
+  (``.stages/.locks/<stage>-<hash>.lock``, :mod:`harness._core.locks`) and waits while another
+  process holds it; a reused entry lets it go at once, a trained one at :meth:`~RunStore.finish`
+  or :meth:`~RunStore.fail`. So two experiments that need the same new stage train it once.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from typing import Any
 
 from harness._core.errors import CorruptFileError
 from harness._core.io import atomic_write_json, read_json
+from harness._core.locks import lock_entry, unlock_entry
 from harness._core.provenance import describe_change
 from harness._core.secrets import scrub
 
@@ -132,6 +137,7 @@ class RunStore:
         keeps it, so a stage redone because something changed is redone with a note saying what.
         """
         entry = self.entry(stage, config_hash)
+        self._lock(stage, config_hash)  # waits while another process trains this entry
         previous = self._previous(stage)
         self._adopt(stage, config_hash)
         try:
@@ -142,6 +148,7 @@ class RunStore:
             old = None
         self._link(stage, entry)
         if old and old.get("status") == "finished":
+            self.release(stage, config_hash)
             return StageRecord(stage, self.stage_dir(stage), config_hash, True, False, old)
         resumed = old is not None
         if previous and previous.get("config_hash") != config_hash:
@@ -168,6 +175,7 @@ class RunStore:
         manifest.update(status="finished", finished_at=time.time(), wall_s=wall_s,
                         peak_rss_mib=peak_rss_mib(), summary=summary)
         atomic_write_json(record.dir / MANIFEST, manifest)
+        self.release(record.name, record.config_hash)
         return manifest
 
     def fail(self, record: StageRecord, error: BaseException) -> None:
@@ -176,6 +184,14 @@ class RunStore:
         manifest.update(status="interrupted" if interrupted else "failed", failed_at=time.time(),
                         error=scrub(f"{type(error).__name__}: {error}"))
         atomic_write_json(record.dir / MANIFEST, manifest)
+        self.release(record.name, record.config_hash)
+
+    def _lock(self, stage: str, config_hash: str) -> None:
+        lock_entry(self.stages_root / ".locks" / f"{stage}-{config_hash}.lock")
+
+    def release(self, stage: str, config_hash: str) -> None:
+        """Let other processes at the entry (after :meth:`finish` or :meth:`fail`, or a :meth:`begin` that raised)."""
+        unlock_entry(self.stages_root / ".locks" / f"{stage}-{config_hash}.lock")
 
     def _previous(self, stage: str) -> dict[str, Any] | None:
         """The manifest of the stage the run linked to before (to say why it changes), if readable."""

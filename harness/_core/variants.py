@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import re
 from typing import Any, Mapping
 
 from harness._core.errors import ConfigError
+from harness._core.names import RESERVED_LABELS, name_problem
 from harness._core.tables import NotATable, set_dotted
 
 Overrides = dict[str, Any]
@@ -46,7 +48,9 @@ def expand(compare: Mapping[str, Any], source: str) -> dict[str, Overrides]:
         keys = list(axes)
         for combo in itertools.product(*(axes[k] for k in keys)):
             overrides = dict(zip(keys, combo))
-            variants[_label(overrides)] = overrides
+            label = _label(overrides)
+            _check_label(label, source, made=True)
+            variants[label] = overrides
     for label, overrides in named.items():
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"{source}: [compare.variants.{label}] must be a table of overrides.")
@@ -98,7 +102,19 @@ def _label(overrides: Overrides) -> str:
     return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", ",".join(parts))
 
 
-def _check_label(label: str, source: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9_.,=+-]+", label):
-        raise ConfigError(f"{source}: [compare.variants.{label}]: a variant label names a directory; "
-                          "use letters, digits and _ . , = + - only.")
+def _check_label(label: str, source: str, made: bool = False) -> None:
+    """A label names the variant's directory ``<output>/<experiment>/<label>/``: a name, not a path (see
+    :mod:`harness._core.names`), and not one of the entries the comparison writes beside its variants."""
+    shown = label[:40] + ("…" if len(label) > 40 else "")
+    bare = label if re.fullmatch(r"[A-Za-z0-9_-]+", label) else json.dumps(shown, ensure_ascii=False)
+    where = f"[compare] variant label {bare} (made from the axes' values)" if made else f"[compare.variants.{bare}]"
+    fix = ("name the variants yourself with [compare.variants.<label>] tables" if made
+           else "use letters, digits and _ . , = + - only")
+    if not made and not re.fullmatch(r"[A-Za-z0-9_.,=+-]+", label):
+        raise ConfigError(f"{source}: {where}: a variant label names a directory; {fix}.")
+    problem = name_problem(label)
+    if problem:
+        raise ConfigError(f"{source}: {where}: the label {problem}; it names the variant's directory: {fix}.")
+    if label in RESERVED_LABELS:
+        raise ConfigError(f"{source}: {where}: the comparison writes its own {label} beside the variants; "
+                          f"pick another label.")

@@ -60,8 +60,9 @@ class JudgeEndpointOptions(Options):
 
     @model_validator(mode="after")
     def _env_is_a_name(self):
-        # Raised without the value: a key pasted here must not be echoed into a terminal or log.
-        if self.api_key_env and not ENV_NAME.fullmatch(self.api_key_env):
+        # Raised without the value: a key pasted here must not be echoed into a terminal or log. A key of
+        # letters, digits and _ (Groq's gsk_…) is a valid variable name, so its shape is what gives it away.
+        if self.api_key_env and (not ENV_NAME.fullmatch(self.api_key_env) or scrub(self.api_key_env) != self.api_key_env):
             raise ValueError("api_key_env must be the NAME of an environment variable (letters, digits, _), "
                              "not the key itself; export the key, e.g. OPENAI_API_KEY=…, and name that variable")
         return self
@@ -137,8 +138,11 @@ class VerdictCache:
         for line in data.splitlines():
             try:
                 record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("key"), str) and isinstance(record.get("text"), str):
                 self._texts[record["key"]] = record["text"]
-            except (ValueError, KeyError, TypeError):
+            else:  # torn by a crash, or not a verdict line (``"text": 5``): asked again, never parsed as one
                 self.skipped += 1
 
     def get(self, key: str) -> str | None:
