@@ -10,8 +10,9 @@ documents each name with its signature.
   between stages: :class:`Prompt`, :class:`FeedbackRecord`, :class:`Cell`, …; ``Options``/``NoOptions``
   (every component's typed options).
 - **errors**: :class:`HarnessError` (a user's mistake: one line, exit 2), :class:`ConfigError`,
-  :class:`CorruptFileError`.
-- **files**: atomic writes and tolerant reads (:func:`atomic_write_json`, :func:`read_jsonl`, …).
+  :class:`CorruptFileError`; :class:`TrainingDiverged` (a stage whose loss or weights went non-finite).
+- **files**: atomic writes and tolerant reads (:func:`atomic_write_json`, :func:`read_jsonl`, …); checkpoints
+  written with checksums and resumed only when intact (:func:`checkpoint_directory`, :func:`latest_intact`).
 - **models and text**: loading a causal LM, the chat encoding, generation and log-probs.
 - **compute**: ``[compute]``'s options, the accelerator, DeepSpeed for trainers, the process group.
 - **statistics**: win-rate intervals, correlation, smoothing, distinct-n; inter-annotator agreement.
@@ -40,6 +41,7 @@ from harness._core.contracts import (Annotator, CompareMany, Components, Describ
                                      NotingComponent, Offloadable, PlottingComponent, PolicyOptimizer, PolicySampler,
                                      RecordedFeedback, RewardSource, SamplingOptimizer, Stage, StageContext,
                                      WithDiagnostics, World)
+from harness._core.divergence import TrainingDiverged
 from harness._core.distributed import (all_reduce_sum, gather_objects, is_main_process, rank, shared_directory,
                                        single_process_defaults, world_size)
 from harness._core.errors import ConfigError, CorruptFileError, HarnessError
@@ -50,6 +52,7 @@ from harness._core.generation import (generate_responses, pad_id_of, response_fo
                                       sequence_logprobs, token_logprobs, unwrap_model)
 from harness._core.generation import ensure_pad, pad_right
 from harness._core.hookspecs import hookimpl
+from harness._core.integrity import checkpoint_directory, latest_intact, write_checksums
 from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from harness._core.models import load_causal_lm, resolve_base
 from harness._core.options import NoOptions, Options
@@ -78,8 +81,10 @@ __all__ = [
     "SamplingOptimizer", "Split", "Stage", "StageContext", "WithDiagnostics", "World", "read_feedback",
     # errors
     "ConfigError", "CorruptFileError", "HarnessError",
+    "TrainingDiverged",
     # files
     "atomic_directory", "atomic_write_json", "atomic_write_text", "read_json", "read_jsonl",
+    "checkpoint_directory", "latest_intact", "write_checksums",
     # models, text, generation
     "encode_prompt", "encode_response", "generate_responses", "load_causal_lm", "pad_id_of", "resolve_base",
     "response_forward", "response_inputs", "sample_texts", "sequence_logprobs", "token_logprobs", "unwrap_model",
