@@ -11,8 +11,10 @@ documents each name with its signature.
   (every component's typed options).
 - **errors**: :class:`HarnessError` (a mistake the user can fix: one line, exit 1) and its kinds that
   exit 2, :class:`ConfigError` (an experiment that does not validate) and :class:`CorruptFileError` (a
-  file harness wrote that does not parse).
-- **files**: atomic writes and tolerant reads (:func:`atomic_write_json`, :func:`read_jsonl`, …).
+  file harness wrote that does not parse); :class:`TrainingDiverged` (a stage whose loss or weights went
+  non-finite).
+- **files**: atomic writes and tolerant reads (:func:`atomic_write_json`, :func:`read_jsonl`, …); checkpoints
+  written with checksums and resumed only when intact (:func:`checkpoint_directory`, :func:`latest_intact`).
 - **models and text**: loading and saving a causal LM, seeding a training stage, the chat encoding,
   padding, generation and log-probs.
 - **compute**: ``[compute]``'s options, the accelerator, DeepSpeed for trainers, the process group.
@@ -43,6 +45,7 @@ from harness._core.contracts import (Annotator, CompareMany, Components, Describ
                                      RecordedFeedback, RewardSource, SamplingOptimizer, Stage, StageContext,
                                      WithDiagnostics, World)
 from harness._core.contracts import WithMemberScores
+from harness._core.divergence import TrainingDiverged
 from harness._core.distributed import (all_reduce_sum, gather_objects, is_main_process, rank, shared_directory,
                                        single_process_defaults, world_size)
 from harness._core.errors import ConfigError, CorruptFileError, HarnessError
@@ -53,6 +56,7 @@ from harness._core.generation import (generate_responses, pad_id_of, response_fo
                                       sequence_logprobs, token_logprobs, unwrap_model)
 from harness._core.generation import ensure_pad, pad_right
 from harness._core.hookspecs import hookimpl
+from harness._core.integrity import checkpoint_directory, latest_intact, write_checksums
 from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from harness._core.models import load_causal_lm, resolve_base, save_model
 from harness._core.options import NoOptions, Options
@@ -83,8 +87,10 @@ __all__ = [
     "WithMemberScores",
     # errors
     "ConfigError", "CorruptFileError", "HarnessError",
+    "TrainingDiverged",
     # files
     "atomic_directory", "atomic_write_json", "atomic_write_text", "read_json", "read_jsonl",
+    "checkpoint_directory", "latest_intact", "write_checksums",
     # models, text, generation
     "encode_prompt", "encode_response", "generate_responses", "load_causal_lm", "pad_id_of", "resolve_base",
     "response_forward", "response_inputs", "sample_texts", "sequence_logprobs", "token_logprobs", "unwrap_model",

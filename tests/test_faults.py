@@ -32,7 +32,8 @@ KILL_POINTS = {  # per stage, where the kill plugin may SIGKILL the run
     "policy": ["metrics:policy:1", "metrics:policy:2", "metrics:policy:3", "finished:policy"],
     "evaluation": ["finished:evaluation"],
 }
-TIMING = ("wall_s", "compute_s", "peak_rss_mib", "generation_s", "reward_s", "generation_share", "s_per_step", "seconds", "phase_s")
+TIMING = ("wall_s", "compute_s", "peak_rss_mib", "generation_s", "reward_s", "generation_share", "s_per_step", "seconds",
+          "phase_s")
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,14 @@ def cache(tmp_path_factory):
 
 
 class CrashAtFirstPolicyStep:
-    """Kills the run at the first optimizer step, i.e. right after the RM stage finished."""
+    """Kills the run at the first optimizer step of the policy, i.e. right after the RM stage finished
+    (SFT and RM steps run through the same hook)."""
 
     @hookimpl(wrapper=True)
     def optimizer_step(self, experiment, stage, step, run_step):
-        raise HarnessError("simulated crash")
-        yield  # pragma: no cover
+        if stage == "policy":
+            raise HarnessError("simulated crash")
+        return (yield)
 
 
 def test_cli_run_writes_results_and_prints_a_summary(cache, tmp_path):

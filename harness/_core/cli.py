@@ -29,6 +29,16 @@ class HarnessGroup(click.Group):
         except HarnessError as err:
             click.secho(f"error: {scrub(str(err))}", err=True, fg="red")
             ctx.exit(err.exit_code)
+        except OSError as err:  # a full or read-only disk outside a run (a report, a cache): one line too
+            from pathlib import Path
+
+            from harness._core.disk import disk_error
+
+            failure = disk_error(err, Path(err.filename or "."))
+            if failure is None:
+                raise
+            click.secho(f"error: {scrub(str(failure))}", err=True, fg="red")
+            ctx.exit(failure.exit_code)
 
 
 def _plugin_option(f):

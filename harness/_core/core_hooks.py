@@ -5,10 +5,10 @@ and an optimizer step with no guard around it simply runs.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from harness._core.checks import check_model_name, looks_like_path
+from harness._core.divergence import TrainingDiverged, non_finite
 from harness._core.errors import HarnessError
 
 from harness._core.hookspecs import hookimpl
@@ -45,9 +45,10 @@ def optimizer_step(experiment, stage, step, run_step):
 
 @hookimpl(wrapper=True, specname="optimizer_step")
 def guard_non_finite(experiment, stage, step, run_step):  # noqa: ARG001 - hook signature
-    """Fail loudly on a non-finite loss/metric instead of training on NaNs."""
+    """Fail loudly on a non-finite loss/metric instead of training on NaNs (SFT, RM and policy steps alike):
+    one line naming the stage, the step and the likely cause (:mod:`harness._core.divergence`)."""
     metrics = yield
-    bad = sorted(k for k, v in (metrics or {}).items() if isinstance(v, float) and not math.isfinite(v))
+    bad = non_finite(metrics)
     if bad:
-        raise HarnessError(f"{stage} step {step}: non-finite metrics {bad}; lower the learning rate or check the reward.")
+        raise TrainingDiverged(stage, f"step {step}", f"non-finite metrics {bad}", experiment)
     return metrics

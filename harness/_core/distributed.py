@@ -117,6 +117,8 @@ def shared_directory(path: Path) -> Iterator[Path]:
     """A temp directory every process writes into (collective checkpoints); it replaces ``path`` atomically.
 
     Rank 0 creates it, every process writes its part, rank 0 swaps it into place once all are done.
+    On failure (a full disk) rank 0 removes the temp directory, so a failed write leaves neither a
+    partial checkpoint nor lost space.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -124,15 +126,20 @@ def shared_directory(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()
-    yield tmp
-    barrier()
-    if is_main_process():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        yield tmp
+        barrier()
+        if is_main_process():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            if path.exists():
+                os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        if is_main_process():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     barrier()
 
 

@@ -94,7 +94,8 @@ def check_experiment(experiment):
 
 @hookspec(firstresult=True)
 def optimizer_step(experiment, stage, step, run_step):
-    """Run one optimizer step (rollout + update); stops at the first non-None result (its metrics dict).
+    """Run one optimizer step (SFT, reward model, or the policy's rollout + update); stops at the first
+    non-None result (its metrics dict).
 
     The core's implementation calls ``run_step()``. Guards (KL limit, NaN) and timers are
     ``wrapper=True`` implementations around it: ``metrics = yield`` then inspect or extend and

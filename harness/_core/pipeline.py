@@ -22,6 +22,8 @@ from harness._core import results as results_file
 from harness._core.building import build_component
 from harness._core.config import SLOTS, Experiment
 from harness._core.contracts import Components, SamplingOptimizer, StageContext
+from harness._core.disk import disk_error, weights_bytes
+from harness._core.divergence import check_saved_weights
 from harness._core.errors import HarnessError, UsageError
 from harness._core.feedback import feedback_stage
 from harness._core.io import atomic_write_json, atomic_write_text
@@ -103,6 +105,10 @@ class Run:
                                           stage_dir=record.dir, metrics=clean, step=step)
         return log
 
+    def model_bytes(self) -> int | None:
+        """The policy's weight bytes (π_SFT's, else the base model's), for the space a stage needs."""
+        return weights_bytes(self.artifacts.get("sft", "")) or weights_bytes(self.artifacts.get("base", ""))
+
     @staticmethod
     def _progress(total: int, desc: str):
         return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
@@ -141,11 +147,15 @@ class Run:
             start = time.perf_counter()
             try:
                 summary = work(self.context(record))
+                sync()
+                check_saved_weights(record.dir, name, self.experiment)  # a diverged model is never finished
             except BaseException as err:
+                failure = disk_error(err, record.dir.resolve(), self.model_bytes(), f"the {name} stage wrote there")
                 if main:
-                    self.store.fail(record, err)
-                raise
-            sync()
+                    self.store.fail(record, failure or err)
+                if failure is None:
+                    raise
+                raise failure from None
             manifest = share(self.store.finish(record, summary, time.perf_counter() - start) if main else None)
             summary = manifest["summary"]
             self.timings[name] = {"wall_s": manifest["wall_s"], "reused": False, "peak_rss_mib": manifest["peak_rss_mib"]}
@@ -171,13 +181,17 @@ def run_single(experiment: Experiment, host: PluginHost, run_dir: Path, *, show_
     chash = experiment.hash_of(*experiment.to_dict())
     if main:
         ensure_writable(run_dir)
-        results_file.mark_started(run_dir, experiment.name, chash)
     try:
+        if main:
+            results_file.mark_started(run_dir, experiment.name, chash)
         return _run_stages(experiment, host, run_dir, stages_root, main, show_progress, echo)
     except BaseException as err:
+        failure = disk_error(err, run_dir)  # a stage's own is already one line (HarnessError)
         if main:
-            results_file.mark_ended(run_dir, experiment.name, chash, err)
-        raise
+            results_file.mark_ended(run_dir, experiment.name, chash, failure or err)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, stages_root: Path | None, main: bool,
@@ -229,9 +243,10 @@ def ensure_writable(run_dir: Path) -> None:
     except OSError as err:  # EACCES/EPERM, or EROFS: a read-only file system is no PermissionError
         if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
+        fix = "choose another --output" if err.errno == errno.EROFS else \
+            f"make it writable (chmod -R u+w {run_dir}) or choose another --output"
         raise UsageError(f"{err.filename or run_dir}: not writable ({err.strerror}); a run writes its stages and "
-                         f"results there: make it writable (chmod -R u+w {run_dir}) or choose another --output.",
-                         ) from None
+                         f"results there: {fix}.") from None
     finally:
         if probe is not None:
             probe.unlink(missing_ok=True)

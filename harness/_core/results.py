@@ -12,7 +12,7 @@ by one; if it then fails, the old numbers must not pass for the new config's. So
 
 :func:`check_current` is what ``harness compare`` asks before it trusts a run: complete,
 the same config hash as ``resolved_config.json``, and every stage manifest finished with the
-hash the results were computed from.
+hash the results were computed from, its files as they were written.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness._core.errors import CorruptFileError, HarnessError
+from harness._core.integrity import damaged
 from harness._core.io import atomic_write_json, read_json
 from harness._core.secrets import scrub
 
@@ -49,11 +50,31 @@ def mark_started(run_dir: Path, experiment: str, chash: str) -> None:
 
 
 def mark_ended(run_dir: Path, experiment: str, chash: str, error: BaseException) -> None:
-    """The marker of a run that did not complete: ``failed`` or ``interrupted``, and why."""
+    """The marker of a run that did not complete: ``failed`` or ``interrupted``, and why.
+
+    On a full disk the atomic write (a new temp file) may find no room; the marker is then rewritten
+    in place over the ``running`` one, whose block is already allocated, so the run still reads ``failed``.
+    """
     status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-    atomic_write_json(Path(run_dir) / RESULTS, {
-        "experiment": experiment, "status": status, "config_hash": chash, "ended_at": time.time(),
-        "error": scrub(f"{type(error).__name__}: {error}")[:1000]})
+    path = Path(run_dir) / RESULTS
+    marker = {"experiment": experiment, "status": status, "config_hash": chash, "ended_at": time.time(),
+              "error": scrub(f"{type(error).__name__}: {error}")[:1000]}
+    try:
+        atomic_write_json(path, marker)
+    except OSError:
+        _rewrite_in_place(path, json.dumps(marker, indent=2) + "\n")
+
+
+def _rewrite_in_place(path: Path, text: str) -> None:
+    """Overwrite an existing small file without allocating a new one (the last resort on a full disk)."""
+    try:
+        with open(path, "r+b") as fh:
+            fh.write(text.encode("utf-8"))
+            fh.truncate()
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        pass  # nothing can be written there: the error the run reports says why
 
 
 def check_current(run_dir: Path, results: dict[str, Any]) -> str | None:
@@ -77,6 +98,9 @@ def check_current(run_dir: Path, results: dict[str, Any]) -> str | None:
         if manifest.get("status") != "finished" or manifest.get("config_hash") != expected:
             return (f"stage {stage!r} is now {manifest.get('status')} with config {manifest.get('config_hash')}, "
                     f"not the finished stage {expected} its results came from; rerun it")
+        problem = damaged(manifest_path.parent, manifest.get("files") or {})
+        if problem:
+            return f"stage {stage!r}: {problem}; rerun it (the stage is redone)"
     return None
 
 

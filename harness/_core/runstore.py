@@ -11,6 +11,9 @@ status, timings). ``<output>/<experiment>/<stage>`` is a relative symlink to the
   entry stays for every other run that links to it, and their results stay comparable.
 - An entry left ``running`` by a killed process resumes from its checkpoints; one whose manifest is
   unreadable is moved to ``.stages/.stale/`` (never deleted) and redone.
+- A finished entry's manifest keeps the size and hash of every file it hands on (its models, feedback,
+  metrics; see :mod:`harness._core.integrity`); before it is reused they are checked, and an entry with a
+  missing, truncated or changed file is moved to ``.stages/.stale/`` and redone, with one note naming the file.
 - A stage directory of the older layout (a real directory inside the run) joins the store.
 - An entry is trained by one process at a time: :meth:`RunStore.begin` takes the entry's OS lock
   (``.stages/.locks/<stage>-<hash>.lock``, :mod:`harness._core.locks`) and waits while another
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness._core.errors import CorruptFileError
+from harness._core.integrity import NOT_HANDED_ON, damaged, file_table
 from harness._core.io import atomic_write_json, read_json
 from harness._core.locks import lock_entry, unlock_entry
 from harness._core.provenance import describe_change
@@ -146,10 +150,16 @@ class RunStore:
             moved = self._move_aside(entry, f"{stage}-corrupt")
             self.notes.append(f"{str(err).split('; ')[0]}; moved the stage to {moved} and redoing it")
             old = None
-        self._link(stage, entry)
         if old and old.get("status") == "finished":
-            self.release(stage, config_hash)
-            return StageRecord(stage, self.stage_dir(stage), config_hash, True, False, old)
+            problem = damaged(entry, old.get("files") or {})  # a manifest from before checksums has none to check
+            if problem is None:
+                self._link(stage, entry)
+                self.release(stage, config_hash)
+                return StageRecord(stage, self.stage_dir(stage), config_hash, True, False, old)
+            moved = self._move_aside(entry, f"{stage}-damaged")
+            self.notes.append(f"{problem}; moved the stage to {moved} and redoing it")
+            old = None
+        self._link(stage, entry)
         resumed = old is not None
         if previous and previous.get("config_hash") != config_hash:
             self.notes.append(f"{'; '.join(changed_inputs(previous.get('inputs'), inputs))}: "
@@ -171,19 +181,26 @@ class RunStore:
         return StageRecord(stage, self.stage_dir(stage), config_hash, False, resumed, manifest)
 
     def finish(self, record: StageRecord, summary: dict[str, Any], wall_s: float) -> dict[str, Any]:
+        """Mark the stage finished, with the size and hash of every file it hands on (checked before any reuse)."""
         manifest = dict(record.manifest)
         manifest.update(status="finished", finished_at=time.time(), wall_s=wall_s,
-                        peak_rss_mib=peak_rss_mib(), summary=summary)
+                        peak_rss_mib=peak_rss_mib(), summary=summary,
+                        files=file_table(record.dir, leave_out=NOT_HANDED_ON))
         atomic_write_json(record.dir / MANIFEST, manifest)
         self.release(record.name, record.config_hash)
         return manifest
 
     def fail(self, record: StageRecord, error: BaseException) -> None:
+        """Mark the stage failed or interrupted, and why; on a full disk, where even that cannot be written, it
+        stays ``running`` (resumed from its checkpoints next time) and the error itself is what is reported."""
         manifest = dict(record.manifest)
         interrupted = isinstance(error, KeyboardInterrupt)
         manifest.update(status="interrupted" if interrupted else "failed", failed_at=time.time(),
                         error=scrub(f"{type(error).__name__}: {error}"))
-        atomic_write_json(record.dir / MANIFEST, manifest)
+        try:
+            atomic_write_json(record.dir / MANIFEST, manifest)
+        except OSError:  # a full disk: the stage stays "running", which a rerun resumes
+            pass
         self.release(record.name, record.config_hash)
 
     def _lock(self, stage: str, config_hash: str) -> None:

@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
-from harness._core import distributed
+from harness._core.integrity import checkpoint_directory, latest_intact  # checksums written; verified at resume
 from harness._core.contracts import RewardSource, StageContext
 from harness._core.io import atomic_directory, atomic_write_json, read_json
 from harness._online.memory import save_merged
@@ -122,7 +122,7 @@ def save_checkpoint(run: RLRun, step: int) -> None:
     root = run.ctx.checkpoint_dir
     if root is None:
         return
-    with distributed.shared_directory(root / f"step-{step:06d}") as tmp:
+    with checkpoint_directory(root / f"step-{step:06d}") as tmp:  # shared_directory + checksums
         run.accelerator.save_state(str(tmp), safe_serialization=False)
         if run.accelerator.is_main_process:
             atomic_write_json(tmp / "trainer_state.json",
@@ -133,12 +133,12 @@ def save_checkpoint(run: RLRun, step: int) -> None:
 
 
 def resume(run: RLRun) -> int:
-    """Restore the latest checkpoint, if any; returns the step it was taken after (0 for a fresh run)."""
-    found = _checkpoints(run.ctx.checkpoint_dir)
-    if not found:
+    """Restore the latest intact checkpoint, if any; returns the step it was taken after (0 for a fresh run)."""
+    latest = latest_intact(_checkpoints(run.ctx.checkpoint_dir))  # a damaged one is moved aside, with one line
+    if latest is None:
         return 0
-    run.accelerator.load_state(str(found[-1]))
-    state = read_json(found[-1] / "trainer_state.json", fix=f"delete the checkpoint directory {found[-1].name} "
+    run.accelerator.load_state(str(latest))
+    state = read_json(latest / "trainer_state.json", fix=f"delete the checkpoint directory {latest.name} "
                       "and rerun (the stage resumes from an earlier checkpoint or restarts)")
     run.history = list(state["history"])
     run.seconds.update(state["seconds"])

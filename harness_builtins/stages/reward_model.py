@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from harness.api import (FeedbackRecord, PreferenceGroup, StageContext, encode_prompt, encode_response, hookimpl,
-                         is_main_process, load_causal_lm, load_reward_model, load_reward_tokenizer, read_json,
-                         read_offset, resolve_base, reward_model_dir, reward_sequence, save_reward_model, score_texts,
-                         seed_everything, sequence_rewards, zero_stage_of)
+from harness.api import (FeedbackRecord, PreferenceGroup, StageContext, TrainingDiverged, encode_prompt,
+                         encode_response, hookimpl, is_main_process, load_causal_lm, load_reward_model,
+                         load_reward_tokenizer, read_json, read_offset, resolve_base, reward_model_dir, reward_sequence,
+                         save_reward_model, score_texts, seed_everything, sequence_rewards, write_checksums,
+                         zero_stage_of)
 from harness_builtins.stages.common import sample_responses
 from harness_builtins.stages.training import (
     META,
@@ -113,6 +114,9 @@ class BradleyTerryRM:
         data = bootstrap_groups(train, member.seed) if member.index and self.options.bootstrap else train
         model, fit = self._train(ctx, model, tokenizer.pad_token_id, data, heldout, member)
         offset = self._normalization_offset(model, tokenizer, ctx.world, samples)
+        if not np.isfinite(offset):  # finite weights can still overflow: such a reward model is no result
+            raise TrainingDiverged(ctx.stage, member.description(self.options.members),
+                                   f"the mean reward of SFT samples is {offset}", ctx.experiment)
         if is_main_process():
             save_reward_model(model, tokenizer, member.model_dir, offset)
         return model, offset, fit
@@ -138,7 +142,7 @@ class BradleyTerryRM:
         n_steps = steps_per_epoch(len(train), opts.batch_size, accelerator)
         optimizer, scheduler = make_optimizer(model, opts, n_steps * opts.epochs)
         wrapped, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-        meta = load_checkpoint(accelerator, member.checkpoint) or {"epoch": -1, "best_accuracy": -1.0, "best_epoch": -1, "train_loss": None}
+        meta = load_checkpoint(accelerator, member.checkpoint, (member.best_dir,)) or {"epoch": -1, "best_accuracy": -1.0, "best_epoch": -1, "train_loss": None}
         with ctx.progress_bar(n_steps * opts.epochs, member.description(opts.members)) as bar:
             for epoch in range(meta["epoch"] + 1, opts.epochs):
                 if epoch - meta["best_epoch"] > opts.patience:
@@ -173,8 +177,13 @@ class BradleyTerryRM:
             if accelerator.is_main_process:
                 best_dir.mkdir(parents=True, exist_ok=True)
                 tmp = best_dir / "weights.pt.tmp"
-                torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+                try:
+                    torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+                except BaseException:  # a full disk: leave no partial file behind
+                    tmp.unlink(missing_ok=True)
+                    raise
                 tmp.replace(best_dir / "weights.pt")
+                write_checksums(best_dir)  # a resume checks them with the checkpoint's
             accelerator.wait_for_everyone()
             meta |= {"best_accuracy": accuracy, "best_epoch": epoch}
         return meta

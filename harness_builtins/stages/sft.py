@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from harness.api import StageContext, ensure_pad, hookimpl, load_causal_lm, save_model, seed_everything
+from harness.api import (StageContext, TrainingDiverged, ensure_pad, hookimpl, load_causal_lm, save_model,
+                         seed_everything)
 from harness_builtins.stages.common import encode_pair, lm_batch, sample_responses, token_loss_sum
 from harness_builtins.stages.training import (
     TrainOptions,
@@ -83,6 +84,8 @@ class NextTokenSFT:
             for epoch in range(meta["epoch"] + 1, opts.epochs):
                 losses = self._epoch(ctx, wrapped, optimizer, scheduler, accelerator, train, epoch, batch, bar)
                 val_loss = _mean_token_loss(wrapped, val, batch, opts.batch_size)
+                if val and not np.isfinite(val_loss):  # the last step's update can diverge after its loss was read
+                    raise TrainingDiverged(ctx.stage, f"epoch {epoch + 1}", f"validation loss {val_loss}", ctx.experiment)
                 ctx.log({"sft/val_loss": val_loss}, (epoch + 1) * n_steps)
                 meta = {"epoch": epoch, "history": meta["history"] + [{"train_loss": float(np.mean(losses)), "val_loss": val_loss}]}
                 save_checkpoint(accelerator, checkpoint, meta)

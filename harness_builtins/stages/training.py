@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from harness.api import (Options, StageContext, accelerator_for, atomic_write_json, enable_activation_checkpointing,
-                         read_json, shared_directory, zero_stage_of)
+from harness.api import (Options, StageContext, accelerator_for, atomic_write_json, checkpoint_directory,
+                         enable_activation_checkpointing, latest_intact, read_json, zero_stage_of)
 
 META = "trainer_state.json"
 
@@ -100,21 +100,29 @@ def steps_per_epoch(n: int, batch_size: int, accelerator) -> int:
 
 # ----------------------------------------------------------------- checkpoints
 def save_checkpoint(accelerator, directory: Path | None, meta: dict[str, Any]) -> None:
-    """Model, optimizer, scheduler and RNG states (``accelerator.save_state``) + ``meta``, atomically.
+    """Model, optimizer, scheduler and RNG states (``accelerator.save_state``) + ``meta``, atomically, with the
+    checksums a resume verifies.
 
     Collective: every process writes its part (DeepSpeed: its ZeRO partitions; all: its RNG state).
     """
     if directory is None:
         return
-    with shared_directory(directory) as tmp:
+    with checkpoint_directory(directory) as tmp:
         accelerator.save_state(str(tmp), safe_serialization=False)
         if accelerator.is_main_process:
             atomic_write_json(tmp / META, meta)
 
 
-def load_checkpoint(accelerator, directory: Path | None) -> dict[str, Any] | None:
-    """Restore a checkpoint written by :func:`save_checkpoint` (after ``prepare``); its meta, or None."""
+def load_checkpoint(accelerator, directory: Path | None, companions: tuple[Path, ...] = ()) -> dict[str, Any] | None:
+    """Restore a checkpoint written by :func:`save_checkpoint` (after ``prepare``); its meta, or None.
+
+    A checkpoint that no longer matches its checksums (or whose ``companions``, directories written beside
+    it with :func:`harness.api.write_checksums`, do not) is moved aside with one line: the training starts
+    afresh rather than resume from a damaged state.
+    """
     if directory is None or not (directory / META).exists():
+        return None
+    if latest_intact([directory], companions) is None:
         return None
     accelerator.load_state(str(directory))
     return read_json(directory / META, fix=f"delete the checkpoint {directory} and rerun (the stage restarts from scratch)")
@@ -125,18 +133,25 @@ def train_epoch(ctx, model, optimizer, scheduler, accelerator, batches, loss_of,
                 log_every: int, epoch: int, bar) -> list[float]:
     """One pass over ``batches`` (lists of indices): ``loss_of(ids)`` → backward → step; returns the losses.
 
+    Each step runs through ``ctx.step`` (the ``optimizer_step`` hook), so the core's guard stops a stage
+    whose loss went non-finite at that step, and timers see SFT and RM steps as they see the policy's.
     Logs ``<prefix>/train_loss`` (mean of the last ``log_every`` steps) and ``<prefix>/lr``.
     """
     model.train()
     losses = []
     for i, ids in enumerate(batches):
-        loss = loss_of(ids)
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
         step = epoch * len(batches) + i + 1
+
+        def run_step(ids=ids) -> dict[str, float]:
+            loss = loss_of(ids)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+            return {f"{prefix}/train_loss": losses[-1]}
+
+        ctx.step(step, run_step)
         if step % log_every == 0 or i == len(batches) - 1:
             ctx.log({f"{prefix}/train_loss": sum(losses[-log_every:]) / len(losses[-log_every:]),
                      f"{prefix}/lr": scheduler.get_last_lr()[0]}, step)
