@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test world-validation world-weights
+.PHONY: install run test profile world-validation world-weights
 
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Where the default run's time goes, stage by stage and phase by phase (bench/pipeline_profile.py), written
+# into docs/performance.md between its profile markers. Every stage runs fresh (~8 minutes on 2 quiet cores).
+profile: install
+	$(BIN)/python bench/pipeline_profile.py experiments/instructgpt.toml --doc docs/performance.md --label now
 
 # The embedded world's validation (docs/world.md): rows V1–V9 on seeds 0, 1, 2, written into
 # README.md between its world-validation markers. Hours on 2 cores; resumable (rerun to continue).

@@ -3,6 +3,7 @@
     python bench/pipeline_profile.py experiments/instructgpt.toml             # the default run, every stage fresh
     python bench/pipeline_profile.py EXP --set optimizer.ppo.steps=20 --json profile.json
     python bench/pipeline_profile.py EXP --output runs-profile                 # keep the runs (default: a temp dir)
+    python bench/pipeline_profile.py EXP --doc docs/performance.md --label now # the table into the doc (make profile)
 
 Runs the experiment in a fresh output root (a stage reused from a store would cost nothing and
 show nothing) with timers on the mechanisms every stage is made of, and prints one row per stage
@@ -161,19 +162,37 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write_into(doc: Path, label: str, text: str) -> None:
+    """Replace what stands between ``<!-- profile:LABEL -->`` and ``<!-- /profile:LABEL -->`` in ``doc``."""
+    begin, end = f"<!-- profile:{label} -->", f"<!-- /profile:{label} -->"
+    content = doc.read_text(encoding="utf-8")
+    if begin not in content or end not in content:
+        sys.exit(f"{doc}: no '{begin}' … '{end}' markers to write the profile between; add them.")
+    head, rest = content.split(begin, 1)
+    tmp = doc.with_name(f".{doc.name}.tmp")
+    tmp.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}", encoding="utf-8")
+    tmp.replace(doc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     parser.add_argument("--output", type=Path, help="Run store root (default: a fresh temporary directory).")
     parser.add_argument("--json", type=Path, help="Also write the profile here as JSON.")
+    parser.add_argument("--doc", type=Path, help="Write the table between this document's profile markers.")
+    parser.add_argument("--label", default="now", help="Which markers of --doc (<!-- profile:LABEL -->).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="harness-profile-") as tmp:
         result = profile(args.experiment, args.overrides, args.output or Path(tmp))
-    print(table(result))
-    print(f"\nwall {result['total']['wall_s']:.1f} s in all ({result['total']['stages_s']:.1f} s in stages); "
-          f"{result['machine']['cpus']} CPUs, {result['machine']['torch_threads']} torch threads, "
-          f"torch {result['machine']['torch']}")
+    m = result["machine"]
+    text = (f"{table(result)}\n\n`python bench/pipeline_profile.py {' '.join([args.experiment, *(f'--set {o}' for o in args.overrides)])}`: "
+            f"wall {result['total']['wall_s']:.1f} s in all ({result['total']['stages_s']:.1f} s in stages); "
+            f"{m['cpus']} CPUs ({m['machine']}), {m['torch_threads']} torch threads, torch {m['torch']}, "
+            f"Python {m['python']}, {time.strftime('%Y-%m-%d')}.")
+    print(text)
+    if args.doc:
+        write_into(args.doc, args.label, text)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
