@@ -216,6 +216,6 @@ def test_row6_a_full_disk_ends_in_one_line_and_a_rerun_with_room_completes(clean
 def test_row6_a_read_only_output_is_one_line_before_any_work(tmpfs):
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
     result = _run(tmpfs)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # the output is the user's to change, before any work: a usage error
     assert _one_line(result) == (f"error: {tmpfs / 'tiny'}: not writable (Read-only file system); a run writes its stages and "
                                  f"results there: choose another --output.")
