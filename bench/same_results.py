@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-IGNORED = re.compile(r"(_s|wall|s_per_step|peak_rss_mib|config_hash|stage_hashes|_at|pid|dir|path|report)$")
+IGNORED = re.compile(r"(_s|_share|wall|s_per_step|peak_rss_mib|config_hash|stage_hashes|_at|pid|dir|path|report)$")
 
 
 def flatten(value, path: str = "") -> dict[str, object]:
