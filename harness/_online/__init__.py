@@ -63,7 +63,7 @@ from harness._online.rollout import (PolicyForward, Rollout, collect_rollout, co
                                      policy_outputs, process_rows, reference_logprobs, rollout_metrics, sample_prompts,
                                      sample_seed, step_prompts)
 from harness._online.run import RLRun, setup
-from harness._online.update import (add_pretraining_loss, apply_update, minibatch_updates, minibatches,
+from harness._online.update import (add_pretraining_loss, apply_update, group_updates, minibatch_updates, minibatches,
                                     normalized_scores, pretraining_loss, rewards_and_advantages)
 
 __all__ = [
@@ -78,7 +78,7 @@ __all__ = [
     "clipped_surrogate", "gae", "global_masked_mean", "k3", "kl_controller", "loss_mean", "masked_mean",
     "masked_whiten", "per_token_rewards", "process_mean",
     # update
-    "add_pretraining_loss", "apply_update", "minibatch_updates", "minibatches", "normalized_scores",
+    "add_pretraining_loss", "apply_update", "group_updates", "minibatch_updates", "minibatches", "normalized_scores",
     "pretraining_loss", "rewards_and_advantages",
     # the loop
     "CURVE_POINTS", "SUMMARY_WINDOW", "OnlineOptimizer", "StepFn", "resume", "save_checkpoint", "save_policy",

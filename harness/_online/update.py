@@ -15,7 +15,7 @@ import torch
 
 from harness._core import distributed
 from harness._online.objectives import gae, masked_whiten, per_token_rewards, process_mean, ptx_loss
-from harness._online.rollout import Rollout
+from harness._online.rollout import PolicyForward, Rollout, policy_outputs
 from harness._online.run import RLRun
 
 
@@ -106,3 +106,24 @@ def minibatch_updates(run: RLRun, n: int, loss_fn: Callable[[torch.Tensor], tupl
             for key, value in stats.items():
                 history[key].append(value)
     return {k: sum(v) / len(v) for k, v in history.items()} | {"updates": float(updates)}
+
+
+GroupLoss = Callable[[RLRun, Rollout, PolicyForward, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+
+
+def group_updates(run: RLRun, batch: Rollout, advantages: torch.Tensor, live: PolicyForward | None,
+                  loss: GroupLoss) -> dict[str, float]:
+    """A group optimizer's update (GRPO's, RLOO's): ``iterations`` passes of minibatch steps, statistics averaged.
+
+    ``loss(run, minibatch, forward, advantages)`` takes π_θ's forward over the minibatch: the rollout's own
+    rows of ``live`` when the update is one on-policy step on the whole batch (``GroupOptions.on_policy()``,
+    the forward's graph kept by :func:`collect_rollout_and_forward`), else a fresh forward.
+    """
+    o = run.options
+
+    def minibatch_loss(index):
+        mb = batch.select(index)
+        forward = policy_outputs(run, mb) if live is None else live.select(index)
+        return loss(run, mb, forward, advantages[index])
+
+    return minibatch_updates(run, len(batch), minibatch_loss, size=o.minibatch(), epochs=o.iterations)

@@ -25,9 +25,8 @@ import torch
 from pydantic import Field
 
 from harness.api import (GroupOptions, OnlineOptimizer, PolicyForward, RLRun, Rollout, add_pretraining_loss,
-                         clipped_surrogate, collect_rollout_and_forward, global_masked_mean, hookimpl, k3,
-                         kl_coef_field, loss_mean, minibatch_updates, normalized_scores, policy_outputs, process_mean,
-                         rollout_metrics)
+                         clipped_surrogate, collect_rollout_and_forward, global_masked_mean, group_updates, hookimpl,
+                         k3, kl_coef_field, loss_mean, normalized_scores, process_mean, rollout_metrics)
 
 ADVANTAGE_EPS = 1e-4  # ε of (r − mean) / (std + ε): a group of equal rewards gets advantage 0, not NaN (as trl)
 
@@ -85,21 +84,6 @@ def grpo_loss(run: RLRun, mb: Rollout, forward: PolicyForward,
     return loss, stats
 
 
-def grpo_update(run: RLRun, batch: Rollout, advantages: torch.Tensor, live: PolicyForward | None) -> dict[str, float]:
-    """μ = ``iterations`` passes over the batch in minibatches, one gradient step each; statistics averaged.
-
-    ``live``: the rollout's forward with its graph when this update is one step on the whole batch
-    (its one minibatch is the batch, shuffled); otherwise each minibatch gets a fresh forward.
-    """
-    o = run.options
-
-    def minibatch_loss(index):
-        mb = batch.select(index)
-        forward = policy_outputs(run, mb) if live is None else live.select(index)
-        return grpo_loss(run, mb, forward, advantages[index])
-
-    return minibatch_updates(run, len(batch), minibatch_loss, size=o.minibatch(), epochs=o.iterations)
-
 
 def group_statistics(rewards: torch.Tensor, group_size: int) -> dict[str, float]:
     """Mean within-group reward std, and the share of groups whose rewards are all equal (no signal)."""
@@ -127,7 +111,7 @@ class GRPO(OnlineOptimizer):
         scores = normalized_scores(run, batch.scores)  # running mean/std of r first, when normalize_rewards
         advantages = group_advantages(scores, o.group_size, scale=o.loss_type != "dr_grpo")
         # 4. μ iterations of clipped updates with the β·k3 KL term.
-        stats = grpo_update(run, batch, advantages, live) | group_statistics(batch.scores, o.group_size)
+        stats = group_updates(run, batch, advantages, live, grpo_loss) | group_statistics(batch.scores, o.group_size)
         metrics = rollout_metrics(run, batch, None, self.name)
         # 5. An adaptive β moves toward kl_target (a fixed β, the paper's, does not); β = 0 measures no KL.
         if batch.mean_kl is not None:

@@ -22,8 +22,8 @@ import torch
 from pydantic import Field, model_validator
 
 from harness.api import (GroupOptions, OnlineOptimizer, PolicyForward, RLRun, Rollout, add_pretraining_loss,
-                         clipped_surrogate, collect_rollout_and_forward, hookimpl, loss_mean, minibatch_updates,
-                         normalized_scores, policy_outputs, process_mean, rollout_metrics)
+                         clipped_surrogate, collect_rollout_and_forward, group_updates, hookimpl, loss_mean,
+                         normalized_scores, process_mean, rollout_metrics)
 
 
 class RLOOOptions(GroupOptions):
@@ -73,21 +73,6 @@ def rloo_loss(run: RLRun, mb: Rollout, forward: PolicyForward,
     return loss, stats
 
 
-def rloo_update(run: RLRun, batch: Rollout, advantages: torch.Tensor, live: PolicyForward | None) -> dict[str, float]:
-    """One step (reinforce), or ``iterations`` passes of minibatch steps (clipped); statistics averaged.
-
-    ``live``: the rollout's forward with its graph when this update is one step on the whole batch
-    (its one minibatch is the batch, shuffled); otherwise each minibatch gets a fresh forward.
-    """
-    o = run.options
-
-    def minibatch_loss(index):
-        mb = batch.select(index)
-        forward = policy_outputs(run, mb) if live is None else live.select(index)
-        return rloo_loss(run, mb, forward, advantages[index])
-
-    return minibatch_updates(run, len(batch), minibatch_loss, size=o.minibatch(), epochs=o.iterations)
-
 
 # --------------------------------------------------------------------------- one RLOO step
 class RLOO(OnlineOptimizer):
@@ -107,7 +92,7 @@ class RLOO(OnlineOptimizer):
         # 3. Advantage: the reward minus the leave-one-out baseline of its prompt's group.
         advantages = leave_one_out(rewards, o.group_size)
         # 4. REINFORCE (or clipped) update on log π_θ(y|x).
-        stats = rloo_update(run, batch, advantages, live)
+        stats = group_updates(run, batch, advantages, live, rloo_loss)
         # 5. Log; adapt β toward the KL target (a no-op for a fixed β; β = 0 measures no KL).
         metrics = rollout_metrics(run, batch, None, self.name)
         if batch.mean_kl is not None:
