@@ -34,27 +34,24 @@ from __future__ import annotations
 
 from harness._core.agreement import (cohen_kappa, fleiss_kappa, kendall_tau, krippendorff_alpha, pair_agreement,
                                      percent_agreement)
-from harness._core.building import validate_component_tables, validate_inline_component
-from harness._core.building import build_component
+from harness._core.building import build_component, validate_component_tables, validate_inline_component
 from harness._core.compute import (ComputeOptions, accelerator_for, check_mixed_precision,
                                    enable_activation_checkpointing, trainer_deepspeed_config, zero_stage_of)
 from harness._core.config import load_experiment
-from harness._core.contracts import (Annotator, CompareMany, Components, DescribedEvaluator, Evaluator,
-                                     ExplainedJudge, ExplainingJudge, FeedbackFormat, GoldJudge, GradingJudge, Judge,
-                                     NotingComponent, Offloadable, PlottingComponent, PolicyOptimizer, PolicySampler,
-                                     RecordedFeedback, RewardSource, SamplingOptimizer, Stage, StageContext,
-                                     WithDiagnostics, World)
-from harness._core.contracts import WithMemberScores
-from harness._core.divergence import TrainingDiverged
+from harness._core.contracts import (Annotator, CompareMany, Components, DescribedEvaluator, Evaluator, ExplainedJudge,
+                                     ExplainingJudge, FeedbackFormat, GoldJudge, GradingJudge, Judge, NotingComponent,
+                                     Offloadable, PlottingComponent, PolicyOptimizer, PolicySampler, RecordedFeedback,
+                                     RewardSource, SamplingOptimizer, Stage, StageContext, WithDiagnostics,
+                                     WithMemberScores, World)
 from harness._core.distributed import (all_reduce_sum, gather_objects, is_main_process, rank, shared_directory,
                                        single_process_defaults, world_size)
+from harness._core.divergence import TrainingDiverged
 from harness._core.errors import ConfigError, CorruptFileError, HarnessError
 from harness._core.evaluation import sample_texts
 from harness._core.feedback import (FeedbackFormatBase, FeedbackOptions, Pair, check_range, pair_labels_by_unit,
                                     pairs_from_order)
-from harness._core.generation import (generate_responses, pad_id_of, response_forward, response_inputs,
-                                      sequence_logprobs, token_logprobs, unwrap_model)
-from harness._core.generation import ensure_pad, pad_right
+from harness._core.generation import (ensure_pad, generate_responses, pad_id_of, pad_right, response_forward,
+                                      response_inputs, sequence_logprobs, token_logprobs, unwrap_model)
 from harness._core.hookspecs import hookimpl
 from harness._core.integrity import checkpoint_directory, latest_intact, write_checksums
 from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -69,8 +66,7 @@ from harness._core.reward_models import (load_reward_model, load_reward_tokenize
 from harness._core.runner import run_experiment
 from harness._core.secrets import scrub
 from harness._core.seeding import seed_everything
-from harness._core.stats import SMOOTH, moving_average, pearson, rate_interval, smooth
-from harness._core.stats import distinct_n
+from harness._core.stats import SMOOTH, distinct_n, moving_average, pearson, rate_interval, smooth
 from harness._core.text import encode_prompt, encode_response
 from harness._online import *  # noqa: F403  (the toolkit's own __all__ is its public part)
 from harness._online import __all__ as _online_names
