@@ -22,9 +22,9 @@ from harness._core.errors import HarnessError
 from harness._core.plugins import get_plugin_manager
 from harness._core.runner import run_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "data" / "tiny.toml"
-OVERRIDES = ["evaluation.evaluators=['rewards', 'win_rate']"]
+from tests.tiny_run import OVERRIDES, ROOT, TINY
+from tests.tiny_run import result_values as _values
+
 KILL_POINTS = {  # per stage, where the kill plugin may SIGKILL the run
     "sft": ["metrics:sft:1", "metrics:sft:2", "finished:sft"],
     "feedback": ["finished:feedback"],
@@ -32,14 +32,11 @@ KILL_POINTS = {  # per stage, where the kill plugin may SIGKILL the run
     "policy": ["metrics:policy:1", "metrics:policy:2", "metrics:policy:3", "finished:policy"],
     "evaluation": ["finished:evaluation"],
 }
-TIMING = ("wall_s", "compute_s", "peak_rss_mib", "generation_s", "reward_s", "generation_share", "s_per_step", "seconds",
-          "phase_s")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    cache = os.environ.get("HARNESS_CACHE_DIR") or str(tmp_path_factory.mktemp("harness-cache"))
-    return {**os.environ, "HARNESS_CACHE_DIR": cache, "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
+def env(tiny_cache):
+    return {**os.environ, "HARNESS_CACHE_DIR": tiny_cache, "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "faults")])}
 
 
@@ -50,21 +47,6 @@ def _cli(env, output: Path, kill_at: str = "", **popen) -> subprocess.CompletedP
                           env={**env, "HARNESS_TEST_KILL_AT": kill_at}, **popen)
 
 
-def _values(results, path=""):
-    """Flattened non-timing values (and nothing that says whether a stage was reused or resumed)."""
-    if isinstance(results, dict):
-        out = {}
-        for key, value in results.items():
-            if key in ("stages", "resumed_from") or key in TIMING:
-                continue
-            out.update(_values(value, f"{path}.{key}"))
-        return out
-    if isinstance(results, list):
-        out = {}
-        for i, item in enumerate(results):
-            out.update(_values(item, f"{path}[{i}]"))
-        return out
-    return {path: results}
 
 
 def _steps(stage_dir: Path) -> list[int]:
@@ -72,21 +54,11 @@ def _steps(stage_dir: Path) -> list[int]:
     return [json.loads(line)["step"] for line in lines if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def clean(env, tmp_path_factory):
-    """An uninterrupted run: (output root, results)."""
-    root = tmp_path_factory.mktemp("clean")
-    old = os.environ.get("HARNESS_CACHE_DIR")
-    os.environ["HARNESS_CACHE_DIR"] = env["HARNESS_CACHE_DIR"]
-    try:
-        host = get_plugin_manager(autoload=False)
-        experiment = load_experiment(TINY, host.registry, OVERRIDES)
-        yield root, run_experiment(experiment, host, root, show_progress=False, echo=lambda s: None)
-    finally:
-        if old is None:
-            os.environ.pop("HARNESS_CACHE_DIR")
-        else:
-            os.environ["HARNESS_CACHE_DIR"] = old
+@pytest.fixture
+def clean(clean_tiny_run, tiny_cache, monkeypatch):
+    """The session's uninterrupted tiny run: (output root, results); the test runs with its model cache."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", tiny_cache)
+    return clean_tiny_run
 
 
 def test_runs_killed_at_random_points_resume_to_the_uninterrupted_results(env, clean, tmp_path):

@@ -23,26 +23,15 @@ from harness._core.integrity import damaged
 from harness._core.plugins import get_plugin_manager
 from harness._core.runner import run_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "data" / "tiny.toml"
-OVERRIDES = ["evaluation.evaluators=['rewards', 'win_rate']"]
-TIMING = ("wall_s", "peak_rss_mib", "generation_s", "reward_s", "generation_share", "s_per_step", "seconds", "phase_s",
-          "compute_s")
+from tests.tiny_run import OVERRIDES, ROOT, TINY
+from tests.tiny_run import result_values as _values
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    """An uninterrupted run: (output root, results)."""
-    root = tmp_path_factory.mktemp("clean")
-    old = os.environ.get("HARNESS_CACHE_DIR")
-    os.environ["HARNESS_CACHE_DIR"] = old or str(tmp_path_factory.mktemp("harness-cache"))
-    try:
-        host = get_plugin_manager(autoload=False)
-        experiment = load_experiment(TINY, host.registry, OVERRIDES)
-        yield root, run_experiment(experiment, host, root, show_progress=False, echo=lambda s: None)
-    finally:
-        if old is None:
-            os.environ.pop("HARNESS_CACHE_DIR")
+@pytest.fixture
+def clean(clean_tiny_run, tiny_cache, monkeypatch):
+    """The session's uninterrupted tiny run: (output root, results); the test runs with its model cache."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", tiny_cache)
+    return clean_tiny_run
 
 
 def _copy(clean, target: Path, without: tuple[str, ...] = ()) -> Path:
@@ -61,14 +50,6 @@ def _run(output: Path, *overrides: str, host=None):
     return CliRunner().invoke(build_cli(host or get_plugin_manager(autoload=False)), args)
 
 
-def _values(results, path=""):
-    """Flattened values, less timings and whether a stage was reused."""
-    if isinstance(results, dict):
-        return {k: v for key, value in results.items() if key not in ("stages", *TIMING)
-                for k, v in _values(value, f"{path}.{key}").items()}
-    if isinstance(results, list):
-        return {k: v for i, item in enumerate(results) for k, v in _values(item, f"{path}[{i}]").items()}
-    return {path: results}
 
 
 def _results(output: Path) -> dict:
