@@ -168,10 +168,10 @@ def write_into(doc: Path, label: str, text: str) -> None:
     content = doc.read_text(encoding="utf-8")
     if begin not in content or end not in content:
         sys.exit(f"{doc}: no '{begin}' … '{end}' markers to write the profile between; add them.")
+    from harness._core.io import atomic_write_text
+
     head, rest = content.split(begin, 1)
-    tmp = doc.with_name(f".{doc.name}.tmp")
-    tmp.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}", encoding="utf-8")
-    tmp.replace(doc)
+    atomic_write_text(doc, f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
 
 
 def main() -> None:
