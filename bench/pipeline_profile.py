@@ -20,6 +20,13 @@ and the same as JSON:
 A phase nested in another counts for the outer one (a forward inside ``generate`` is generation),
 so the phases add up to the stage's wall time. CPU utilization is the process's CPU time over the
 wall time (2.0 = both cores busy). The timers cost a few percent (a Python call per module call).
+
+``--flops`` also counts each stage's floating-point operations (torch's ``FlopCounterMode``: the
+matmuls and attention of every forward and backward, padding included) and measures what these cores
+do at best, a large fp32 matmul, so each stage gets its **floor**: the seconds its FLOPs would take at
+that peak. A stage far above its floor has overhead to remove; a stage near it can only get faster by
+computing less. The counter slows the run (a Python call per operator), so a ``--flops`` run prints
+FLOPs and floors, not timings: take those from a plain run.
 """
 from __future__ import annotations
 
@@ -109,7 +116,32 @@ def cpu_seconds() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def profile(experiment_file: str, overrides: list[str], output: Path) -> dict:
+def peak_matmul_flops(size: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a large fp32 matmul with the process's torch threads: what these cores do at best."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(2):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+@contextmanager
+def counting_flops(enabled: bool):
+    """A ``FlopCounterMode`` (or nothing); yields a function returning the FLOPs counted so far."""
+    if not enabled:
+        yield lambda: 0
+        return
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as mode:
+        yield mode.get_total_flops
+
+
+def profile(experiment_file: str, overrides: list[str], output: Path, flops: bool = False) -> dict:
     """Run the experiment under the clock; {"stages": {stage: row}, "total": row, "machine": …}."""
     from harness._core import pipeline
     from harness._core.config import load_experiment
@@ -125,14 +157,16 @@ def profile(experiment_file: str, overrides: list[str], output: Path) -> dict:
 
     def timed_stage(run, name, work, **kwargs):
         before, cpu, start = dict(clock.seconds), cpu_seconds(), time.perf_counter()
+        counted = lambda: 0  # noqa: E731
         try:
-            return original_stage(run, name, work, **kwargs)
+            with counting_flops(flops) as counted:
+                return original_stage(run, name, work, **kwargs)
         finally:
             wall = time.perf_counter() - start
             phases = {p: clock.seconds.get(p, 0.0) - before.get(p, 0.0) for p in PHASES if p != "other"}
             phases["other"] = max(wall - sum(phases.values()), 0.0)
             rows[name] = {"wall_s": wall, "cpu_util": (cpu_seconds() - cpu) / wall if wall else 0.0,
-                          "phases_s": phases}
+                          "phases_s": phases} | ({"flops": counted()} if flops else {})
 
     pipeline.Run.stage = timed_stage
     start, cpu = time.perf_counter(), cpu_seconds()
@@ -149,16 +183,30 @@ def profile(experiment_file: str, overrides: list[str], output: Path) -> dict:
     import torch
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                "python": platform.python_version(), "machine": platform.machine()}
+    if flops:
+        total["flops"] = sum(r["flops"] for r in rows.values())
+        machine["peak_flops"] = peak_matmul_flops()
     return {"experiment": experiment_file, "overrides": overrides, "stages": rows, "total": total, "machine": machine}
 
 
 def table(result: dict) -> str:
     """The profile as a markdown table: a row per stage, then the total of the stages."""
+    if "peak_flops" in result["machine"]:
+        return flops_table(result)
     head = "| stage | wall s | CPU (cores) | " + " | ".join(PHASES) + " |"
     lines = [head, "|" + "---|" * (3 + len(PHASES))]
     for name, row in [*result["stages"].items(), ("**stages**", {**result["total"], "wall_s": result["total"]["stages_s"]})]:
         phases = " | ".join(f"{row['phases_s'][p]:.1f}" for p in PHASES)
         lines.append(f"| {name} | {row['wall_s']:.1f} | {row['cpu_util']:.2f} | {phases} |")
+    return "\n".join(lines)
+
+
+def flops_table(result: dict) -> str:
+    """Each stage's FLOPs and its floor: those FLOPs at the peak of a large matmul on these cores."""
+    peak = result["machine"]["peak_flops"]
+    lines = [f"| stage | GFLOP | floor s (at {peak / 1e9:.0f} GFLOP/s) |", "|---|---|---|"]
+    for name, row in [*result["stages"].items(), ("**stages**", result["total"])]:
+        lines.append(f"| {name} | {row['flops'] / 1e9:,.0f} | {row['flops'] / peak:.1f} |")
     return "\n".join(lines)
 
 
@@ -182,11 +230,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the profile here as JSON.")
     parser.add_argument("--doc", type=Path, help="Write the table between this document's profile markers.")
     parser.add_argument("--label", default="now", help="Which markers of --doc (<!-- profile:LABEL -->).")
+    parser.add_argument("--flops", action="store_true",
+                        help="Count each stage's FLOPs and give its floor at the peak matmul FLOP/s (slows the run).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="harness-profile-") as tmp:
-        result = profile(args.experiment, args.overrides, args.output or Path(tmp))
+        result = profile(args.experiment, args.overrides, args.output or Path(tmp), flops=args.flops)
     m = result["machine"]
-    text = (f"{table(result)}\n\n`python bench/pipeline_profile.py {' '.join([args.experiment, *(f'--set {o}' for o in args.overrides)])}`: "
+    command = " ".join([args.experiment, *(f"--set {o}" for o in args.overrides), *(["--flops"] if args.flops else [])])
+    text = (f"{table(result)}\n\n`python bench/pipeline_profile.py {command}`: "
             f"wall {result['total']['wall_s']:.1f} s in all ({result['total']['stages_s']:.1f} s in stages); "
             f"{m['cpus']} CPUs ({m['machine']}), {m['torch_threads']} torch threads, torch {m['torch']}, "
             f"Python {m['python']}, {time.strftime('%Y-%m-%d')}.")

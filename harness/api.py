@@ -60,9 +60,9 @@ from harness._core.options import NoOptions, Options
 from harness._core.plugins import get_plugin_manager
 from harness._core.records import (FEEDBACK_FILE, Cell, Demonstration, EvalSamples, FeedbackRecord, Plot,
                                    PreferenceGroup, Prompt, ReportRun, Split, read_feedback)
-from harness._core.reward_models import (load_reward_model, load_reward_tokenizer, member_dirs, read_offset,
-                                         reward_model_dir, reward_sequence, save_reward_model, score_texts,
-                                         sequence_rewards)
+from harness._core.reward_models import (group_rewards, load_reward_model, load_reward_tokenizer, member_dirs,
+                                         read_offset, reward_model_dir, reward_sequence, save_reward_model,
+                                         score_texts, sequence_rewards)
 from harness._core.runner import run_experiment
 from harness._core.secrets import scrub
 from harness._core.seeding import seed_everything
@@ -101,8 +101,8 @@ __all__ = [
     "distinct_n",
     "cohen_kappa", "fleiss_kappa", "kendall_tau", "krippendorff_alpha", "pair_agreement", "percent_agreement",
     # reward models (the artifact a reward-model stage saves and reward sources read)
-    "load_reward_model", "load_reward_tokenizer", "member_dirs", "read_offset", "reward_model_dir", "reward_sequence",
-    "save_reward_model", "score_texts", "sequence_rewards",
+    "group_rewards", "load_reward_model", "load_reward_tokenizer", "member_dirs", "read_offset", "reward_model_dir",
+    "reward_sequence", "save_reward_model", "score_texts", "sequence_rewards",
     # feedback formats, building components
     "FeedbackFormatBase", "FeedbackOptions", "Pair", "check_range", "pair_labels_by_unit", "pairs_from_order",
     "validate_component_tables", "validate_inline_component",

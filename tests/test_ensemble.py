@@ -124,9 +124,9 @@ def test_ensemble_accuracy_is_that_of_the_mean_reward(ensemble_run, sft_run):
     # the stage's figure, recomputed through the reward source on the same held-out split
     records = ensemble_run.ctx.feedback_records()
     reward = prepared(ensemble_run.stage_dir, sft_run.dir, aggregate="mean")
-    groups = encode_groups(reward.members[0].tokenizer, ToyWorld(), Ranking(FEEDBACK).preference_groups(records), 256)
+    groups = encode_groups(reward.members[0].tokenizer, ToyWorld(), Ranking(FEEDBACK).preference_groups(records))
     _, heldout = split_by_prompt(records, groups, ENSEMBLE.val_fraction, seed=0)
-    rewards = [reward.score([g.group.prompt] * len(g.seqs), list(g.group.responses)) for g in heldout]
+    rewards = [reward.score([g.group.prompt] * len(g.response_ids), list(g.group.responses)) for g in heldout]
     assert pair_accuracy(heldout, rewards) == pytest.approx(ensemble_run.summary["ensemble_accuracy"])
 
 

@@ -180,6 +180,23 @@ def test_sft_loss_is_the_mean_over_response_tokens_only(base_dir):
     assert n == len(response_ids) and loss_sum.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
+def test_sft_loss_over_prompts_of_different_lengths_is_the_full_forwards(base_dir):
+    """The LM head skips the columns before the first labelled token; the loss is that of every column's logits."""
+    model = LlamaForCausalLM.from_pretrained(base_dir)
+    tok = make_tokenizer()
+    world = ToyWorld()
+    examples = [(encode_prompt(tok, world.chat_text(p)), encode_response(tok, r))
+                for p, r in zip(world.prompts("sft")[:3], ["cats are good", "dogs are bad bad bad", "fish"])]
+    examples[1] = ([tok.bos_token_id] * 3 + examples[1][0], examples[1][1])  # a longer prompt
+    batch = lm_batch(examples, tok.eos_token_id, 64)
+    loss_sum, n = token_loss_sum(model, batch)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    full = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
+                                             batch["labels"][:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum")
+    assert n == sum(len(r) for _, r in examples)
+    assert loss_sum.item() == pytest.approx(full.item(), rel=1e-5)
+
+
 def test_sft_loss_falls_and_the_model_is_saved(sft_run):
     train_losses = metric(sft_run.logged, "sft/train_loss")
     val_losses = metric(sft_run.logged, "sft/val_loss")
@@ -283,7 +300,7 @@ def test_bt_loss_weights_each_of_the_k_choose_2_pairs_by_its_inverse():
     record = FeedbackRecord(Prompt("p", "toy", "?"), list("abcd"), "x", "ranking", [2, 0, 3, 1])
     group = Ranking().preference_groups([record])[0]
     rewards = torch.tensor([0.3, -1.0, 2.0, 0.5])
-    loss = bt_loss([Encoded(group, [[1]] * k)], rewards)
+    loss = bt_loss([Encoded(group, [1], [[1]] * k)], rewards)
     pairs = [(2, 0), (2, 3), (2, 1), (0, 3), (0, 1), (3, 1)]
     expected = sum(-torch.nn.functional.logsigmoid(rewards[w] - rewards[l]) for w, l in pairs) / comb(k, 2)
     assert loss.item() == pytest.approx(expected.item())
@@ -293,7 +310,7 @@ def test_bt_loss_is_a_mean_over_groups_and_pairwise_weight_is_one():
     group = Pairwise().preference_groups([FeedbackRecord(Prompt("p", "toy", "?"), ["a", "b"], "x", "choice", 1)])[0]
     rewards = torch.tensor([0.0, 1.0, 0.0, 1.0])
     one = -torch.nn.functional.logsigmoid(torch.tensor(1.0)).item()
-    assert bt_loss([Encoded(group, [[1], [2]])] * 2, rewards).item() == pytest.approx(one)
+    assert bt_loss([Encoded(group, [1], [[1], [2]])] * 2, rewards).item() == pytest.approx(one)
 
 
 def test_rm_stops_early_when_heldout_accuracy_stalls(sft_run, tmp_path):

@@ -182,9 +182,9 @@ def prefilled_prompts(model, query_ids: torch.Tensor, query_mask: torch.Tensor) 
     firsts = first_rows(owners)
     prefill = model(input_ids=query_ids[firsts, :-1], attention_mask=query_mask[firsts, :-1],
                     position_ids=position_ids(query_mask)[firsts, :-1], use_cache=True, logits_to_keep=1)
-    cache = getattr(prefill, _cache_name())
+    cache = getattr(prefill, cache_argument())
     cache.batch_select_indices(owners)
-    return {_cache_name(): cache}
+    return {cache_argument(): cache}
 
 
 # --------------------------------------------------------------------------- scoring samples
@@ -232,7 +232,7 @@ def response_forward(model, query_ids, response_ids, response_mask, query_mask=N
 
 
 @lru_cache(maxsize=1)
-def _cache_name() -> str:
+def cache_argument() -> str:
     """What transformers calls the KV cache (argument and output): ``cache`` in 5.x, ``past_key_values`` before."""
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -244,19 +244,23 @@ def shared_prompt_owners(model, query_ids: torch.Tensor, query_mask: torch.Tenso
     than half the rows repeat the row above (nothing worth sharing) or the model cannot keep a KV cache
     in this mode (activation checkpointing in training turns the cache off)."""
     rows = query_ids.shape[0]
-    if rows < 2:
-        return None
-    inner = unwrap_model(model)
-    checkpointing = getattr(inner, "is_activation_checkpointing", None)
-    if checkpointing is None:
-        checkpointing = getattr(inner, "is_gradient_checkpointing", False)
-    if checkpointing and inner.training:
+    if rows < 2 or not can_keep_cache(model):
         return None
     same = (query_ids[1:] == query_ids[:-1]).all(-1) & (query_mask[1:] == query_mask[:-1]).all(-1)
     starts = torch.cat([same.new_ones(1), ~same])
     if 2 * int(starts.sum()) > rows:
         return None
     return starts.long().cumsum(0) - 1
+
+
+def can_keep_cache(model) -> bool:
+    """False when the model cannot keep a KV cache in its current mode: activation checkpointing in training
+    turns the cache off, so a forward that shares prompts through the cache must run in one pass."""
+    inner = unwrap_model(model)
+    checkpointing = getattr(inner, "is_activation_checkpointing", None)
+    if checkpointing is None:
+        checkpointing = getattr(inner, "is_gradient_checkpointing", False)
+    return not (checkpointing and inner.training)
 
 
 def first_rows(owners: torch.Tensor) -> torch.Tensor:
@@ -278,14 +282,14 @@ def forward_sharing_prompts(model, query_ids, query_mask, response_ids, response
     prompt = model(input_ids=query_ids[firsts], attention_mask=query_mask[firsts],
                    position_ids=inputs["position_ids"][firsts, :prompt_width], use_cache=True, logits_to_keep=1,
                    output_hidden_states=hidden)
-    cache = getattr(prompt, _cache_name())
+    cache = getattr(prompt, cache_argument())
     logits = [prompt.logits[owners, -1:]]
     states = [prompt.hidden_states[-1][owners, -1:]] if hidden else []
     if width > 1:
         cache.batch_select_indices(owners)  # each row gets its prompt's keys and values
         rest = model(input_ids=response_ids[:, :-1], attention_mask=inputs["attention_mask"][:, :-1],
                      position_ids=inputs["position_ids"][:, prompt_width:-1], use_cache=True,
-                     output_hidden_states=hidden, **{_cache_name(): cache})
+                     output_hidden_states=hidden, **{cache_argument(): cache})
         logits.append(rest.logits)
         states += [rest.hidden_states[-1]] if hidden else []
     return torch.cat(logits, 1), (torch.cat(states, 1) if hidden else None)

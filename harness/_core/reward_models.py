@@ -21,7 +21,8 @@ from typing import Sequence
 import torch
 
 from harness._core.contracts import Prompt, World
-from harness._core.generation import ensure_pad, pad_right
+from harness._core.generation import (cache_argument, can_keep_cache, ensure_pad, left_pad, pad_right,
+                                      position_ids)
 from harness._core.io import atomic_directory
 from harness._core.text import encode_prompt, encode_response
 
@@ -97,6 +98,39 @@ def sequence_rewards(model, seqs: Sequence[Sequence[int]], pad_id: int, device) 
     input_ids, attention_mask = pad_right(seqs, pad_id)
     out = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
     return out.logits[:, 0].float()
+
+
+def group_rewards(model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[Sequence[int]]], pad_id: int,
+                  device, max_length: int) -> torch.Tensor:
+    """One scalar per response, groups in order: ``responses[i]`` are answers to ``prompts[i]`` (a ranking's K).
+
+    The same rewards and gradients as :func:`sequence_rewards` over every
+    ``reward_sequence(prompt, response, max_length)`` (to float rounding), with each prompt run once:
+    its KV cache is indexed out to its responses, which run on top of it, and gradients flow back
+    through the shared prompt. A reward-model step on K-wise rankings computes a prompt once instead
+    of K times. The read-out is the one-pass forward's, the rightmost token that is not the pad id:
+    in the response when it has one, else the prompt's last (a response of only pad ids, e.g. a bare
+    EOS when pad = EOS). When a sequence would be cut to ``max_length`` (its prompt then differs from
+    its group's), or the model keeps no KV cache (activation checkpointing in training), every
+    sequence takes the one-pass forward instead.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"group_rewards: {len(prompts)} prompts for {len(responses)} groups of responses")
+    too_long = any(len(p) + len(r) > max_length for p, rs in zip(prompts, responses) for r in rs)
+    if too_long or not can_keep_cache(model) or not any(responses):
+        seqs = [reward_sequence(list(p), list(r), max_length) for p, rs in zip(prompts, responses) for r in rs]
+        return sequence_rewards(model, seqs, pad_id, device)
+    owners = torch.tensor([i for i, rs in enumerate(responses) for _ in rs], device=device)
+    query_ids, query_mask = (t.to(device) for t in left_pad(prompts, pad_id))
+    prompt = model(input_ids=query_ids, attention_mask=query_mask, position_ids=position_ids(query_mask), use_cache=True)
+    cache = getattr(prompt, cache_argument())
+    cache.batch_select_indices(owners)  # each response gets its prompt's keys and values
+    response_ids, response_mask = (t.to(device) for t in pad_right([r for rs in responses for r in rs], pad_id))
+    mask = torch.cat([query_mask[owners], response_mask], dim=1)
+    out = model(input_ids=response_ids, attention_mask=mask, position_ids=position_ids(mask)[:, query_ids.shape[1]:],
+                use_cache=False, **{cache_argument(): cache})
+    read_in_response = (response_ids != pad_id).any(dim=1)
+    return torch.where(read_in_response, out.logits[:, 0], prompt.logits[owners, 0]).float()
 
 
 @torch.no_grad()

@@ -43,13 +43,27 @@ def lm_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int, max_l
 
 
 def token_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """(sum of next-token cross-entropy over labelled positions, number of those positions)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    targets = batch["labels"][:, 1:]
+    """(sum of next-token cross-entropy over labelled positions, number of those positions).
+
+    Only the columns from the batch's first labelled token on go through the LM head
+    (``logits_to_keep``): the shortest prompt's positions predict nothing that is trained, so their
+    vocabulary projection and softmax were wasted work. The loss is the same sum over the same tokens.
+    """
+    labels = batch["labels"]
+    first = first_labelled_column(labels)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   logits_to_keep=labels.shape[1] - first + 1).logits
+    targets = labels[:, first:]
     losses = torch.nn.functional.cross_entropy(
         logits[:, :-1].float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
     )
     return losses, int((targets != IGNORE).sum())
+
+
+def first_labelled_column(labels: torch.Tensor) -> int:
+    """The first column any row has a label in (≥ 1: token 0 is predicted by nothing); 1 when none has one."""
+    labelled = (labels[:, 1:] != IGNORE).any(dim=0)
+    return 1 + int(labelled.float().argmax()) if bool(labelled.any()) else 1
 
 
 # ----------------------------------------------------------------- sampling

@@ -36,10 +36,9 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from harness.api import (FeedbackRecord, PreferenceGroup, StageContext, TrainingDiverged, encode_prompt,
-                         encode_response, hookimpl, is_main_process, load_causal_lm, load_reward_model,
-                         load_reward_tokenizer, read_json, read_offset, resolve_base, reward_model_dir, reward_sequence,
-                         save_reward_model, score_texts, seed_everything, sequence_rewards, write_checksums,
-                         zero_stage_of)
+                         encode_response, group_rewards, hookimpl, is_main_process, load_causal_lm, load_reward_model,
+                         load_reward_tokenizer, read_json, read_offset, resolve_base, reward_model_dir, save_reward_model,
+                         score_texts, seed_everything, write_checksums, zero_stage_of)
 from harness_builtins.stages.common import sample_responses
 from harness_builtins.stages.training import (
     META,
@@ -72,10 +71,16 @@ class BradleyTerryOptions(TrainOptions):
 
 
 class Encoded:
-    """A preference group as token ids: one sequence per response, plus its pairs."""
+    """A preference group as token ids: its prompt's, one per response, plus its pairs."""
 
-    def __init__(self, group: PreferenceGroup, seqs: list[list[int]]) -> None:
-        self.group, self.seqs, self.pairs = group, seqs, group.pairs
+    def __init__(self, group: PreferenceGroup, prompt_ids: list[int], response_ids: list[list[int]]) -> None:
+        self.group, self.prompt_ids, self.response_ids, self.pairs = group, prompt_ids, response_ids, group.pairs
+
+
+def rewards_of(model, groups: list[Encoded], pad_id: int, device, max_length: int) -> torch.Tensor:
+    """Every response's reward, groups in order, each group's prompt computed once (``group_rewards``)."""
+    return group_rewards(model, [g.prompt_ids for g in groups], [g.response_ids for g in groups], pad_id, device,
+                         max_length)
 
 
 class BradleyTerryRM:
@@ -90,7 +95,7 @@ class BradleyTerryRM:
         seed_everything(ctx.seed)
         records = ctx.feedback_records()
         tokenizer = load_reward_tokenizer(self._start(ctx))
-        groups = encode_groups(tokenizer, ctx.world, ctx.preference_groups(records), self.options.max_length)
+        groups = encode_groups(tokenizer, ctx.world, ctx.preference_groups(records))
         train, heldout = split_by_prompt(records, groups, self.options.val_fraction, ctx.seed)
         layouts = [member_layout(ctx, i) for i in range(self.options.members)]
         samples = None if all(m.finished for m in layouts) else self._normalization_samples(ctx, tokenizer)
@@ -104,7 +109,7 @@ class BradleyTerryRM:
             model, offset, fit = self._load_member(ctx, member)
         else:
             model, offset, fit = self._train_member(ctx, member, tokenizer, train, heldout, samples)
-        rewards = score_groups(model, heldout, tokenizer.pad_token_id, self.options.batch_size)
+        rewards = score_groups(model, heldout, tokenizer.pad_token_id, self.options.batch_size, self.options.max_length)
         return MemberResult(rewards=rewards, offset=offset, **fit)
 
     def _train_member(self, ctx, member: MemberLayout, tokenizer, train, heldout, samples):
@@ -148,7 +153,8 @@ class BradleyTerryRM:
                 if epoch - meta["best_epoch"] > opts.patience:
                     break
                 loss = self._epoch(ctx, wrapped, optimizer, scheduler, accelerator, pad_id, train, epoch, bar, member)
-                accuracy = pair_accuracy(heldout, score_groups(wrapped, heldout, pad_id, opts.batch_size, accelerator.device))
+                rewards = score_groups(wrapped, heldout, pad_id, opts.batch_size, opts.max_length, accelerator.device)
+                accuracy = pair_accuracy(heldout, rewards)
                 ctx.log({f"{member.prefix}/val_accuracy": accuracy}, (epoch + 1) * n_steps)
                 meta = self._after_epoch(accelerator, wrapped, meta, epoch, loss, accuracy, member.best_dir)
                 save_checkpoint(accelerator, member.checkpoint, meta)
@@ -161,7 +167,7 @@ class BradleyTerryRM:
     def _epoch(self, ctx, model, optimizer, scheduler, accelerator, pad_id, train, epoch, bar, member) -> float:
         def loss_of(ids):
             batch = [train[j] for j in ids]
-            return bt_loss(batch, sequence_rewards(model, [s for g in batch for s in g.seqs], pad_id, accelerator.device))
+            return bt_loss(batch, rewards_of(model, batch, pad_id, accelerator.device, self.options.max_length))
 
         batches = epoch_batches(list(range(len(train))), self.options.batch_size, member.seed, epoch, accelerator)
         losses = train_epoch(ctx, model, optimizer, scheduler, accelerator, batches, loss_of, member.prefix,
@@ -283,10 +289,10 @@ def accuracies(gold, heldout: list[Encoded], rewards: list[torch.Tensor]) -> dic
 
 
 # ----------------------------------------------------------------- data
-def encode_groups(tokenizer, world, groups: list[PreferenceGroup], max_length: int) -> list[Encoded]:
+def encode_groups(tokenizer, world, groups: list[PreferenceGroup]) -> list[Encoded]:
     def encode(group: PreferenceGroup) -> Encoded:
         prompt_ids = encode_prompt(tokenizer, world.chat_text(group.prompt))
-        return Encoded(group, [reward_sequence(prompt_ids, encode_response(tokenizer, r), max_length) for r in group.responses])
+        return Encoded(group, prompt_ids, [encode_response(tokenizer, r) for r in group.responses])
 
     return [encode(g) for g in groups]
 
@@ -307,23 +313,24 @@ def bt_loss(groups: list[Encoded], rewards: torch.Tensor) -> torch.Tensor:
     """Mean over groups of Σ weight · −log σ(r_w − r_l); ``rewards`` holds the groups' responses in order."""
     total, start = rewards.new_zeros(()), 0
     for g in groups:
-        r = rewards[start : start + len(g.seqs)]
+        r = rewards[start : start + len(g.response_ids)]
         w, l, weight = (torch.tensor(x, device=r.device) for x in zip(*g.pairs))
         total = total + (weight.to(r.dtype) * F.softplus(-(r[w] - r[l]))).sum()
-        start += len(g.seqs)
+        start += len(g.response_ids)
     return total / max(1, len(groups))
 
 
 @torch.no_grad()
-def score_groups(model, groups: list[Encoded], pad_id: int, batch_size: int, device=None) -> list[torch.Tensor]:
+def score_groups(model, groups: list[Encoded], pad_id: int, batch_size: int, max_length: int,
+                 device=None) -> list[torch.Tensor]:
     """Rewards of every response of every group (no grad), one tensor per group."""
     model.eval()
     device = device if device is not None else next(model.parameters()).device
     out = []
     for start in range(0, len(groups), batch_size):
         chunk = groups[start : start + batch_size]
-        flat = sequence_rewards(model, [s for g in chunk for s in g.seqs], pad_id, device).cpu()
-        out += list(torch.split(flat, [len(g.seqs) for g in chunk]))
+        flat = rewards_of(model, chunk, pad_id, device, max_length).cpu()
+        out += list(torch.split(flat, [len(g.response_ids) for g in chunk]))
     return out
 
 
