@@ -14,6 +14,7 @@ import click
 
 from harness import __version__
 from harness._core.errors import HarnessError, Interrupted
+from harness._core.export import FILE_TYPES, LAYOUTS
 from harness._core.plugins import get_plugin_manager, plugin_names
 from harness._core.secrets import scrub, scrub_data
 
@@ -60,6 +61,7 @@ def build_cli(host) -> click.Group:
     cli.add_command(validate_command)
     cli.add_command(plugins_command)
     cli.add_command(compare_command)
+    cli.add_command(export_group)
     host.hook.register_commands(cli=cli)
     return cli
 
@@ -133,6 +135,32 @@ def compare_command(host, run_dirs, out, title):
     for i, label in enumerate(labels):
         click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
     click.echo(f"\nreport: {report} (and report.html, report.csv, plots in {out})")
+
+
+@click.group("export")
+def export_group():
+    """Export a finished run's data in the formats other tools train on."""
+
+
+@export_group.command("feedback")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "layout", type=click.Choice(LAYOUTS), default="trl-preference", show_default=True,
+              help="trl-preference: prompt/chosen/rejected pairs; ranking: responses + ranking; likert: response + rating.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the data file and its README.md card.")
+@click.option("--file-type", type=click.Choice(FILE_TYPES), default="jsonl", show_default=True, help="feedback.jsonl or feedback.parquet.")
+@click.option("--force", is_flag=True, help="Replace an earlier export in --out (a directory holding anything else is refused).")
+@_plugin_option
+@click.pass_obj
+def export_feedback_command(host, run_dir, layout, out, file_type, force, plugins):
+    """Write RUN_DIR's feedback (feedback/feedback.jsonl) as a datasets-loadable file for trl and the hf_data world."""
+    from pathlib import Path
+
+    from harness._core.export import export_feedback
+
+    done = export_feedback(Path(run_dir), layout, Path(out), host.registry, file_type=file_type, force=force)
+    left = f" ({done.left_out} pairs of two identical responses left out)" if done.left_out else ""
+    click.echo(f"{done.data}: {done.rows} {layout} rows from {done.records} feedback records{left}; "
+               f"card: {done.out / 'README.md'}")
 
 
 @click.command("validate")
