@@ -20,7 +20,7 @@ run: install
 	$(BIN)/harness run experiments/instructgpt.toml
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 # Where the default run's time goes, stage by stage and phase by phase (bench/pipeline_profile.py), written
 # into docs/performance.md between its profile markers. Every stage runs fresh (~8 minutes on 2 quiet cores).

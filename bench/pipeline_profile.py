@@ -167,6 +167,8 @@ def profile(experiment_file: str, overrides: list[str], output: Path, flops: boo
             phases["other"] = max(wall - sum(phases.values()), 0.0)
             rows[name] = {"wall_s": wall, "cpu_util": (cpu_seconds() - cpu) / wall if wall else 0.0,
                           "phases_s": phases} | ({"flops": counted()} if flops else {})
+            print(f"· profile: {name} {wall:.1f} s" + (f", {rows[name]['flops'] / 1e9:,.0f} GFLOP" if flops else ""),
+                  file=sys.stderr, flush=True)  # a long run's rows as they come
 
     pipeline.Run.stage = timed_stage
     start, cpu = time.perf_counter(), cpu_seconds()

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WHEELS = ROOT / "bench" / "gpu" / "wheels.txt"
 # What the GPU machine's Python already has, of our dependencies (/work/.library/device/KINDS.md).
 GPU_IMAGE = {"torch", "transformers", "accelerate", "peft", "tokenizers", "pluggy", "click", "pandas", "matplotlib",
-             "tqdm", "tensorboard", "scipy"}
+             "tqdm", "tensorboard", "scipy", "filelock"}
 PHASES = ["install", "env", "tests", "model", "smoke", "memory", "profile"]
 FINE = {"ok", "skipped-no-cuda", "skipped-no-wheels"}
 

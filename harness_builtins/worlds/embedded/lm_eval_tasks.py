@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from harness.api import World, atomic_directory
+from harness.api import World
 
 from .facts import COLOURS, Facts, number_word
-from .model import cache_root, config_hash
+from .model import build_once, cache_root, config_hash
 
 TASKS_VERSION = 3
 HELDOUT_TASK = "embedded_heldout"
@@ -94,9 +94,7 @@ def write_tasks(facts: Facts, seed: int, recipe: dict[str, Any], heldout: Callab
     """
     key = {"version": TASKS_VERSION, "seed": seed, **recipe}
     path = cache_root() / "lm_eval" / f"s{seed}-{config_hash(key)}"
-    if not (path / f"{CLOZE_TASK}.yaml").exists():
-        with atomic_directory(path) as tmp:
-            _write_into(tmp, path, facts, seed, heldout())
+    build_once(path, f"{CLOZE_TASK}.yaml", lambda tmp: _write_into(tmp, path, facts, seed, heldout()))
     return path, [HELDOUT_TASK, CLOZE_TASK]
 
 

@@ -66,6 +66,26 @@ def cache_root() -> Path:
     return Path(os.environ.get("HARNESS_CACHE_DIR") or "~/.cache/harness").expanduser() / "embedded"
 
 
+def build_once(path: Path, done: str, build: Callable[[Path], None]) -> Path:
+    """``path``, built by ``build(tmp)`` into a temporary directory that replaces it whole, unless ``path/done``
+    already exists. Builds of one path are serialized by a file lock (``<cache>/.locks/``), so two processes sharing a cache
+    (two runs, two test workers) build it once: the second waits, then finds it finished, instead of replacing
+    the directory under a reader's feet."""
+    from filelock import FileLock
+
+    from harness.api import atomic_directory
+
+    if (path / done).exists():
+        return path
+    locks = cache_root() / ".locks"  # beside the cache's content, never in it: a lock file is not a build
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{path.parent.name}-{path.name}.lock")):
+        if not (path / done).exists():
+            with atomic_directory(path) as tmp:
+                build(tmp)
+    return path
+
+
 def config_hash(payload: dict) -> str:
     """Short stable hash of a JSON-ready build description."""
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
@@ -218,7 +238,7 @@ def ship(built: Path, name: str, seed: int, root: Path = SHIPPED_ROOT) -> Path:
 def cached_build(name: str, seed: int, corpus_config: dict, docs: Callable[[], Sequence[Doc]],
                  log: Callable[[str], None] | None = None, use_shipped: bool = True) -> Path:
     """The directory of base model ``name``: the shipped copy when it matches, else the cache, built (atomically) when missing."""
-    from harness.api import atomic_directory, atomic_write_json
+    from harness.api import atomic_write_json
 
     spec = spec_for(name)
     key = build_key(name, seed, corpus_config)
@@ -226,11 +246,11 @@ def cached_build(name: str, seed: int, corpus_config: dict, docs: Callable[[], S
     if shipped is not None:
         return shipped
     path = cache_root() / "models" / f"{name}-s{seed}-{config_hash(key)}"
-    if (path / "build.json").exists():
-        return path
-    if log:
-        log(f"building base model embedded:{name} (seed {seed}) into {path} ...")
-    with atomic_directory(path) as tmp:
+
+    def build(tmp: Path) -> None:
+        if log:
+            log(f"building base model embedded:{name} (seed {seed}) into {path} ...")
         summary = build_into(tmp, docs(), spec, seed)
         atomic_write_json(tmp / "build.json", key | summary)
-    return path
+
+    return build_once(path, "build.json", build)
