@@ -169,7 +169,10 @@ def test_compare_command_writes_a_report_for_chosen_runs(compared, host, tmp_pat
     assert (out / "report.md").is_file() and "dpo |" not in (out / "report.md").read_text()
 
 
-def test_compare_names_a_directory_that_is_not_a_run(compared, host, tmp_path):
+def test_compare_takes_a_comparison_dir_as_its_variants_and_names_a_directory_that_is_not_a_run(compared, host, tmp_path):
     root, _ = compared
-    result = CliRunner().invoke(build_cli(host), ["compare", str(root)])
-    assert result.exit_code == 1 and "no results.json" in result.output and "variant directories" in result.output
+    result = CliRunner().invoke(build_cli(host), ["compare", str(root), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    assert all(f"| {v} | {v} |" in (tmp_path / "rep" / "report.md").read_text() for v in ("ppo", "a2c", "dpo"))
+    result = CliRunner().invoke(build_cli(host), ["compare", str(root / "report")])
+    assert result.exit_code == 1 and "report: not a run directory; a run directory holds results.json" in result.output

@@ -37,10 +37,11 @@ def test_plugins_import_only_the_public_api(tree):
     assert private == {}
 
 
-def test_the_root_package_names_only_hookimpl_and_the_version():
+def test_the_root_package_names_hookimpl_the_version_and_the_python_api():
     import harness
 
-    assert set(harness.__all__) >= {"hookimpl", "__version__"}
+    assert set(harness.__all__) == {"hookimpl", "__version__", "run", "load_run", "load_runs", "compare", "RunResult",
+                                    "ComparisonResult"}  # the Python API for users: README "From Python"
     assert harness.hookimpl is harness.api.hookimpl
 
 

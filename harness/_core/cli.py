@@ -76,17 +76,13 @@ def build_cli(host) -> click.Group:
 @click.pass_obj
 def run_command(host, experiment_file, output, overrides, no_progress, wait, plugins):
     """Run an experiment: SFT → reward model → policy optimization → evaluation."""
-    from harness._core.config import load_experiment
-    from harness._core.runner import run_experiment
+    from harness._core.python_api import ComparisonResult, run_with
     from harness._core.summary import format_summary
 
-    experiment = load_experiment(experiment_file, host.registry, overrides)
-    _warn(preflight(experiment, host))  # what validate checks, before any training
-    _quiet_libraries()
     try:
         with _signals_interrupt():
-            results = run_experiment(experiment, host, output, show_progress=not no_progress, echo=click.echo,
-                                     wait=wait)
+            result = run_with(host, experiment_file, overrides, output, progress=not no_progress, echo=click.echo,
+                              warn=_warn_line, wait=wait)
     except KeyboardInterrupt as err:
         import signal
 
@@ -95,19 +91,16 @@ def run_command(host, experiment_file, output, overrides, no_progress, wait, plu
                     f"rerun `harness run {experiment_file}` (same options) to resume from its last checkpoint.",
                     err=True, fg="yellow")
         sys.exit(128 + signum)
-    from harness._core import distributed
-
-    distributed.shutdown()
-    if not results:  # a process other than rank 0 of a multi-process launch: rank 0 reports
+    if result is None:  # a process other than rank 0 of a multi-process launch: rank 0 reports
         return
-    if "variants" in results:  # a [compare] experiment: one summary per variant, then the report
-        for label, variant in results["variants"].items():
-            click.echo("\n" + format_summary(variant))
-        for label, error in results["failed"].items():
+    if isinstance(result, ComparisonResult):  # one summary per variant, then the report
+        for variant in result.runs.values():
+            click.echo("\n" + format_summary(variant.results))
+        for label, error in result.failed.items():
             click.secho(f"variant {label} failed: {error}", fg="red")
-        click.echo(f"\nreport: {results['report']}")
+        click.echo(f"\nreport: {result.report}")
         return
-    click.echo(format_summary(results))
+    click.echo(format_summary(result.results))
 
 
 @click.command("compare")
@@ -116,25 +109,20 @@ def run_command(host, experiment_file, output, overrides, no_progress, wait, plu
 @click.option("--title", default=None, help="Report title (default: the common parent's name).")
 @click.pass_obj
 def compare_command(host, run_dirs, out, title):
-    """Compare finished runs: report.md, report.html, report.csv and PNG plots."""
-    from pathlib import Path
+    """Compare finished runs (a comparison's directory stands for its variants): report.md, report.html,
+    report.csv and PNG plots."""
+    from harness._core.python_api import write_comparison
+    from harness._core.report import headline
 
-    from harness._core.report import headline, load_runs, render_report
-
-    dirs = [Path(d) for d in run_dirs]
-    parents = {d.resolve().parent for d in dirs}
-    parent = parents.pop() if len(parents) == 1 else Path.cwd()
-    out = Path(out) if out else parent / "report"
-    runs = load_runs(dirs)
-    report = render_report(runs, out, host.registry, title=title or parent.name)
-    cols = headline(runs)
+    done = write_comparison(host.registry, run_dirs, out, title)
+    cols = headline(done.runs)
     widths = [max(len(t), *(len(c) for c in cells)) for t, cells in cols]
-    labels = [run["label"] for run in runs]
+    labels = [run["label"] for run in done.runs]
     name_w = max(len("variant"), *(len(label) for label in labels))
     click.echo(f"{'variant':<{name_w}}  " + "  ".join(f"{t:<{w}}" for (t, _), w in zip(cols, widths)))
     for i, label in enumerate(labels):
         click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
-    click.echo(f"\nreport: {report} (and report.html, report.csv, plots in {out})")
+    click.echo(f"\nreport: {done.report} (and report.html, report.csv, plots in {done.report.parent})")
 
 
 @click.group("export")
@@ -219,7 +207,11 @@ def preflight(experiment, host) -> list[str]:
 
 def _warn(warnings: list[str]) -> None:
     for line in warnings:
-        click.secho(f"warning: {scrub(line)}", err=True, fg="yellow")
+        _warn_line(line)
+
+
+def _warn_line(line: str) -> None:
+    click.secho(f"warning: {scrub(line)}", err=True, fg="yellow")
 
 
 @contextmanager
@@ -242,19 +234,6 @@ def _signals_interrupt():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def _quiet_libraries() -> None:
-    """Keep a run's output to its own lines: no load reports or per-call bars from transformers/datasets."""
-    import warnings
-
-    from datasets import disable_progress_bars
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    disable_progress_bars()  # trl's per-dataset Map/Filter bars
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # trl → transformers
 
 
 def _prescan_plugins(argv: list[str]) -> list[str]:

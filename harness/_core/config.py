@@ -215,8 +215,15 @@ def load_experiment(path: str | Path, registry: Registry, overrides: Iterable[st
     A ``[compare]`` table (see :mod:`harness._core.variants`) yields the base experiment with every
     variant resolved and validated in ``.variants``, so a bad variant fails before anything runs.
     """
-    source, overrides = str(path), list(overrides)
-    raw = apply_overrides(read_with_bases(Path(path)), overrides, source)
+    return experiment_from_tables(read_with_bases(Path(path)), registry, overrides, str(path))
+
+
+def experiment_from_tables(raw: Mapping[str, Any], registry: Registry, overrides: Iterable[str] = (),
+                           source: str = "<dict>") -> Experiment:
+    """:func:`load_experiment` after the file is read: ``raw`` holds the experiment's tables (a TOML file's,
+    or the dict ``harness.run`` takes), and errors name ``source`` where they would name the file."""
+    overrides = list(overrides)
+    raw = apply_overrides(dict(raw), overrides, source)
     compare = raw.pop("compare", None)
     try:
         base = resolve(raw, registry, source)
