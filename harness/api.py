@@ -64,7 +64,7 @@ from harness._core.reward_models import (group_rewards, load_reward_model, load_
                                          read_offset, reward_model_dir, reward_sequence, save_reward_model,
                                          score_texts, sequence_rewards)
 from harness._core.runner import run_experiment
-from harness._core.secrets import scrub
+from harness._core.secrets import scrub, scrub_data
 from harness._core.seeding import seed_everything
 from harness._core.stats import SMOOTH, distinct_n, moving_average, pearson, rate_interval, smooth
 from harness._core.text import encode_prompt, encode_response
@@ -97,7 +97,7 @@ __all__ = [
     "gather_objects", "is_main_process", "rank", "shared_directory", "single_process_defaults",
     "trainer_deepspeed_config", "world_size", "zero_stage_of",
     # statistics, secrets
-    "SMOOTH", "moving_average", "pearson", "rate_interval", "scrub", "smooth",
+    "SMOOTH", "moving_average", "pearson", "rate_interval", "scrub", "scrub_data", "smooth",
     "distinct_n",
     "cohen_kappa", "fleiss_kappa", "kendall_tau", "krippendorff_alpha", "pair_agreement", "percent_agreement",
     # reward models (the artifact a reward-model stage saves and reward sources read)

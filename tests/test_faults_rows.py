@@ -249,7 +249,7 @@ def test_an_unknown_component_family_is_one_line_listing_the_families(host):
         build_component(host.registry, "feedback", "ranking", source="x.toml")
     assert str(err.value) == ("x.toml: a plugin built feedback 'ranking': no component family 'feedback' (did you mean "
                               "`feedback_format`?); the families are world, feedback_format, reward_source, optimizer, "
-                              "stage, evaluator, judge.")
+                              "stage, evaluator, judge, logger.")
 
 
 # ----------------------------------------------------------------- rows 9 and 10: keys

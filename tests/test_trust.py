@@ -279,9 +279,9 @@ def test_a_resumed_stage_drops_the_killed_attempts_metrics_from_its_checkpoint_o
     stage.mkdir()
     lines = [json.dumps({"step": s, "time": 0, "ppo/kl": s}) for s in (1, 2, 3, 4)]
     (stage / "metrics.jsonl").write_text("\n".join(lines + [json.dumps({"step": 3, "eval/win": 1})]) + '\n{"step": 5, "pp')
-    jsonl.run_started(experiment=None, run_dir=tmp_path)
+    logger = jsonl.JsonlLogger(jsonl.JsonlLogger.Options())  # a fresh logger: the resumed run's
     for step in (3, 4):  # resumed from the checkpoint at step 2
-        jsonl.metrics_logged(experiment=None, stage="policy", stage_dir=stage, metrics={"ppo/kl": step * 10}, step=step)
+        logger.metrics_logged(experiment=None, stage="policy", stage_dir=stage, metrics={"ppo/kl": step * 10}, step=step)
     rows = [json.loads(line) for line in (stage / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r.get("ppo/kl")) for r in rows] == [(1, 1), (2, 2), (3, None), (3, 30), (4, 40)]
 

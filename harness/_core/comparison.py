@@ -20,6 +20,7 @@ from harness._core.io import atomic_write_json
 from harness._core.pipeline import run_single
 from harness._core.runstore import STAGES_DIR
 from harness._core.plugins import PluginHost
+from harness._core.run_report import write_run_report
 from harness._core.secrets import scrub
 
 REPORT_DIR = "report"
@@ -40,7 +41,7 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
         echo(f"━━ variant {i}/{len(dirs)}: {label}")
         try:
             results[label] = run_single(variant, host, dirs[label], show_progress=show_progress, echo=echo,
-                                        stages_root=output_root / STAGES_DIR)
+                                        stages_root=output_root / STAGES_DIR, report=write_run_report)
         except HarnessError as err:
             failed[label] = scrub(str(err))
             echo(f"✗ variant {label} failed: {failed[label]}")

@@ -4,7 +4,8 @@ An experiment names a component for each *slot* of the InstructGPT pipeline and 
 options in a sub-table named after it (``[optimizer] name = "ppo"`` + ``[optimizer.ppo] clip = 0.2``),
 so one file can hold the options of several optimizers and a comparison can swap them.
 Everything is validated once, before anything runs; a bad file gets one error naming the file,
-the table, the key, what was expected and what is allowed.
+the table, the key, what was expected and what is allowed (:mod:`harness._core.validation`). The
+loggers a run writes to are the ``[loggers]`` table (:mod:`harness._core.loggers`).
 """
 from __future__ import annotations
 
@@ -13,23 +14,24 @@ import dataclasses
 import hashlib
 import json
 import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from harness._core import variants
 from harness._core.compute import ComputeOptions
 from harness._core.options import Options
 from harness._core.errors import ConfigError, did_you_mean
+from harness._core.loggers import CredentialInConfig, LoggersTable, resolve_loggers
 from harness._core.names import FIX as NAME_FIX, name_problem
 from harness._core.registry import Registry
-from harness._core.secrets import scrub, scrub_data
+from harness._core.secrets import MASK, scrub
 from harness._core.tables import NotATable, deep_merge, set_dotted
+from harness._core.validation import validate_options
 
 # slot -> (component family, default component name)
 SLOTS: dict[str, tuple[str, str]] = {
@@ -119,6 +121,8 @@ class Experiment:
     variant: str = ""  # this experiment's label inside a comparison ("" for a plain run)
     variants: Mapping[str, "Experiment"] = field(default_factory=dict)  # from [compare]; empty for a plain run
     raw: Mapping[str, Any] = field(default_factory=dict)  # the tables as written (extends, --set, variant applied)
+    loggers: LoggersTable = field(default_factory=LoggersTable)
+    logger_options: Mapping[str, Options] = field(default_factory=dict)  # each logger in loggers.names → its options
 
     @property
     def name(self) -> str:
@@ -143,6 +147,8 @@ class Experiment:
         evaluation = self.evaluation.model_dump(mode="json")
         evaluation.update({n: o.model_dump(mode="json") for n, o in self.evaluators.items()})
         data["evaluation"] = evaluation
+        data["loggers"] = {**self.loggers.model_dump(mode="json"),
+                           **{n: o.model_dump(mode="json") for n, o in self.logger_options.items()}}
         return data
 
     def hash_of(self, *parts: str) -> str:
@@ -239,7 +245,7 @@ def experiment_from_tables(raw: Mapping[str, Any], registry: Registry, overrides
 
 
 def resolve(raw: Mapping[str, Any], registry: Registry, source: str = "<experiment>") -> Experiment:
-    allowed = [*CORE_TABLES, *SLOTS, "evaluation", "compare"]
+    allowed = [*CORE_TABLES, *SLOTS, "evaluation", "loggers", "compare"]
     for key in raw:
         if key == "compare":
             raise ConfigError(f"{source}: [compare] is only allowed at the top of an experiment file, not in a variant.")
@@ -251,6 +257,7 @@ def resolve(raw: Mapping[str, Any], registry: Registry, source: str = "<experime
     core = {t: validate_options(model, _table(raw, t, source), source, t) for t, model in CORE_TABLES.items()}
     slots = {slot: _resolve_slot(raw, slot, registry, source) for slot in SLOTS}
     evaluation, evaluators = _resolve_evaluation(raw, registry, source)
+    loggers, logger_options = resolve_loggers(_table(raw, "loggers", source), registry, source)
     return Experiment(
         source=source,
         experiment=core["experiment"],
@@ -260,6 +267,8 @@ def resolve(raw: Mapping[str, Any], registry: Registry, source: str = "<experime
         evaluation=evaluation,
         evaluators=MappingProxyType(evaluators),
         raw=MappingProxyType(copy.deepcopy(dict(raw))),
+        loggers=loggers,
+        logger_options=MappingProxyType(logger_options),
     )
 
 
@@ -311,73 +320,6 @@ def _resolve_evaluation(raw: Mapping[str, Any], registry: Registry, source: str)
 
 
 # --------------------------------------------------------------------------- errors
-_EXPECTED = {
-    "float_parsing": "expected a number",
-    "float_type": "expected a number",
-    "int_parsing": "expected an integer",
-    "int_type": "expected an integer",
-    "int_from_float": "expected an integer",
-    "bool_parsing": "expected true or false",
-    "bool_type": "expected true or false",
-    "string_type": "expected a string",
-    "finite_number": "expected a finite number, not inf or nan",
-    "missing": "is required",
-}
-_ARRAYS = {"tuple_type", "list_type", "set_type", "frozen_set_type"}  # pydantic's "Input should be a valid tuple"
-_ITEM_EXAMPLES = {str: '["a", "b"]', int: "[1, 2]", float: "[0.5, 1.0]", bool: "[true, false]"}
-
-
-def validate_options(model: type[Options], values: Mapping[str, Any], source: str, table: str,
-                     registry: Registry | None = None) -> Options:
-    """``model(**values)`` or one ConfigError naming file, table, key, expectation and allowed keys.
-
-    With ``registry``, validators see ``{"registry", "source", "table"}`` as their validation context, so an
-    options table can name other components (:func:`harness._core.building.validate_component_tables`).
-    """
-    context = {"registry": registry, "source": source, "table": table} if registry is not None else None
-    try:
-        return model.model_validate(dict(values), context=context)
-    except ValidationError as err:
-        raise ConfigError(_describe(err, model, values, source, table)) from None
-
-
-def _describe(err: ValidationError, model: type[Options], values: Mapping[str, Any], source: str, table: str) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(table)"
-    allowed = ", ".join(model.model_fields) or "(none)"
-    if first["type"] == "extra_forbidden":
-        return f"{source}: [{table}] unknown key {key!r}{did_you_mean(key, model.model_fields)}. " \
-               f"Allowed keys: {allowed}."
-    if first["type"] == "value_error" and not first["loc"]:  # a whole-table check; its message names the fields
-        return f"{source}: [{table}] {first['msg'].removeprefix('Value error, ')}."
-    field_info = model.model_fields.get(str(first["loc"][0])) if first["loc"] else None
-    hint = f" ({field_info.description})" if field_info and field_info.description else ""
-    expected = _EXPECTED.get(first["type"], first["msg"][0].lower() + first["msg"][1:])
-    if first["type"] == "literal_error":
-        expected = "expected " + first["msg"].removeprefix("Input should be ")
-    if first["type"] in _ARRAYS and len(first["loc"]) == 1 and field_info is not None:
-        expected = f"expected an array (TOML: {key} = {_array_example(field_info.annotation)})"
-    shown = f" = {_toml_repr(scrub_data(values[key], key))}" if key in values else ""  # a pasted key is never echoed
-    return f"{source}: [{table}] {key}{shown}: {expected}{hint}."
-
-
-def _array_example(annotation: Any) -> str:
-    """A TOML array of the field's item type (``tuple[str, ...]`` → ``["a", "b"]``), to show how one is written."""
-    for arg in typing.get_args(annotation):  # tuple[str, ...] → (str, Ellipsis); a union → its members
-        if typing.get_origin(arg) is typing.Literal:
-            return json.dumps(list(typing.get_args(arg)[:2]))  # JSON arrays of scalars are TOML arrays
-        if isinstance(arg, type) and arg in _ITEM_EXAMPLES:
-            return _ITEM_EXAMPLES[arg]
-        if typing.get_args(arg):
-            return _array_example(arg)
-    return "[...]"
-
-
-def _toml_repr(value: Any) -> str:
-    """How the user wrote it: ``true``, not ``True``."""
-    return str(value).lower() if isinstance(value, bool) else repr(value)
-
-
 def _blame_override(err: ConfigError, overrides: Iterable[str]) -> ConfigError:
     """Say so when the bad value came from a ``--set`` override, not from the file the message names."""
     message = str(err)
@@ -386,7 +328,12 @@ def _blame_override(err: ConfigError, overrides: Iterable[str]) -> ConfigError:
         for cut in range(len(parts) - 1, 0, -1):
             table = "[" + ".".join(parts[:cut]) + "]"
             if f"{table} {parts[cut]}" in message or f"{table} unknown key {parts[cut]!r}" in message:
-                return ConfigError(f"{message.rstrip('.')} (from --set {scrub(item)}).")
+                return type(err)(f"{message.rstrip('.')} (from --set {_shown(item, err)}).")
         if f"[{parts[0]}]" in message and len(parts) == 1 or f"unknown table [{parts[0]}]" in message:
-            return ConfigError(f"{message.rstrip('.')} (from --set {scrub(item)}).")
+            return type(err)(f"{message.rstrip('.')} (from --set {_shown(item, err)}).")
     return err
+
+
+def _shown(item: str, err: ConfigError) -> str:
+    """A ``--set`` as an error may show it: a refused credential's value masked whole, key shapes masked anywhere."""
+    return f"{item.partition('=')[0]}={MASK}" if isinstance(err, CredentialInConfig) else scrub(item)

@@ -50,12 +50,20 @@ def register_judges(register):
 
 
 @hookspec
+def register_loggers(register):
+    """Register loggers an experiment picks in ``[loggers] names`` (JSONL, TensorBoard, W&B, MLflow, …).
+
+    A logger's factory is called with its validated options once per run; the object it returns is
+    registered as a plugin for that run only, so its ``@hookimpl`` methods hear the lifecycle hooks below."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands or groups to the ``harness`` CLI (``cli`` is the root click group)."""
 
 
 # ----------------------------------------------------------------- lifecycle hooks
-# In a multi-process launch (torchrun, deepspeed, accelerate launch) these four are called on the
+# In a multi-process launch (torchrun, deepspeed, accelerate launch) these are called on the
 # main process (global rank 0) only: it alone writes the run store, so loggers write once.
 @hookspec
 def run_started(experiment, run_dir):
@@ -73,8 +81,22 @@ def metrics_logged(experiment, stage, stage_dir, metrics, step):
 
 
 @hookspec
+def report_written(experiment, run_dir, report_dir, plots):
+    """A completed run's own report is in ``report_dir`` (``report.md``, ``.html``, ``.csv``); ``plots`` its PNG files.
+
+    Called after ``results.json`` is written and before ``run_finished``. The core renders this one-run
+    report (``<run>/report/``, a few seconds of plotting) only for a run where some plugin implements this hook."""
+
+
+@hookspec
 def run_finished(experiment, run_dir, results):
-    """A run ended; ``results`` is what was written to ``results.json``."""
+    """A run completed; ``results`` is what was written to ``results.json``."""
+
+
+@hookspec
+def run_failed(experiment, run_dir, results):
+    """A run did not complete (an error, or interrupted); ``results`` is the marker written to ``results.json``
+    (``status`` "failed" or "interrupted", the scrubbed ``error``). ``run_started`` may not have been called."""
 
 
 @hookspec(firstresult=True)

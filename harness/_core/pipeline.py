@@ -30,8 +30,9 @@ from harness._core.io import atomic_write_json, atomic_write_text
 from harness._core.models import resolve_base
 from harness._core.plugins import PluginHost
 from harness._core.provenance import code_identity
+from harness._core.run_loggers import attached as attached_loggers
 from harness._core.runstore import RunStore, StageRecord, peak_rss_mib
-from harness._core.secrets import scrub_data
+from harness._core.secrets import scrub, scrub_data
 from harness._core.tables import deep_merge
 
 # stage -> (config tables it depends on, upstream stages)
@@ -170,32 +171,45 @@ def _short_hash(text: str) -> str:
 
 
 def run_single(experiment: Experiment, host: PluginHost, run_dir: Path, *, show_progress: bool = True,
-               echo: Callable[[str], None] = print, stages_root: Path | None = None) -> dict[str, Any]:
+               echo: Callable[[str], None] = print, stages_root: Path | None = None,
+               report: Callable[..., None] | None = None) -> dict[str, Any]:
     """Run every stage of one experiment (no ``[compare]`` variants) in ``run_dir``; return (and write) its results.
 
     ``stages_root`` is the stage store shared by every run under the output root (default: beside ``run_dir``):
-    a stage whose hash is already finished there is linked, not redone.
+    a stage whose hash is already finished there is linked, not redone. ``report(experiment, host, run_dir, echo)``
+    is called once the results are written, before ``run_finished`` (:func:`harness._core.run_report.write_run_report`).
     """
     distributed.init_process_group()  # several launched processes: rank 0 writes, the others follow
     main = distributed.is_main_process()
     chash = experiment.hash_of(*experiment.to_dict())
     if main:
         ensure_writable(run_dir)
+    with attached_loggers(experiment, host, main):  # [loggers], registered as plugins for this run only
+        try:
+            if main:
+                results_file.mark_started(run_dir, experiment.name, chash)
+            return _run_stages(experiment, host, run_dir, stages_root, main, show_progress, echo, report)
+        except BaseException as err:
+            failure = disk_error(err, run_dir)  # a stage's own is already one line (HarnessError)
+            if main:
+                marker = results_file.mark_ended(run_dir, experiment.name, chash, failure or err)
+                _tell_failure(experiment, host, run_dir, marker, echo)
+            if failure is None:
+                raise
+            raise failure from None
+
+
+def _tell_failure(experiment: Experiment, host: PluginHost, run_dir: Path, marker: dict[str, Any],
+                  echo: Callable[[str], None]) -> None:
+    """``run_failed`` for the loggers (a tracker marks its run failed); a hook that fails too must not hide the run's error."""
     try:
-        if main:
-            results_file.mark_started(run_dir, experiment.name, chash)
-        return _run_stages(experiment, host, run_dir, stages_root, main, show_progress, echo)
-    except BaseException as err:
-        failure = disk_error(err, run_dir)  # a stage's own is already one line (HarnessError)
-        if main:
-            results_file.mark_ended(run_dir, experiment.name, chash, failure or err)
-        if failure is None:
-            raise
-        raise failure from None
+        host.hook.run_failed(experiment=experiment, run_dir=run_dir, results=marker)
+    except Exception as err:  # noqa: BLE001 - the run's own error is the one to raise
+        echo(f"! a plugin's run_failed hook failed as well: {type(err).__name__}: {scrub(str(err))}")
 
 
 def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, stages_root: Path | None, main: bool,
-                show_progress: bool, echo: Callable[[str], None]) -> dict[str, Any]:
+                show_progress: bool, echo: Callable[[str], None], report: Callable[..., None] | None) -> dict[str, Any]:
     run = Run(experiment, host, RunStore(run_dir, stages_root), show_progress=show_progress and main,
               echo=echo if main else _silent)
     if main:
@@ -225,6 +239,8 @@ def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, stages_
         run.stage("evaluation", lambda ctx: _evaluate(run, ctx), collective=False)
         results = _results(run, time.perf_counter() - start)
         atomic_write_json(run_dir / "results.json", results)
+        if report is not None:
+            report(experiment, host, run_dir, run.echo)
         host.hook.run_finished(experiment=experiment, run_dir=run_dir, results=results)
     distributed.barrier()  # every process of a launch ends together
     return results

@@ -26,6 +26,8 @@ CORE_PLUGIN = "harness._core.core_hooks"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "harness_builtins.loggers.jsonl",
     "harness_builtins.loggers.tensorboard",
+    "harness_builtins.loggers.wandb",
+    "harness_builtins.loggers.mlflow",
     "harness_builtins.worlds.embedded.plugin",
     "harness_builtins.worlds.hf_data",
     "harness_builtins.feedback.pairwise",

@@ -20,6 +20,7 @@ FAMILIES = {
     "stage": "register_stages",
     "evaluator": "register_evaluators",
     "judge": "register_judges",
+    "logger": "register_loggers",
 }
 
 

@@ -49,8 +49,8 @@ def mark_started(run_dir: Path, experiment: str, chash: str) -> None:
                              "started_at": time.time()})
 
 
-def mark_ended(run_dir: Path, experiment: str, chash: str, error: BaseException) -> None:
-    """The marker of a run that did not complete: ``failed`` or ``interrupted``, and why.
+def mark_ended(run_dir: Path, experiment: str, chash: str, error: BaseException) -> dict[str, Any]:
+    """The marker of a run that did not complete: ``failed`` or ``interrupted``, and why (returned too).
 
     On a full disk the atomic write (a new temp file) may find no room; the marker is then rewritten
     in place over the ``running`` one, whose block is already allocated, so the run still reads ``failed``.
@@ -63,6 +63,7 @@ def mark_ended(run_dir: Path, experiment: str, chash: str, error: BaseException)
         atomic_write_json(path, marker)
     except OSError:
         _rewrite_in_place(path, json.dumps(marker, indent=2) + "\n")
+    return marker
 
 
 def _rewrite_in_place(path: Path, text: str) -> None:

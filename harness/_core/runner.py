@@ -16,6 +16,7 @@ from harness._core.config import Experiment
 from harness._core.locks import folder_lock
 from harness._core.pipeline import ensure_writable, run_single
 from harness._core.plugins import PluginHost
+from harness._core.run_report import write_run_report
 from harness._core.runstore import STAGES_DIR
 
 __all__ = ["ensure_writable", "run_experiment"]
@@ -48,4 +49,4 @@ def _run(experiment: Experiment, host: PluginHost, root: Path, show_progress: bo
     if experiment.variants:
         return run_comparison(experiment, host, root, show_progress=show_progress, echo=echo)
     return run_single(experiment, host, root / experiment.name, show_progress=show_progress, echo=echo,
-                      stages_root=root / STAGES_DIR)
+                      stages_root=root / STAGES_DIR, report=write_run_report)

@@ -1,4 +1,4 @@
-"""Built-in logger: every ``metrics_logged`` call appends one JSON line to ``<stage>/metrics.jsonl``.
+"""Built-in logger ``jsonl``: every ``metrics_logged`` call appends one JSON line to ``<stage>/metrics.jsonl``.
 
 Lines are flushed as they are written, so a killed run keeps every step it logged. A resumed
 stage restarts from its last checkpoint and logs those steps again, so the first time a run
@@ -12,28 +12,35 @@ import json
 import time
 from pathlib import Path
 
-from harness.api import atomic_write_text, hookimpl
+from harness.api import NoOptions, atomic_write_text, hookimpl
 
 FILENAME = "metrics.jsonl"
-_started: set[tuple[str, str]] = set()  # (stage dir, namespace) this run has logged already
+
+
+class JsonlLogger:
+    """Every step's metrics as a JSON line in <stage>/metrics.jsonl (the run's own record of its curves)."""
+
+    Options = NoOptions
+
+    def __init__(self, options: NoOptions):
+        self._started: set[tuple[str, str]] = set()  # (stage dir, namespace) this run has logged already
+
+    @hookimpl
+    def metrics_logged(self, experiment, stage, stage_dir, metrics, step):
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        path = stage_dir / FILENAME
+        fresh = {ns for ns in map(_namespace, metrics) if (str(stage_dir), ns) not in self._started}
+        if fresh and path.exists():
+            _truncate(path, fresh, step)
+        self._started.update((str(stage_dir), ns) for ns in fresh)
+        line = json.dumps({"step": step, "time": time.time(), **metrics})
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
 
 
 @hookimpl
-def run_started(experiment, run_dir):
-    _started.clear()
-
-
-@hookimpl
-def metrics_logged(experiment, stage, stage_dir, metrics, step):
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    path = stage_dir / FILENAME
-    fresh = {ns for ns in map(_namespace, metrics) if (str(stage_dir), ns) not in _started}
-    if fresh and path.exists():
-        _truncate(path, fresh, step)
-    _started.update((str(stage_dir), ns) for ns in fresh)
-    line = json.dumps({"step": step, "time": time.time(), **metrics})
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
+def register_loggers(register):
+    register("jsonl", JsonlLogger)
 
 
 def _namespace(key: str) -> str:

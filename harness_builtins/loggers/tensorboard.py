@@ -1,33 +1,47 @@
-"""Built-in logger: TensorBoard event files in ``<stage>/tensorboard/`` (``tensorboard --logdir runs``).
+"""Built-in logger ``tensorboard``: TensorBoard event files in ``<stage>/tensorboard/`` (``tensorboard --logdir runs``).
 
-One writer per stage directory, opened on the first metric and closed when the stage finishes.
+One writer per stage directory, opened on the first metric and closed when the stage finishes (or the run fails).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.api import hookimpl
-
-_writers: dict[Path, object] = {}
+from harness.api import NoOptions, hookimpl
 
 
-def _writer(stage_dir: Path):
-    if stage_dir not in _writers:
-        from torch.utils.tensorboard import SummaryWriter
+class TensorBoardLogger:
+    """Every metric as a TensorBoard scalar, in <stage>/tensorboard/."""
 
-        _writers[stage_dir] = SummaryWriter(log_dir=str(stage_dir / "tensorboard"))
-    return _writers[stage_dir]
+    Options = NoOptions
+
+    def __init__(self, options: NoOptions):
+        self._writers: dict[Path, object] = {}
+
+    def _writer(self, stage_dir: Path):
+        if stage_dir not in self._writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writers[stage_dir] = SummaryWriter(log_dir=str(stage_dir / "tensorboard"))
+        return self._writers[stage_dir]
+
+    @hookimpl
+    def metrics_logged(self, experiment, stage, stage_dir, metrics, step):
+        writer = self._writer(Path(stage_dir))
+        for name, value in metrics.items():
+            writer.add_scalar(name, value, global_step=step)
+
+    @hookimpl
+    def stage_finished(self, experiment, stage, stage_dir, summary):
+        writer = self._writers.pop(Path(stage_dir), None)
+        if writer is not None:
+            writer.close()
+
+    @hookimpl
+    def run_failed(self, experiment, run_dir, results):
+        while self._writers:
+            self._writers.popitem()[1].close()
 
 
 @hookimpl
-def metrics_logged(experiment, stage, stage_dir, metrics, step):
-    writer = _writer(Path(stage_dir))
-    for name, value in metrics.items():
-        writer.add_scalar(name, value, global_step=step)
-
-
-@hookimpl
-def stage_finished(experiment, stage, stage_dir, summary):
-    writer = _writers.pop(Path(stage_dir), None)
-    if writer is not None:
-        writer.close()
+def register_loggers(register):
+    register("tensorboard", TensorBoardLogger)
