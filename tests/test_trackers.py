@@ -87,11 +87,25 @@ class Broken:
         raise HarnessError("the tracker is down")
 
 
+class Late:
+    """A logger whose run_finished fails (say, a tracker's upload): the finished run must stay complete."""
+
+    Options = NoOptions
+
+    def __init__(self, options):
+        pass
+
+    @hookimpl
+    def run_finished(self, experiment, run_dir, results):
+        raise ConnectionError("upload refused")
+
+
 class TestLoggers:
     @hookimpl
     def register_loggers(self, register):
         register("recorder", Recorder)
         register("broken", Broken)
+        register("late", Late)
 
 
 def _host():
@@ -346,3 +360,21 @@ def test_wandb_marks_a_failed_run_failed(tmp_path, monkeypatch):
     assert run["display_name"] == "crashed" and run["project"] == "p" and exit_.get("exit_code") == 1
     assert summary["status"] == "failed" and summary["error"] == "HarnessError: out of memory"
     assert summary["sft/train_loss"] == 2.5 and summary["step/sft"] == 7
+
+
+def test_a_logger_failing_after_the_run_costs_one_line_not_the_results(clean_tiny_run, tiny_cache, tmp_path):
+    import shutil
+
+    root, clean = clean_tiny_run
+    for part in ("tiny", ".stages"):  # the clean run's stages: nothing trains again
+        shutil.copytree(root / part, tmp_path / part, symlinks=True)
+    host = _host()
+    experiment = load_experiment(TINY, host.registry, [*OVERRIDES, 'loggers.names=["jsonl", "late"]'])
+    lines: list[str] = []
+    with harness_cache(tiny_cache):
+        results = run_experiment(experiment, host, tmp_path, show_progress=False, echo=lines.append)
+    written = json.loads((tmp_path / "tiny" / "results.json").read_text())
+    assert results["status"] == written["status"] == "complete"
+    assert [line for line in lines if "upload refused" in line] == \
+        [f"! a plugin failed after the run finished (ConnectionError: upload refused); the results are complete in "
+         f"{tmp_path / 'tiny' / 'results.json'}"]

@@ -241,9 +241,19 @@ def _run_stages(experiment: Experiment, host: PluginHost, run_dir: Path, stages_
         atomic_write_json(run_dir / "results.json", results)
         if report is not None:
             report(experiment, host, run_dir, run.echo)
-        host.hook.run_finished(experiment=experiment, run_dir=run_dir, results=results)
+        _announce_finished(host, experiment, run_dir, results, run.echo)
     distributed.barrier()  # every process of a launch ends together
     return results
+
+
+def _announce_finished(host, experiment, run_dir: Path, results: dict[str, Any], echo) -> None:
+    """``run_finished`` for every plugin (loggers, trackers): the results are complete and written by now, so a
+    plugin that fails here (a tracker's upload, a full disk of its own) costs one line, not the finished run."""
+    try:
+        host.hook.run_finished(experiment=experiment, run_dir=run_dir, results=results)
+    except Exception as err:  # noqa: BLE001 - any plugin's failure; the run itself is done
+        echo(f"! a plugin failed after the run finished ({type(err).__name__}: {err}); "
+             f"the results are complete in {run_dir / 'results.json'}")
 
 
 def ensure_writable(run_dir: Path) -> None:
