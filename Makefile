@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install trackers run test profile world-validation world-weights
+.PHONY: install trackers run test profile floor peer world-validation world-weights
 
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ test: install
 # into docs/performance.md between its profile markers. Every stage runs fresh (~8 minutes on 2 quiet cores).
 profile: install
 	$(BIN)/python bench/pipeline_profile.py experiments/instructgpt.toml --doc docs/performance.md --label now
+
+# Each stage's FLOPs and its floor at the peak matmul FLOP/s of these cores (docs/performance.md). The FLOP
+# counter slows every operator, so the policy stage runs 12 of its 120 steps (the same work every step).
+floor: install
+	$(BIN)/python bench/pipeline_profile.py experiments/instructgpt.toml --flops --set optimizer.ppo.steps=12 \
+		--doc docs/performance.md --label floor
+
+# harness GRPO and RLOO against trl's trainers, samples/s in paired rounds (~10 minutes), into docs/performance.md.
+peer: install
+	$(BIN)/python bench/peer_throughput.py --doc docs/performance.md
 
 # The embedded world's validation (docs/world.md): rows V1–V9 on seeds 0, 1, 2, written into
 # README.md between its world-validation markers. Hours on 2 cores; resumable (rerun to continue).

@@ -182,10 +182,16 @@ def run_child(name: str, args) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def report(rounds: list[dict[str, dict]], args) -> None:
+def report(rounds: list[dict[str, dict]], args) -> str:
     """Per configuration the median over rounds (and the range); per algorithm the ratio of each round's
     harness to that round's trl (a round runs both back to back, so drift of the machine cancels) and
-    their median; harness's phase profile as medians."""
+    their median; harness's phase profile as medians. Printed, and returned as text."""
+    lines: list[str] = []
+
+    def print(line: str = "") -> None:  # noqa: A001 - collects what the report prints
+        lines.append(line)
+        sys.stdout.write(line + "\n")
+
     print(f"\n{args.completions} completions/step (group {args.group}), {args.new_tokens} new tokens, "
           f"{args.threads} thread(s), {args.steps} steps (first one not timed), {len(rounds)} round(s)\n")
     print(f"{'configuration':<16} {'s/step':>8} {'samples/s':>10}   samples/s per round")
@@ -206,6 +212,7 @@ def report(rounds: list[dict[str, dict]], args) -> None:
         rest = total - sum(phases.values())
         cells = "  ".join(f"{p} {phases[p] * 1e3:.0f} ms ({phases[p] / total:.0%})" for p in PHASES)
         print(f"\nharness {algo} step profile ({total * 1e3:.0f} ms): {cells}  other {rest * 1e3:.0f} ms ({rest / total:.0%})")
+    return "\n".join(lines).strip("\n")
 
 
 def main() -> None:
@@ -221,6 +228,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="rounds of every configuration (medians are reported; this machine's speed drifts)")
     parser.add_argument("--json", help="also write the figures of every round to this file")
+    parser.add_argument("--doc", type=Path, help="write the report between this document's <!-- peer:now --> markers")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick and not args.child:
@@ -234,7 +242,16 @@ def main() -> None:
         for name in args.only or CONFIGS:
             print(f"· round {round_ + 1}/{args.repeats}: {name} …", flush=True)
             rounds[-1][name] = run_child(name, args)
-    report(rounds, args)
+    text = report(rounds, args)
+    if args.doc:
+        import platform
+
+        import torch
+        from doc_markers import write_between_markers
+
+        command = " ".join(["python bench/peer_throughput.py", *sys.argv[1:]])
+        write_between_markers(args.doc, "peer", "now", f"```console\n$ {command}\n{text}\n```\n\n{os.cpu_count()} CPUs "
+                              f"({platform.machine()}), torch {torch.__version__}, {time.strftime('%Y-%m-%d')}.")
     if args.json:
         Path(args.json).write_text(json.dumps(rounds, indent=2))
 

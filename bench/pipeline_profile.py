@@ -42,6 +42,9 @@ from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_markers import write_between_markers  # noqa: E402 - bench/ is a folder of scripts, not a package
+
 PHASES = ("generation", "scoring", "forward", "backward", "optimizer", "io", "other")
 
 
@@ -212,18 +215,6 @@ def flops_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_into(doc: Path, label: str, text: str) -> None:
-    """Replace what stands between ``<!-- profile:LABEL -->`` and ``<!-- /profile:LABEL -->`` in ``doc``."""
-    begin, end = f"<!-- profile:{label} -->", f"<!-- /profile:{label} -->"
-    content = doc.read_text(encoding="utf-8")
-    if begin not in content or end not in content:
-        sys.exit(f"{doc}: no '{begin}' … '{end}' markers to write the profile between; add them.")
-    from harness._core.io import atomic_write_text
-
-    head, rest = content.split(begin, 1)
-    atomic_write_text(doc, f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment")
@@ -245,7 +236,7 @@ def main() -> None:
             f"Python {m['python']}, {time.strftime('%Y-%m-%d')}.")
     print(text)
     if args.doc:
-        write_into(args.doc, args.label, text)
+        write_between_markers(args.doc, "profile", args.label, text)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
