@@ -72,15 +72,16 @@ def build_cli(host) -> click.Group:
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value. Repeatable.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--wait", is_flag=True, help="If another run holds this experiment's folder, wait for it (default: refuse).")
+@click.option("--seeds", metavar="0,1,2", help="Run once per seed (replaces [experiment] seed and seeds).")
 @_plugin_option
 @click.pass_obj
-def run_command(host, experiment_file, output, overrides, no_progress, wait, plugins):
+def run_command(host, experiment_file, output, overrides, no_progress, wait, seeds, plugins):
     """Run an experiment: SFT → reward model → policy optimization → evaluation."""
     from harness._core.config import load_experiment
     from harness._core.runner import run_experiment
     from harness._core.summary import format_summary
 
-    experiment = load_experiment(experiment_file, host.registry, overrides)
+    experiment = load_experiment(experiment_file, host.registry, overrides, seeds)
     _warn(preflight(experiment, host))  # what validate checks, before any training
     _quiet_libraries()
     try:
@@ -105,7 +106,7 @@ def run_command(host, experiment_file, output, overrides, no_progress, wait, plu
             click.echo("\n" + format_summary(variant))
         for label, error in results["failed"].items():
             click.secho(f"variant {label} failed: {error}", fg="red")
-        click.echo(f"\nreport: {results['report']}")
+        click.echo(f"\n{results['statistics']}\n" * bool(results.get("statistics")) + f"\nreport: {results['report']}")
         return
     click.echo(format_summary(results))
 
@@ -119,14 +120,15 @@ def compare_command(host, run_dirs, out, title):
     """Compare finished runs: report.md, report.html, report.csv and PNG plots."""
     from pathlib import Path
 
-    from harness._core.report import headline, load_runs, render_report
+    from harness._core.report import headline, load_runs, render_report, report_home
+    from harness._core.seed_report import console_text, seed_statistics
 
     dirs = [Path(d) for d in run_dirs]
-    parents = {d.resolve().parent for d in dirs}
-    parent = parents.pop() if len(parents) == 1 else Path.cwd()
+    parent = report_home(dirs)
     out = Path(out) if out else parent / "report"
     runs = load_runs(dirs)
-    report = render_report(runs, out, host.registry, title=title or parent.name)
+    stats = seed_statistics(runs)  # the runs read across seeds: the report's lead, and the lines below the table
+    report = render_report(runs, out, host.registry, title=title or parent.name, statistics=stats)
     cols = headline(runs)
     widths = [max(len(t), *(len(c) for c in cells)) for t, cells in cols]
     labels = [run["label"] for run in runs]
@@ -134,6 +136,8 @@ def compare_command(host, run_dirs, out, title):
     click.echo(f"{'variant':<{name_w}}  " + "  ".join(f"{t:<{w}}" for (t, _), w in zip(cols, widths)))
     for i, label in enumerate(labels):
         click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
+    if across := console_text(stats):
+        click.echo("\n" + across)
     click.echo(f"\nreport: {report} (and report.html, report.csv, plots in {out})")
 
 
