@@ -107,6 +107,9 @@ def test_the_report_compares_every_variant(compared):
     for variant in ("ppo", "a2c", "dpo"):
         assert f"| {variant} | {variant} |" in text
     assert "win rate vs SFT [95% CI]" in text and "KL (nats)" in text
+    assert text.index("## Ranking by win rate vs SFT") < text.index("## Every run")  # one seed: over its prompts
+    assert "One seed (0) × 16 prompts" in text and "P(A > B)" not in text
+    assert json.loads((report / "statistics.json").read_text())["seeds"] == [0]
     for plot in ("win_rate.png", "reward_vs_kl.png", "gold_vs_proxy.png"):
         assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({plot})" in text
     html = (report / "report.html").read_text()

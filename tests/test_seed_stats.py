@@ -279,3 +279,11 @@ def test_bad_input_says_what_is_missing(call, message):
     with pytest.raises(ValueError) as err:
         call()
     assert message in str(err.value)
+
+
+def test_seeds_needed_is_none_for_a_difference_that_is_rounding_noise_against_the_spread():
+    """Per-seed differences that cancel but for float rounding (+0.3, −0.3: a mean of −5.6e-17) would need ~10^32
+    seeds — whose t quantiles do not even compute: None, said in words."""
+    diff = paired_difference({0: [0.7], 1: [0.1]}, {0: [0.4], 1: [0.4]}, resamples=50)
+    assert 0.0 < abs(diff.mean) < 1e-15 and diff.seed_sd > 0.4 and seeds_needed(diff) is None
+    assert "more than 10,000 seeds would be needed at this spread" in describe("A", "B", diff)

@@ -72,9 +72,10 @@ def build_cli(host) -> click.Group:
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value. Repeatable.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--wait", is_flag=True, help="If another run holds this experiment's folder, wait for it (default: refuse).")
+@click.option("--seeds", metavar="0,1,2", help="Run once per seed (replaces [experiment] seed and seeds).")
 @_plugin_option
 @click.pass_obj
-def run_command(host, experiment_file, output, overrides, no_progress, wait, plugins):
+def run_command(host, experiment_file, output, overrides, no_progress, wait, seeds, plugins):
     """Run an experiment: SFT → reward model → policy optimization → evaluation."""
     from harness._core.python_api import ComparisonResult, run_with
     from harness._core.summary import format_summary
@@ -82,7 +83,7 @@ def run_command(host, experiment_file, output, overrides, no_progress, wait, plu
     try:
         with _signals_interrupt():
             result = run_with(host, experiment_file, overrides, output, progress=not no_progress, echo=click.echo,
-                              warn=_warn_line, wait=wait)
+                              warn=_warn_line, wait=wait, seeds=seeds)
     except KeyboardInterrupt as err:
         import signal
 
@@ -98,6 +99,8 @@ def run_command(host, experiment_file, output, overrides, no_progress, wait, plu
             click.echo("\n" + format_summary(variant.results))
         for label, error in result.failed.items():
             click.secho(f"variant {label} failed: {error}", fg="red")
+        if result.statistics:
+            click.echo(f"\n{result.statistics}")
         click.echo(f"\nreport: {result.report}")
         return
     click.echo(format_summary(result.results))
@@ -122,7 +125,11 @@ def compare_command(host, run_dirs, out, title):
     click.echo(f"{'variant':<{name_w}}  " + "  ".join(f"{t:<{w}}" for (t, _), w in zip(cols, widths)))
     for i, label in enumerate(labels):
         click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
-    click.echo(f"\nreport: {done.report} (and report.html, report.csv, plots in {done.report.parent})")
+    if done.statistics:
+        click.echo("
+" + done.statistics)
+    click.echo(f"
+report: {done.report} (and report.html, report.csv, plots in {done.report.parent})")
 
 
 @click.group("export")

@@ -1,12 +1,19 @@
-"""Run the variants of a ``[compare]`` experiment, sharing common stages, then write the report.
+"""Run the variants of a ``[compare]`` experiment, once per seed, sharing common stages, then write the report.
 
-Variants run one after another in ``<output>/<experiment>/<label>/``, on the stage store every run
-under the output root shares (``<output>/.stages``, see :mod:`harness._core.runstore`): a stage with
-the same hash (SFT and the reward model, when only the optimizer or β differs; or a stage the
-default run already finished) is trained once and linked into the rest. A variant that fails does
-not take the finished ones with it: the error is reported, the others run, and the report covers
-every variant that finished and lists those that failed; when none finished, the report says so
-(an older report is never left standing as if it were this comparison's).
+With one seed, variants run one after another in ``<output>/<experiment>/<label>/`` (a multi-seed
+experiment without ``[compare]`` is one variant). With several (``[experiment] seeds``,
+:mod:`harness._core.seeds`) each seed's runs live in ``<output>/<experiment>/seed-<s>/<label>/`` (or
+``seed-<s>/`` itself without ``[compare]``): a seed's variants form one paired set — same SFT model,
+feedback and reward model, same evaluation prompts — which is what the paired statistics of the report
+rest on, so the runs go seed by seed: an interrupted experiment has whole seeds behind it.
+
+Every run is on the stage store all runs under the output root share (``<output>/.stages``, see
+:mod:`harness._core.runstore`): a stage with the same hash (SFT and the reward model, when only the
+optimizer or β differs; or a stage an earlier run already finished) is trained once and linked into
+the rest, so rerunning an interrupted experiment resumes it. A run that fails does not take the
+finished ones with it: the error is reported, the others run, and the report covers every run that
+finished and lists those that failed; when none finished, the report says so (an older report is never
+left standing as if it were this comparison's).
 """
 from __future__ import annotations
 
@@ -22,36 +29,62 @@ from harness._core.runstore import STAGES_DIR
 from harness._core.plugins import PluginHost
 from harness._core.run_report import write_run_report
 from harness._core.secrets import scrub
+from harness._core.seeds import seed_dir, with_seed
 
 REPORT_DIR = "report"
 
 
+def planned_runs(experiment: Experiment, root: Path) -> list[tuple[str, Experiment, Path]]:
+    """(name, the run's experiment, its folder) per seed and variant, seed by seed; ``name`` is the folder
+    relative to ``root`` (``ppo``, ``seed-1/ppo``, ``seed-1``)."""
+    seeds = experiment.seeds
+    plan = []
+    for seed in seeds:
+        for label, variant in (experiment.variants or {"": experiment}).items():
+            name = "/".join([seed_dir(seed)] * (len(seeds) > 1) + [label] * bool(label))
+            plan.append((name, with_seed(variant, seed), root / name))
+    return plan
+
+
 def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path | None = None, *,
                    show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every variant of ``experiment``; returns {"comparison", "variants": {label: results}, "report", "failed"}."""
-    from harness._core.report import write_report
+    """Every variant of ``experiment`` on every seed; returns {"comparison", "seeds", "variants": {name: results},
+    "report", "failed", "statistics"} (``statistics``: the ranking across seeds as text, what ``harness run`` prints)."""
+    from harness._core.report import load_runs, render_report, write_failed_report
+    from harness._core.seed_report import console_text, seed_statistics
 
     output_root = Path(output or experiment.experiment.output)
     root = output_root / experiment.name
-    dirs = {label: root / label for label in experiment.variants}
+    plan = planned_runs(experiment, root)
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
     start = time.perf_counter()
-    for i, (label, variant) in enumerate(experiment.variants.items(), 1):
-        echo(f"━━ variant {i}/{len(dirs)}: {label}")
+    noun = "variant" if len(experiment.seeds) == 1 else "run"  # a run: one variant on one seed
+    for i, (name, run, folder) in enumerate(plan, 1):
+        echo(f"━━ {noun} {i}/{len(plan)}: {name}")
         try:
-            results[label] = run_single(variant, host, dirs[label], show_progress=show_progress, echo=echo,
-                                        stages_root=output_root / STAGES_DIR, report=write_run_report)
+            results[name] = run_single(run, host, folder, show_progress=show_progress, echo=echo,
+                                       stages_root=output_root / STAGES_DIR, report=write_run_report)
         except HarnessError as err:
-            failed[label] = scrub(str(err))
-            echo(f"✗ variant {label} failed: {failed[label]}")
-    finished = [dirs[label] for label in results]
-    report = write_report(finished, root / REPORT_DIR, host.registry, title=experiment.name,
-                          description=experiment.experiment.description, failed=failed)
-    summary = {"comparison": experiment.name, "wall_s": time.perf_counter() - start,
-               "variants": results, "failed": failed, "report": str(report)}
+            failed[name] = scrub(str(err))
+            echo(f"✗ {name} failed: {failed[name]}")
+    labels = list(experiment.variants or [""])  # the report's rows: variant by variant, each seed in turn
+    rank = {name: (labels.index(run.variant), experiment.seeds.index(run.seed)) for name, run, _ in plan}
+    order = [folder for name, _, folder in sorted(plan, key=lambda item: rank[item[0]]) if name in results]
+    title, description = experiment.name, experiment.experiment.description
+    statistics = ""
+    if order:
+        runs = load_runs(order)
+        stats = seed_statistics(runs)
+        report = render_report(runs, root / REPORT_DIR, host.registry, title=title, description=description,
+                               failed=failed, statistics=stats)
+        statistics = console_text(stats)
+    else:
+        report = write_failed_report(root / REPORT_DIR, title=title, description=description, failed=failed)
+    summary = {"comparison": experiment.name, "seeds": list(experiment.seeds), "wall_s": time.perf_counter() - start,
+               "variants": results, "failed": failed, "report": str(report), "statistics": statistics}
     atomic_write_json(root / "comparison.json", summary)
     if failed and not results:
-        raise HarnessError(f"every variant of {experiment.name!r} failed ({report} says so); "
+        raise HarnessError(f"every {noun} of {experiment.name!r} failed ({report} says so); "
                            f"first: {next(iter(failed.values()))}")
     return summary

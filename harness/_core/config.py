@@ -19,10 +19,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from harness._core import variants
+from harness._core import seeds as seed_axis, variants
 from harness._core.compute import ComputeOptions
 from harness._core.options import Options
 from harness._core.errors import ConfigError, did_you_mean
@@ -49,6 +49,8 @@ class ExperimentTable(Options):
 
     name: str = Field(..., min_length=1, description="Run name; the run directory is <output>/<name>/.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds the world, sampling and training (0 … 2**32-1).")
+    seeds: seed_axis.Seeds = Field(None, description="Run once per seed (e.g. [0, 1, 2]; replaces seed): every "
+                                                     "variant of a [compare] runs on each, paired by seed.")
     output: str = Field("runs", description="Root directory of run stores (relative to the working directory).")
     description: str = Field("", description="Free text, copied into reports.")
     extends: str = Field("", description="Another experiment file (relative to this one) whose tables this file "
@@ -61,6 +63,8 @@ class ExperimentTable(Options):
         if problem:
             raise PydanticCustomError("name", "the name {problem}; {fix}", {"problem": problem, "fix": NAME_FIX})
         return name
+
+    _one_seed_field = model_validator(mode="after")(seed_axis.one_seed_field)
 
 
 class ModelTable(Options):
@@ -132,6 +136,11 @@ class Experiment:
     def seed(self) -> int:
         return self.experiment.seed
 
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds it runs: ``[experiment] seeds``, else its one ``seed``."""
+        return self.experiment.seeds or (self.experiment.seed,)
+
     def choice(self, slot: str) -> Choice:
         return self.slots[slot]
 
@@ -190,6 +199,7 @@ def read_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not base_path.is_file():
         raise ConfigError(f"{path}: [experiment] extends = {extends!r}: no such file ({base_path}).")
     merged = read_with_bases(base_path, (*seen, path.resolve()))
+    seed_axis.inherit(merged, raw)
     deep_merge(merged, raw)  # both freshly parsed: nothing shared to copy
     return merged
 
@@ -215,21 +225,24 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def load_experiment(path: str | Path, registry: Registry, overrides: Iterable[str] = ()) -> Experiment:
+def load_experiment(path: str | Path, registry: Registry, overrides: Iterable[str] = (),
+                    seeds: str | None = None) -> Experiment:
     """Parse, override, validate and resolve every plugin name and option of an experiment file.
 
     A ``[compare]`` table (see :mod:`harness._core.variants`) yields the base experiment with every
     variant resolved and validated in ``.variants``, so a bad variant fails before anything runs.
+    ``seeds`` (``"0,1,2"``, ``harness run --seeds``) replaces the file's seed or seeds (:mod:`harness._core.seeds`).
     """
-    return experiment_from_tables(read_with_bases(Path(path)), registry, overrides, str(path))
+    return experiment_from_tables(read_with_bases(Path(path)), registry, overrides, str(path), seeds)
 
 
 def experiment_from_tables(raw: Mapping[str, Any], registry: Registry, overrides: Iterable[str] = (),
-                           source: str = "<dict>") -> Experiment:
+                           source: str = "<dict>", seeds: str | None = None) -> Experiment:
     """:func:`load_experiment` after the file is read: ``raw`` holds the experiment's tables (a TOML file's,
     or the dict ``harness.run`` takes), and errors name ``source`` where they would name the file."""
     overrides = list(overrides)
     raw = apply_overrides(dict(raw), overrides, source)
+    seed_axis.settle(raw, overrides, seeds)
     compare = raw.pop("compare", None)
     try:
         base = resolve(raw, registry, source)
@@ -239,6 +252,7 @@ def experiment_from_tables(raw: Mapping[str, Any], registry: Registry, overrides
         return base
     resolved = {}
     for label, changes in variants.expand(compare, source).items():
+        seed_axis.check_variant(label, changes, source)
         variant = resolve(variants.apply(raw, changes), registry, f"{source} [compare] variant {label!r}")
         resolved[label] = dataclasses.replace(variant, variant=label)
     return dataclasses.replace(base, variants=MappingProxyType(resolved))

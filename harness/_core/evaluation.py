@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from harness._core.config import EvaluationTable
-from harness._core.contracts import DescribedEvaluator, EvalSamples, PolicySampler, Prompt, World
+from harness._core.contracts import Cell, DescribedEvaluator, EvalSamples, PolicySampler, Prompt, World
 from harness._core.generation import generate_responses, sequence_logprobs
 from harness._core.models import load_causal_lm
 from harness._core.tables import deep_merge
@@ -100,7 +100,18 @@ def run_evaluators(evaluators: dict[str, Any], ctx, samples: EvalSamples, *, des
         own = evaluator.evaluate(ctx, samples)
         deep_merge(fragment, own)
         if describe and isinstance(evaluator, DescribedEvaluator):
-            cells += [{"evaluator": name, **dataclasses.asdict(cell)} for cell in evaluator.headline(own)]
+            cells += [cell_json(name, cell) for cell in evaluator.headline(own)]
     if describe:
         fragment["headline"] = cells
     return fragment
+
+
+def cell_json(evaluator: str, cell: Cell) -> dict[str, Any]:
+    """A cell as results.json keeps it, with its evaluator's name; ``per_prompt`` and ``lead`` only where given."""
+    data = {"evaluator": evaluator, **dataclasses.asdict(cell)}
+    for key, unset in (("per_prompt", None), ("lead", False)):
+        if data[key] == unset:
+            del data[key]
+    if cell.per_prompt is not None:
+        data["per_prompt"] = list(cell.per_prompt)
+    return data

@@ -43,20 +43,21 @@ DICT_SOURCE = "<dict>"
 # --------------------------------------------------------------------------- the public functions
 def run(experiment: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrides = None,
         output: str | os.PathLike[str] | None = None, *, progress: bool = True,
-        echo: Callable[[str], None] | None = print, wait: bool = False,
+        echo: Callable[[str], None] | None = print, wait: bool = False, seeds: str | Sequence[int] | None = None,
         plugins: Sequence[str] = ()) -> RunResult | ComparisonResult | None:
     """Run an experiment (a TOML path or a dict of its tables) as ``harness run`` does; return its results.
 
     ``output`` is the run store's root (default ``[experiment] output``); a finished stage with the same
     hash is reused and an interrupted one resumed. ``echo`` gets the stage lines (None: silent), warnings
     go to stderr, ``progress`` shows tqdm bars (widgets in a notebook); ``wait`` waits for another run
-    holding the experiment's folder; ``plugins`` are ``-p`` values. A ``[compare]`` experiment returns a
+    holding the experiment's folder; ``seeds`` (``[0, 1, 2]`` or ``"0,1,2"``, as ``--seeds``) replaces the
+    experiment's seed or seeds; ``plugins`` are ``-p`` values. A ``[compare]`` or multi-seed experiment returns a
     :class:`ComparisonResult`; a process other than rank 0 of a multi-process launch returns None.
     """
     from harness._core.plugins import get_plugin_manager
 
     return run_with(get_plugin_manager(plugins), experiment, overrides, output, progress=progress,
-                    echo=echo, wait=wait)
+                    echo=echo, wait=wait, seeds=seeds)
 
 
 def load_run(path: PathLike) -> RunResult | ComparisonResult:
@@ -93,13 +94,13 @@ def compare(paths: Iterable[PathLike], out: str | os.PathLike[str] | None = None
 def run_with(host: "PluginHost", experiment: str | os.PathLike[str] | Mapping[str, Any], overrides: Overrides,
              output: str | os.PathLike[str] | None, *, progress: bool = True,
              echo: Callable[[str], None] | None = print, warn: Callable[[str], None] | None = None,
-             wait: bool = False) -> RunResult | ComparisonResult | None:
+             wait: bool = False, seeds: str | Sequence[int] | None = None) -> RunResult | ComparisonResult | None:
     """:func:`run` with a plugin host already built (the CLI's, from its ``-p`` options)."""
     from harness._core import distributed
     from harness._core.preflight import preflight
     from harness._core.runner import run_experiment
 
-    resolved = load_experiment_from(experiment, host.registry, overrides)
+    resolved = load_experiment_from(experiment, host.registry, overrides, seeds)
     for line in preflight(resolved, host):  # what validate checks, before any training
         (warn or _stderr_warning)(line)
     quiet_libraries()
@@ -110,7 +111,7 @@ def run_with(host: "PluginHost", experiment: str | os.PathLike[str] | Mapping[st
     root = Path(output or resolved.experiment.output) / resolved.name
     if "variants" in results:
         runs = {label: RunResult(root / label, r) for label, r in results["variants"].items()}
-        return ComparisonResult(root, results["comparison"], runs, dict(results["failed"]))
+        return ComparisonResult(root, results["comparison"], runs, dict(results["failed"]), results.get("statistics", ""))
     return RunResult(root, results)
 
 
@@ -120,6 +121,7 @@ class Comparison:
 
     runs: list["ReportRun"]
     report: Path
+    statistics: str = ""  # the runs read across seeds, as the console prints them (seed_report.console_text)
 
 
 def write_comparison(registry: "Registry", paths: Iterable[PathLike], out: str | os.PathLike[str] | None = None,
@@ -127,25 +129,30 @@ def write_comparison(registry: "Registry", paths: Iterable[PathLike], out: str |
     """The report of ``paths`` (runs, or comparisons standing for their variants) written into ``out``
     (default: the given paths' common parent's ``report/``, else ``./report``), titled ``title``
     (default: that parent's name)."""
-    from harness._core.report import load_runs as read_runs, render_report
+    from harness._core.report import load_runs as read_runs, render_report, report_home
+    from harness._core.seed_report import console_text, seed_statistics
 
     given = [p.path if isinstance(p, (RunResult, ComparisonResult)) else Path(p) for p in _listed(paths)]
-    runs = read_runs(run_dirs(given))
-    parents = {p.resolve().parent for p in given}
-    parent = parents.pop() if len(parents) == 1 else Path.cwd()
+    dirs = run_dirs(given)
+    runs = read_runs(dirs)
+    parent = report_home(given)
     target = Path(out) if out else parent / "report"
-    return Comparison(runs, render_report(runs, target, registry, title=title or parent.name))
+    stats = seed_statistics(runs)  # the runs read across seeds: the report's lead, and the lines under the table
+    report = render_report(runs, target, registry, title=title or parent.name, statistics=stats)
+    return Comparison(runs, report, console_text(stats))
 
 
 def load_experiment_from(experiment: str | os.PathLike[str] | Mapping[str, Any], registry: "Registry",
-                         overrides: Overrides = None) -> "Experiment":
+                         overrides: Overrides = None, seeds: str | Sequence[int] | None = None) -> "Experiment":
     """An experiment file, or a dict of its tables, validated and resolved with ``overrides`` applied."""
     from harness._core.config import experiment_from_tables, load_experiment, read_with_bases
     from harness._core.tables import deep_merge
 
     sets = override_strings(overrides)
+    if seeds is not None and not isinstance(seeds, str):
+        seeds = ",".join(str(seed) for seed in seeds)
     if not isinstance(experiment, Mapping):
-        return load_experiment(experiment, registry, sets)
+        return load_experiment(experiment, registry, sets, seeds)
     raw = plain_tables(experiment, "")
     extends = raw.get("experiment", {}).get("extends") if isinstance(raw.get("experiment"), dict) else None
     if extends:  # a dict has no folder of its own: its base file is found from the working directory
@@ -154,7 +161,7 @@ def load_experiment_from(experiment: str | os.PathLike[str] | Mapping[str, Any],
         base = read_with_bases(Path(extends))
         deep_merge(base, raw)
         raw = base
-    return experiment_from_tables(raw, registry, sets, DICT_SOURCE)
+    return experiment_from_tables(raw, registry, sets, DICT_SOURCE, seeds)
 
 
 def override_strings(overrides: Overrides) -> list[str]:

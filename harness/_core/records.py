@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence, TypedDict
+from typing import Any, Callable, Literal, NotRequired, Sequence, TypedDict
 
 from harness._core.errors import CorruptFileError
 from harness._core.io import atomic_write_text, read_jsonl
@@ -128,6 +128,12 @@ class Cell:
     which direction is an improvement; ``note`` qualifies it in the summary (``gold judge, n=200``); ``text``
     replaces the number for a cell that is not one (a breakdown). The core knows no evaluator's keys: it
     shows the cells evaluators declare, in order.
+
+    Across seeds (``[experiment] seeds``, docs/statistics.md) a comparison reads every numeric cell through a
+    two-level bootstrap: over seeds, then over prompts within a seed. ``per_prompt`` gives the second level:
+    the per-prompt values whose mean is ``value`` (the same prompts, in the same order, in every run of a
+    seed); without it the bootstrap is over seeds only. ``lead`` marks the run's main number: a comparison
+    ranks its variants by the first lead cell (the built-in win rate vs SFT is one).
     """
 
     name: str
@@ -139,6 +145,20 @@ class Cell:
     fmt: str = ".3f"
     note: str = ""
     text: str | None = None
+    per_prompt: tuple[float, ...] | None = None
+    lead: bool = False
+
+    def __post_init__(self) -> None:
+        if self.per_prompt is None:
+            return
+        values = tuple(float(v) for v in self.per_prompt)
+        object.__setattr__(self, "per_prompt", values)
+        if not values or not isinstance(self.value, (int, float)) or self.text is not None:
+            raise ValueError(f"cell {self.name!r}: per_prompt needs a numeric value (their mean) and at least one value")
+        mean, scale = sum(values) / len(values), max(abs(v) for v in values)
+        if abs(mean - self.value) > 1e-6 + 1e-5 * scale:  # rounding to 6 decimals keeps well inside this
+            raise ValueError(f"cell {self.name!r}: per_prompt averages {mean!r}, not its value {self.value!r}; "
+                             "give the per-prompt values whose mean the cell shows")
 
     def render(self) -> str:
         """The cell as read: ``0.460 [95% CI 0.392, 0.529]``, ``0.015 → 0.414``, or its ``text``."""
@@ -159,6 +179,8 @@ class ReportRun(TypedDict):
     dir: Path  # the run directory
     results: dict[str, Any]  # its results.json
     curve: list[dict[str, Any]]  # its training curve: {"step", "reward/proxy", "reward/gold", "kl"} per step
+    variant: NotRequired[str]  # the variant it is a run of: runs of one variant differ only in their seed
+    seed: NotRequired[int]  # its [experiment] seed
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """``harness compare``: several runs' ``results.json`` → one report a researcher can paste into a paper.
 
-Writes ``report.md``, ``report.html``, ``report.csv`` (pandas) and PNG plots (matplotlib). The core knows
+Writes ``report.md``, ``report.html``, ``report.csv`` (pandas), ``statistics.json`` and PNG plots (matplotlib).
+It leads with the runs read across seeds — the ranking by the lead cell with its intervals and the sentences
+that say what is resolved, then every cell per variant and per pair (:mod:`harness._core.seed_report`) —
+and follows with one row per run. The core knows
 no evaluator's keys: the table has a column per component slot and per headline cell the runs' evaluators
 declared (:class:`harness._core.contracts.Cell`); the plots and the paragraphs under the table are the ones the
 registered components declare (:class:`harness._core.contracts.PlottingComponent`,
@@ -27,33 +30,52 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from harness._core.contracts import NotingComponent, Plot, PlottingComponent, ReportRun
 from harness._core.errors import HarnessError, UsageError
-from harness._core.io import atomic_directory, atomic_write_text
+from harness._core import seed_report
+from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text
 from harness._core.registry import Registry
 from harness._core.results import StaleResults, load_current
+from harness._core.seed_cells import SeedStatistics, seed_statistics
+from harness._core.seeds import SEED_DIR
 from harness._core.summary import cell_of
 
 SLOT_COLUMNS = ("optimizer", "reward", "feedback")  # the component slots a comparison usually varies
 # --------------------------------------------------------------------------- loading
 def load_runs(run_dirs: Sequence[Path]) -> list[ReportRun]:
-    """(label, results, curve) per run directory; one error naming every directory whose results are
-    missing, corrupt or not the current results of its config (:func:`harness._core.results.check_current`)."""
-    runs, seen, stale = [], set(), []
+    """(label, dir, results, curve, variant, seed) per run directory; one error naming every directory whose
+    results are missing, corrupt or not the current results of its config (:func:`harness._core.results.check_current`).
+
+    Runs of several seeds are labelled ``<variant> (seed <s>)``; their ``variant`` is the ``[compare]`` label,
+    else the experiment's name (the runs of one variant differ only in their seed)."""
+    loaded, stale = [], []
     for d in map(Path, run_dirs):
         try:
-            results = load_current(d)
+            loaded.append((d, load_current(d)))
         except StaleResults as err:
             stale.append(str(err))
-            continue
-        label = results.get("variant") or d.name
+    seeds = {results.get("seed", 0) for _, results in loaded}
+    runs, seen = [], set()
+    for d, results in loaded:
+        variant, seed = results.get("variant") or results.get("experiment") or d.name, results.get("seed", 0)
+        label = f"{variant} (seed {seed})" if len(seeds) > 1 else results.get("variant") or d.name
         if label in seen:
             label = f"{label} ({d.parent.name})"
         seen.add(label)
-        runs.append({"label": label, "dir": d, "results": results, "curve": _curve(d, results)})
+        runs.append({"label": label, "dir": d, "results": results, "curve": _curve(d, results),
+                     "variant": variant, "seed": seed})
     if stale:
         raise StaleResults(" | ".join(stale) + (" (compare the others by leaving it out)" if runs else ""))
     if not runs:
         raise HarnessError("harness compare: give at least one run directory.")
     return runs
+
+
+def report_home(run_dirs: Sequence[Path]) -> Path:
+    """Where ``harness compare`` puts its report by default: in the runs' common parent folder — for the runs of a
+    multi-seed experiment (``<exp>/seed-<s>/<variant>``), the experiment's folder — else the working directory."""
+    parents = {Path(d).resolve().parent for d in run_dirs}
+    if len(parents) > 1 and all(SEED_DIR.fullmatch(p.name) for p in parents):
+        parents = {p.parent for p in parents}
+    return parents.pop() if len(parents) == 1 else Path.cwd()
 
 
 def _curve(run_dir: Path, results: dict[str, Any]) -> list[dict[str, float]]:
@@ -132,10 +154,15 @@ def write_report(run_dirs: Sequence[Path], out: Path, registry: Registry, *, tit
 
 
 def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, title: str,
-                  description: str = "", failed: Mapping[str, str] | None = None) -> Path:
+                  description: str = "", failed: Mapping[str, str] | None = None,
+                  statistics: SeedStatistics | None = None) -> Path:
     """Write the report of runs already loaded by :func:`load_runs`, with the plots and notes the components
-    of ``registry`` declare, into ``out`` (replaced whole when every file is written); returns ``out/report.md``."""
+    of ``registry`` declare, into ``out`` (replaced whole when every file is written); returns ``out/report.md``.
+
+    It leads with the runs read across seeds (``statistics``, computed here unless given:
+    :mod:`harness._core.seed_report`), also written whole as ``statistics.json``."""
     out = Path(out)
+    stats = statistics if statistics is not None else seed_statistics(runs)
     plots, notes = declared(registry, runs)
     notes = notes + _failed_notes(failed or {})
     labels = [run["label"] for run in runs]
@@ -144,8 +171,9 @@ def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, t
         for plot in plots:
             _save(plot.draw(_pyplot()), tmp / plot.file)
         atomic_write_text(tmp / "report.csv", table(runs).to_csv())
-        atomic_write_text(tmp / "report.md", _markdown(labels, runs, plots, notes, title, description))
-        atomic_write_text(tmp / "report.html", _html(labels, runs, plots, notes, title, description))
+        atomic_write_json(tmp / "statistics.json", seed_report.to_json(stats))
+        atomic_write_text(tmp / "report.md", _markdown(labels, runs, plots, notes, title, description, stats))
+        atomic_write_text(tmp / "report.html", _html(labels, runs, plots, notes, title, description, stats))
     return out / "report.md"
 
 
@@ -205,11 +233,13 @@ def headline(runs: Sequence[ReportRun]) -> list[tuple[str, list[str]]]:
     return cols
 
 
-def _markdown(labels, runs, plots, notes, title, description) -> str:
+def _markdown(labels, runs, plots, notes, title, description, stats) -> str:
     cols = headline(runs)
     lines = [f"# {title}", ""]
     if description:
         lines += [description, ""]
+    across = seed_report.markdown(stats)  # the runs read across seeds lead; every run's own row follows
+    lines += across + (["## Every run", ""] if across else [])
     lines.append("| variant | " + " | ".join(t for t, _ in cols) + " |")
     lines.append("|---|" + "---|" * len(cols))
     for i, label in enumerate(labels):
@@ -223,7 +253,7 @@ def _markdown(labels, runs, plots, notes, title, description) -> str:
     return "\n".join(lines)
 
 
-def _html(labels, runs, plots, notes, title, description) -> str:
+def _html(labels, runs, plots, notes, title, description, stats) -> str:
     cols = headline(runs)
     head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in cols)
     body = "".join("<tr><th>" + html.escape(str(label)) + "</th>"
@@ -239,7 +269,7 @@ def _html(labels, runs, plots, notes, title, description) -> str:
     full = table(runs).to_html(float_format=lambda v: f"{v:.4g}", na_rep="—")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>"
-            f"<table><tr><th>variant</th>{head}</tr>{body}</table>{paragraphs}{images}"
+            f"{seed_report.html(stats)}{'<h2>Every run</h2>' if seed_report.sections(stats) else ''}<table><tr><th>variant</th>{head}</tr>{body}</table>{paragraphs}{images}"
             f"<h2>Full numbers</h2>{full}<h2>Runs</h2><ul>{runs_list}</ul></body></html>\n")
 
 

@@ -110,7 +110,8 @@ def load_current(run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     path = run_dir / RESULTS
     if not path.is_file():
-        hint = " It holds a comparison: pass its variant directories, or its report is in report/." \
+        hint = " It holds a comparison: pass its variant directories (seed-<s>/<variant>, or seed-<s>, for " \
+               "several seeds), or its report is in report/." \
             if (run_dir / "comparison.json").is_file() else " Did the run finish?"
         raise HarnessError(f"{run_dir}: no results.json.{hint}")
     try:

@@ -107,6 +107,7 @@ class ComparisonResult:
     name: str
     runs: Mapping[str, RunResult]
     failed: Mapping[str, str] = field(default_factory=dict)
+    statistics: str = ""  # across seeds: the ranking, pairs and sentences ``harness run`` prints (seed_report)
 
     @property
     def report(self) -> Path:
@@ -134,7 +135,8 @@ def load(path: PathLike) -> RunResult | ComparisonResult:
     if _kind(path) == "comparison":
         summary = read_json(path / COMPARISON, fix=_FIX)
         runs = {label: RunResult(path / label, load_current(path / label)) for label in summary.get("variants", {})}
-        return ComparisonResult(path, str(summary.get("comparison", path.name)), runs, dict(summary.get("failed", {})))
+        return ComparisonResult(path, str(summary.get("comparison", path.name)), runs, dict(summary.get("failed", {})),
+                                summary.get("statistics", ""))
     return RunResult(path, load_current(path))
 
 

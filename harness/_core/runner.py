@@ -18,6 +18,7 @@ from harness._core.pipeline import ensure_writable, run_single
 from harness._core.plugins import PluginHost
 from harness._core.run_report import write_run_report
 from harness._core.runstore import STAGES_DIR
+from harness._core.seeds import with_seed
 
 __all__ = ["ensure_writable", "run_experiment"]
 
@@ -27,7 +28,8 @@ def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path 
                    wait: bool = False) -> dict[str, Any]:
     """Run ``experiment`` under ``output`` (default ``[experiment] output``); return (and write) its results.
 
-    An experiment with ``[compare]`` variants runs each of them and returns the comparison's summary. Every
+    An experiment with ``[compare]`` variants or several ``seeds`` runs each variant once per seed and returns the
+    comparison's summary (:mod:`harness._core.comparison`). Every
     run under one output root shares its stage store (``<output>/.stages``): a stage whose hash (config,
     seed, upstream stages and code) is already finished there is linked, not retrained.
 
@@ -46,7 +48,8 @@ def run_experiment(experiment: Experiment, host: PluginHost, output: str | Path 
 
 def _run(experiment: Experiment, host: PluginHost, root: Path, show_progress: bool,
          echo: Callable[[str], None]) -> dict[str, Any]:
-    if experiment.variants:
+    if experiment.variants or len(experiment.seeds) > 1:  # several runs: per variant, per seed
         return run_comparison(experiment, host, root, show_progress=show_progress, echo=echo)
-    return run_single(experiment, host, root / experiment.name, show_progress=show_progress, echo=echo,
-                      stages_root=root / STAGES_DIR, report=write_run_report)
+    return run_single(with_seed(experiment, experiment.seeds[0]), host, root / experiment.name,
+                      show_progress=show_progress, echo=echo, stages_root=root / STAGES_DIR,
+                      report=write_run_report)

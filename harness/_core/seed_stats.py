@@ -35,6 +35,7 @@ from scipy.stats import t as student_t
 RESAMPLES = 2000  # bootstrap draws per interval
 CONFIDENCE = 0.95
 POWER = 0.80  # the conventional power for :func:`seeds_needed`
+MAX_SEEDS = 10_000  # past this many, :func:`seeds_needed` says None: no practical number of seeds resolves it
 _CHUNK = 4_000_000  # values gathered per block of resamples (bounds memory: ~32 MB of float64)
 
 PerSeed = Mapping[int, ArrayLike]  # seed → that seed's per-prompt values (or its one value)
@@ -249,14 +250,19 @@ def seeds_needed(diff: PairedDifference, *, power: float = POWER, confidence: fl
     n ≈ ((z_{1−α/2} + z_{power})·s/d)² (it agrees with the exact noncentral-t power to within a seed;
     tests/test_seed_stats.py checks d/s = 0.3, 0.5, 1 and 2). s already holds each seed's prompt noise (a per-seed value is a
     mean over those prompts), so the answer is for the same prompts per seed. None when d is 0 or there
-    is one seed (no spread between seeds to go on). Treat it as a rough guide: with few seeds, d and s
-    are themselves noisy, and the bootstrap interval the report shows is not the t interval.
+    is one seed (no spread between seeds to go on), and when more than :data:`MAX_SEEDS` would be needed
+    (a d that is rounding noise against s: per-seed differences that all but cancel). Treat it as a rough
+    guide: with few seeds, d and s are themselves noisy, and the bootstrap interval the report shows is
+    not the t interval.
     """
     alpha = 1.0 - (diff.confidence if confidence is None else confidence)
     if diff.mean == 0.0 or diff.seed_sd is None:
         return None
     effect, spread = abs(diff.mean), diff.seed_sd
-    n = max(2, math.ceil(((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * spread / effect) ** 2))
+    normal = ((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * spread / effect) ** 2
+    if not normal <= MAX_SEEDS:  # also a NaN or an overflow: t quantiles of such n would not even compute
+        return None
+    n = max(2, math.ceil(normal))
     while (student_t.ppf(1 - alpha / 2, n - 1) + student_t.ppf(power, n - 1)) * spread / math.sqrt(n) > effect:
         n += 1
     return n
@@ -316,8 +322,10 @@ def describe(name_a: str, name_b: str, diff: PairedDifference, *, fmt: str = ".2
     needed = seeds_needed(diff)
     if diff.mean == 0.0:
         why = "no difference observed"
-    elif needed is None:
+    elif diff.seed_sd is None:
         why = "one seed shows no spread between seeds; run more to tell"
+    elif needed is None:
+        why = f"more than {MAX_SEEDS:,} seeds would be needed at this spread: no difference to speak of"
     else:
         why = f"about {_seeds(max(needed, diff.n_seeds + 1))} would resolve it at this spread"
     return f"{shown}, not resolved with {_seeds(diff.n_seeds)} ({why})"

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from harness._core.contracts import Cell
 
-CELL_FIELDS = {f.name for f in dataclasses.fields(Cell)}
+CELL_FIELDS = {f.name for f in dataclasses.fields(Cell)} - {"per_prompt"}  # shown cells need not carry (or check) them
 
 
 def _num(value: Any, fmt: str = ".3f") -> str:
@@ -45,5 +45,6 @@ def format_summary(results: dict[str, Any]) -> str:
     rows += [("Wall time", f"{_num(results.get('wall_s'), '.0f')} s ({times})"),
              ("Peak RSS", f"{_num(results.get('peak_rss_mib'), '.0f')} MiB")]
     width = max(len(k) for k, _ in rows)
-    title = f"harness results: {results.get('experiment')} ({results.get('components', {}).get('optimizer', '?')})"
+    seed = f", seed {results['seed']}" if isinstance(results.get("seed"), int) else ""
+    title = f"harness results: {results.get('experiment')} ({results.get('components', {}).get('optimizer', '?')}{seed})"
     return "\n".join([title, "-" * len(title), *(f"{k:<{width}}  {v}" for k, v in rows)])

@@ -1,6 +1,7 @@
 """Evaluator ``rewards``: proxy and gold reward of π_θ and π_SFT on held-out prompts, KL, length.
 
-The gold means come with their standard error (``reward_gold_se``), so a curve of mid-training
+The policy's per-prompt values (``policy.per_prompt``: proxy, gold, KL, length) are kept, so a comparison
+across seeds can resample prompts within each seed. The gold means come with their standard error (``reward_gold_se``), so a curve of mid-training
 evaluations can say whether a drop is larger than the sampling noise.
 
 These are the numbers that tell a real improvement (gold up) from reward hacking (proxy up,
@@ -35,25 +36,36 @@ class RewardsEvaluator:
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict:
         prompts, gold = list(samples.prompts), ctx.world.gold()
         reward = ctx.components.reward
-        out = {}
+        out: dict[str, Any] = {}
+        per_prompt = {"kl": list(samples.kl)}  # the policy's, per prompt: what its means average
         for who, texts in (("", samples.policy), ("sft_", samples.sft)):
-            out[f"{who}reward_proxy"] = float(reward.score(prompts, list(texts)).mean())
+            proxy = reward.score(prompts, list(texts))
+            out[f"{who}reward_proxy"] = float(proxy.mean())
             if gold is not None:  # a world of real data has no gold judge: omitted, never faked
                 scores = [gold.score(p, t) for p, t in zip(prompts, texts)]
                 out[f"{who}reward_gold"] = fmean(scores)
                 out[f"{who}reward_gold_se"] = stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
             out[f"{who}response_len"] = fmean(_lengths(texts))
+            if not who:
+                per_prompt.update(reward_proxy=proxy.tolist(), response_len=_lengths(texts),
+                                  **({"reward_gold": scores} if gold is not None else {}))
         out["kl"] = fmean(samples.kl)
+        out["per_prompt"] = {key: [round(float(v), 6) for v in values] for key, values in per_prompt.items()}
         return {"policy": out}
 
     def headline(self, fragment: dict) -> list[Cell]:
         """Proxy and gold reward (SFT → policy), KL and response length."""
         out = fragment["policy"]
-        cells = [Cell("proxy (SFT → policy)", out.get("reward_proxy"), better="higher", before=out.get("sft_reward_proxy"))]
+        each = out.get("per_prompt", {}).get  # per-prompt values (a results.json of an older run has none)
+        cells = [Cell("proxy (SFT → policy)", out.get("reward_proxy"), better="higher", before=out.get("sft_reward_proxy"),
+                      per_prompt=each("reward_proxy"))]
         if "reward_gold" in out:
-            cells.append(Cell("gold (SFT → policy)", out["reward_gold"], better="higher", before=out.get("sft_reward_gold")))
-        return cells + [Cell("KL (nats)", out.get("kl"), better="lower", note="policy ‖ SFT, per response"),
-                        Cell("len", out.get("response_len"), fmt=".1f", note="words per response")]
+            cells.append(Cell("gold (SFT → policy)", out["reward_gold"], better="higher", before=out.get("sft_reward_gold"),
+                              per_prompt=each("reward_gold")))
+        return cells + [Cell("KL (nats)", out.get("kl"), better="lower", note="policy ‖ SFT, per response",
+                             per_prompt=each("kl")),
+                        Cell("len", out.get("response_len"), fmt=".1f", note="words per response",
+                             per_prompt=each("response_len"))]
 
 
     @classmethod

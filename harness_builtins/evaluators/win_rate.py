@@ -6,7 +6,8 @@ P(a ≻ b), instead of a verdict (the ``gold`` judge does by default: the gold p
 preference); the rate is then the mean preference. The interval is Wilson's for verdicts and the
 normal interval of the mean for probabilities (:func:`harness.api.rate_interval`).
 
-Beside the rate: the rate per prompt kind (``by_kind``), and, when the judge is a gold judge
+Beside the rate: each prompt's score (``scores``, which the rate averages: a comparison across seeds
+resamples them), the rate per prompt kind (``by_kind``), and, when the judge is a gold judge
 that can explain its scores (:class:`harness.api.ExplainedJudge`), which rubric dimension
 decided each win and each loss (``decided_by``: the term that moved most in the verdict's
 direction), and the length-controlled rate (``length_controlled``: the verdicts with the length
@@ -84,7 +85,8 @@ class WinRate:
         rate = sum(scores) / n
         low, high = rate_interval(scores)
         ties = sum(1 for s in scores if s == 0.5)
-        result = {"rate": rate, "ci_low": low, "ci_high": high, "n": n, "ties": ties, "judge": judge.name}
+        result = {"rate": rate, "ci_low": low, "ci_high": high, "n": n, "ties": ties, "judge": judge.name,
+                  "scores": [round(s, 6) for s in scores]}  # per prompt: what the rate averages, for stats across seeds
         result["by_kind"] = rates_by_kind([p.kind for p, _, _ in pairs], scores)
         explained = judge.explainer(ctx) if isinstance(judge, ExplainingJudge) else None
         if isinstance(explained, ExplainedJudge):
@@ -99,11 +101,11 @@ class WinRate:
         """The win rate with its interval and, with an explaining gold judge, which term decided the verdicts."""
         win = fragment["win_rate_vs_sft"]
         cells = [Cell("win rate vs SFT", win["rate"], low=win["ci_low"], high=win["ci_high"], better="higher",
-                      note=f"{win['judge']} judge, n={win['n']}")]
+                      note=f"{win['judge']} judge, n={win['n']}", per_prompt=win.get("scores"), lead=True)]
         lc = win.get("length_controlled")
         if lc:
             cells.append(Cell("length-controlled win rate", lc["rate"], low=lc["ci_low"], high=lc["ci_high"],
-                              better="higher", note="the judge's length term left out"))
+                              better="higher", note="the judge's length term left out", per_prompt=lc.get("scores")))
         if win.get("decided_by"):
             cells.append(Cell("wins / losses decided by (gold terms)", text=format_decided(win["decided_by"]),
                               note=f"{win['ties']} ties"))
@@ -162,7 +164,8 @@ def length_controlled(terms: Sequence[tuple[dict[str, float], dict[str, float]]]
     ``terms``: the judge's explained terms of (policy, SFT) response per pair. Each verdict compares
     the sums of every term but length, so a policy that wins only by writing more scores 0.5 here.
     Ties count half; the verdict is decisive (the sign of the content margin) whichever verdict the
-    raw rate used, so it reads as "how often the policy's content is better"; Wilson's interval.
+    raw rate used, so it reads as "how often the policy's content is better"; Wilson's interval. ``scores``:
+    the verdict per prompt.
     """
     def content(explained: dict[str, float]) -> float:
         return sum(v for k, v in explained.items() if k != "length")
@@ -173,7 +176,7 @@ def length_controlled(terms: Sequence[tuple[dict[str, float], dict[str, float]]]
         scores.append(0.5 if abs(diff) <= 1e-9 else 1.0 if diff > 0 else 0.0)
     rate = sum(scores) / len(scores)
     low, high = rate_interval(scores)
-    return {"rate": rate, "ci_low": low, "ci_high": high}
+    return {"rate": rate, "ci_low": low, "ci_high": high, "scores": scores}
 
 
 def decided_by(terms: Sequence[tuple[dict[str, float], dict[str, float]]], scores: Sequence[float]) -> dict[str, dict[str, int]]:

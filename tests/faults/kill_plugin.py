@@ -1,8 +1,10 @@
 """A test plugin that kills its own process with SIGKILL at one point named by $HARNESS_TEST_KILL_AT.
 
 ``metrics:<stage>:<n>`` — at the n-th metrics line of a stage; ``finished:<stage>`` — right after
-a stage's manifest says finished (before the next stage starts or results.json is written).
-Loaded with ``-p kill_plugin`` (this directory on PYTHONPATH) by ``tests/test_faults.py``.
+a stage's manifest says finished (before the next stage starts or results.json is written);
+``finished:<stage>:<n>`` — after the n-th time it does in this process (a reused stage counts too:
+the runs of a comparison each finish their stages). Loaded with ``-p kill_plugin`` (this directory on
+PYTHONPATH) by ``tests/test_faults.py`` and ``tests/test_seeds.py``.
 """
 from __future__ import annotations
 
@@ -27,4 +29,6 @@ def metrics_logged(experiment, stage, stage_dir, metrics, step):
 
 @hookimpl
 def stage_finished(experiment, stage, stage_dir, summary):
+    _counts[f"finished:{stage}"] = _counts.get(f"finished:{stage}", 0) + 1
     _kill_if(f"finished:{stage}")
+    _kill_if(f"finished:{stage}:{_counts[f'finished:{stage}']}")
