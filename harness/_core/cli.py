@@ -126,10 +126,8 @@ def compare_command(host, run_dirs, out, title):
     for i, label in enumerate(labels):
         click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
     if done.statistics:
-        click.echo("
-" + done.statistics)
-    click.echo(f"
-report: {done.report} (and report.html, report.csv, plots in {done.report.parent})")
+        click.echo("\n" + done.statistics)
+    click.echo(f"\nreport: {done.report} (and report.html, report.csv, plots in {done.report.parent})")
 
 
 @click.group("export")
