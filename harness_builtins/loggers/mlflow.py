@@ -29,7 +29,7 @@ from pydantic import Field
 
 from harness.api import Options, hookimpl, scrub_data
 
-from .tracking import flat, headline, missing, require, run_name
+from .tracking import extra_problems, flat, headline, require, run_name
 
 EXTRA = "mlflow"
 MODULES = ("mlflow", "sqlalchemy", "alembic")  # what the extra installs (SQLite needs the last two)
@@ -150,7 +150,4 @@ def register_loggers(register):
 
 @hookimpl
 def check_experiment(experiment):
-    if EXTRA in experiment.loggers.names:
-        problem = missing(EXTRA, MODULES, experiment.source)
-        return [problem] if problem else None
-    return None
+    return extra_problems(experiment, EXTRA, MODULES)

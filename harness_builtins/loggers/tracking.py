@@ -34,6 +34,14 @@ def missing(extra: str, modules: tuple[str, ...], source: str = "") -> str | Non
     return None
 
 
+def extra_problems(experiment, extra: str, modules: tuple[str, ...]) -> list[str] | None:
+    """What a tracker's ``check_experiment`` says: the missing-package line when the experiment names it, else None."""
+    if extra not in experiment.loggers.names:
+        return None
+    problem = missing(extra, modules, experiment.source)
+    return [problem] if problem else None
+
+
 def run_name(experiment) -> str:
     """``<experiment>``, or ``<experiment>/<variant>`` for a variant of a comparison."""
     return f"{experiment.name}/{experiment.variant}" if experiment.variant else experiment.name

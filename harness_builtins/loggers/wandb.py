@@ -23,7 +23,7 @@ from pydantic import Field
 
 from harness.api import HarnessError, Options, hookimpl, scrub, scrub_data
 
-from .tracking import headline, missing, require, run_name
+from .tracking import extra_problems, headline, require, run_name
 
 EXTRA = "wandb"
 MODULES = ("wandb",)  # what the extra installs
@@ -106,7 +106,4 @@ def register_loggers(register):
 
 @hookimpl
 def check_experiment(experiment):
-    if EXTRA in experiment.loggers.names:
-        problem = missing(EXTRA, MODULES, experiment.source)
-        return [problem] if problem else None
-    return None
+    return extra_problems(experiment, EXTRA, MODULES)
