@@ -1,7 +1,10 @@
 """Evaluator ``rewards``: proxy and gold reward of π_θ and π_SFT on held-out prompts, KL, length.
 
 The gold means come with their standard error (``reward_gold_se``), so a curve of mid-training
-evaluations can say whether a drop is larger than the sampling noise.
+evaluations can say whether a drop is larger than the sampling noise. With ``[evaluation.rewards]
+per_prompt = true`` the fragment also keeps each prompt's gold (policy and SFT) and KL under
+``policy.per_prompt``, the same prompts in the same order at every evaluation: what a bootstrap over
+prompts resamples (the embedded world's validation fits Gao et al.'s curve with one, row V6).
 
 These are the numbers that tell a real improvement (gold up) from reward hacking (proxy up,
 gold flat or down), and what it cost in KL to the reference.
@@ -12,7 +15,9 @@ import math
 from statistics import fmean, stdev
 from typing import Any, Sequence
 
-from harness.api import Cell, EvalSamples, NoOptions, Plot, ReportRun, StageContext, hookimpl, smooth
+from pydantic import Field
+
+from harness.api import Cell, EvalSamples, Options, Plot, ReportRun, StageContext, hookimpl, smooth
 
 # the panels of periodic.png: mid-training evaluations ([evaluation] every) of this evaluator and win_rate
 PERIODIC_PANELS = (("win_rate_vs_sft/rate", "held-out win rate vs SFT"), ("policy/reward_gold", "held-out gold reward"),
@@ -23,27 +28,38 @@ def _lengths(texts) -> list[int]:
     return [len(t.split()) for t in texts]
 
 
+class RewardsOptions(Options):
+    """The ``[evaluation.rewards]`` table."""
+
+    per_prompt: bool = Field(False, description="Also record each held-out prompt's gold reward (policy, SFT) and KL "
+                                                "under policy.per_prompt, for a bootstrap over prompts.")
+
+
 class RewardsEvaluator:
     """Proxy/gold reward, KL and response length of the policy and the SFT model (held-out)."""
 
-    Options = NoOptions
+    Options = RewardsOptions
     periodic = True  # also runs mid-training on the in-memory policy ([evaluation] every)
 
-    def __init__(self, options: NoOptions) -> None:
+    def __init__(self, options: RewardsOptions) -> None:
         self.options = options
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict:
         prompts, gold = list(samples.prompts), ctx.world.gold()
         reward = ctx.components.reward
-        out = {}
+        out: dict[str, Any] = {}
+        per_prompt: dict[str, list[float]] = {"kl": [float(k) for k in samples.kl]}
         for who, texts in (("", samples.policy), ("sft_", samples.sft)):
             out[f"{who}reward_proxy"] = float(reward.score(prompts, list(texts)).mean())
             if gold is not None:  # a world of real data has no gold judge: omitted, never faked
                 scores = [gold.score(p, t) for p, t in zip(prompts, texts)]
                 out[f"{who}reward_gold"] = fmean(scores)
                 out[f"{who}reward_gold_se"] = stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
+                per_prompt[f"{who}reward_gold"] = [float(s) for s in scores]
             out[f"{who}response_len"] = fmean(_lengths(texts))
         out["kl"] = fmean(samples.kl)
+        if self.options.per_prompt:
+            out["per_prompt"] = per_prompt
         return {"policy": out}
 
     def headline(self, fragment: dict) -> list[Cell]:
