@@ -153,6 +153,22 @@ def test_every_optimizer_evaluates_mid_training(compared):
         assert 0.0 <= periodic[0]["win_rate_vs_sft/rate"] <= 1.0 and periodic[0]["win_rate_vs_sft/n"] == 8
     logged = [json.loads(l) for l in (root / "ppo" / "policy" / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in logged if "eval/win_rate_vs_sft/rate" in row] == [2]
+    assert not [k for row in logged for k in row if "per_prompt" in k]  # lists are kept, never logged
+
+
+def test_the_runs_record_what_the_world_validation_reads(compared):
+    """Per-prompt gold and KL in every periodic row (V6's bootstrap), the decisive rate beside the rate (V4)."""
+    from harness_builtins.worlds.embedded.curves import heldout_curve
+
+    root, _ = compared
+    results = {"ppo": json.loads((root / "ppo" / "results.json").read_text())}
+    curve = heldout_curve(results["ppo"])
+    assert [p.step for p in curve] == [0, 2] and all(len(p.delta) == len(p.kl_pp) == 8 for p in curve)
+    assert curve[1].kl == pytest.approx(float(curve[1].kl_pp.mean()))
+    assert curve[1].gold - curve[0].gold == pytest.approx(float(curve[1].delta.mean()))
+    assert len(results["ppo"]["policy"]["per_prompt"]["reward_gold"]) == 16  # the final evaluation's prompts
+    decisive = results["ppo"]["win_rate_vs_sft"]["decisive"]
+    assert 0.0 <= decisive["ci_low"] <= decisive["rate"] <= decisive["ci_high"] <= 1.0
     assert (root / "report" / "periodic.png").is_file()
 
 

@@ -5,7 +5,9 @@ way (the gold reward often peaks before the end when the proxy is over-optimized
 ``[evaluation] every`` optimizer steps the optimizer calls ``ctx.periodic_evaluation(step, model)``;
 this module samples the policy on the first ``periodic_prompts`` held-out prompts, compares it with
 π_SFT samples drawn once, runs every configured evaluator that declares ``periodic = True`` and
-logs their numbers as ``eval/<path>``. The history lands in the policy summary (``periodic``).
+logs their numbers as ``eval/<path>``. The history lands in the policy summary (``periodic``); it also
+keeps the lists of numbers an evaluator returns (per-prompt values, e.g. ``policy/per_prompt/kl``), which
+are never logged: a statistic over prompts (a bootstrap) needs them, a metrics logger does not.
 """
 from __future__ import annotations
 
@@ -26,6 +28,19 @@ def flatten_numbers(fragment: dict[str, Any], prefix: str = "") -> dict[str, flo
             out.update(flatten_numbers(value, f"{name}/"))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)
+    return out
+
+
+def flatten_number_lists(fragment: dict[str, Any], prefix: str = "") -> dict[str, list[float]]:
+    """{"policy": {"per_prompt": {"kl": [0.1, 0.2]}}} → {"policy/per_prompt/kl": [0.1, 0.2]} (lists of numbers only)."""
+    out: dict[str, list[float]] = {}
+    for key, value in fragment.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_number_lists(value, f"{name}/"))
+        elif isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        for v in value):
+            out[name] = [float(v) for v in value]
     return out
 
 
@@ -57,8 +72,9 @@ class PeriodicEvaluation:
         samples = samples_from_models(self.ctx.world, model, self._reference, self._tokenizer, self._prompts,
                                       self._sft_texts, options, self.ctx.seed)
         quiet = replace(self.ctx, log=lambda metrics, s: None)  # evaluators' own end-of-run logs stay out
-        numbers = flatten_numbers(run_evaluators(self.evaluators, quiet, samples))
+        fragment = run_evaluators(self.evaluators, quiet, samples)
+        numbers = flatten_numbers(fragment)
         metrics = {f"eval/{k}": v for k, v in numbers.items()}
         self.ctx.log(metrics, step)
-        self.history.append({"step": step, **numbers})
+        self.history.append({"step": step, **numbers, **flatten_number_lists(fragment)})
         return metrics

@@ -1,8 +1,10 @@
 """Evaluator ``rewards``: proxy and gold reward of π_θ and π_SFT on held-out prompts, KL, length.
 
-The policy's per-prompt values (``policy.per_prompt``: proxy, gold, KL, length) are kept, so a comparison
-across seeds can resample prompts within each seed. The gold means come with their standard error (``reward_gold_se``), so a curve of mid-training
-evaluations can say whether a drop is larger than the sampling noise.
+The policy's per-prompt values (``policy.per_prompt``: proxy, gold, KL, length, and π_SFT's gold) are kept,
+the same prompts in the same order at every evaluation: a comparison across seeds resamples prompts within
+each seed with them, and the embedded world's validation fits Gao et al.'s curve with a bootstrap over
+prompts (row V6). The gold means come with their standard error (``reward_gold_se``), so a curve of
+mid-training evaluations can say whether a drop is larger than the sampling noise.
 
 These are the numbers that tell a real improvement (gold up) from reward hacking (proxy up,
 gold flat or down), and what it cost in KL to the reference.
@@ -13,7 +15,8 @@ import math
 from statistics import fmean, stdev
 from typing import Any, Sequence
 
-from harness.api import Cell, EvalSamples, NoOptions, Plot, ReportRun, StageContext, hookimpl, smooth
+
+from harness.api import Cell, EvalSamples, Options, Plot, ReportRun, StageContext, hookimpl, smooth
 
 # the panels of periodic.png: mid-training evaluations ([evaluation] every) of this evaluator and win_rate
 PERIODIC_PANELS = (("win_rate_vs_sft/rate", "held-out win rate vs SFT"), ("policy/reward_gold", "held-out gold reward"),
@@ -24,20 +27,24 @@ def _lengths(texts) -> list[int]:
     return [len(t.split()) for t in texts]
 
 
+class RewardsOptions(Options):
+    """The ``[evaluation.rewards]`` table: no options (the per-prompt values are always kept)."""
+
+
 class RewardsEvaluator:
     """Proxy/gold reward, KL and response length of the policy and the SFT model (held-out)."""
 
-    Options = NoOptions
+    Options = RewardsOptions
     periodic = True  # also runs mid-training on the in-memory policy ([evaluation] every)
 
-    def __init__(self, options: NoOptions) -> None:
+    def __init__(self, options: RewardsOptions) -> None:
         self.options = options
 
     def evaluate(self, ctx: StageContext, samples: EvalSamples) -> dict:
         prompts, gold = list(samples.prompts), ctx.world.gold()
         reward = ctx.components.reward
         out: dict[str, Any] = {}
-        per_prompt = {"kl": list(samples.kl)}  # the policy's, per prompt: what its means average
+        per_prompt: dict[str, list[float]] = {"kl": [float(k) for k in samples.kl]}
         for who, texts in (("", samples.policy), ("sft_", samples.sft)):
             proxy = reward.score(prompts, list(texts))
             out[f"{who}reward_proxy"] = float(proxy.mean())
@@ -45,6 +52,7 @@ class RewardsEvaluator:
                 scores = [gold.score(p, t) for p, t in zip(prompts, texts)]
                 out[f"{who}reward_gold"] = fmean(scores)
                 out[f"{who}reward_gold_se"] = stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
+                per_prompt[f"{who}reward_gold"] = [float(s) for s in scores]
             out[f"{who}response_len"] = fmean(_lengths(texts))
             if not who:
                 per_prompt.update(reward_proxy=proxy.tolist(), response_len=_lengths(texts),

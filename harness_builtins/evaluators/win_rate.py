@@ -4,7 +4,9 @@ Each prompt is judged twice — (policy, sft) and (sft, policy) — and the two 
 which cancels a judge's position bias; a tie counts half. A judge may answer with a probability,
 P(a ≻ b), instead of a verdict (the ``gold`` judge does by default: the gold panel's expected
 preference); the rate is then the mean preference. The interval is Wilson's for verdicts and the
-normal interval of the mean for probabilities (:func:`harness.api.rate_interval`).
+normal interval of the mean for probabilities (:func:`harness.api.rate_interval`). Beside it,
+``decisive``: the same pairs counted as whole wins and losses (a preference above ½ a win, ½ a tie),
+the rate a judge that answers with verdicts would give — the embedded world's validation reads both (V4).
 
 Beside the rate: each prompt's score (``scores``, which the rate averages: a comparison across seeds
 resamples them), the rate per prompt kind (``by_kind``), and, when the judge is a gold judge
@@ -86,6 +88,7 @@ class WinRate:
         low, high = rate_interval(scores)
         ties = sum(1 for s in scores if s == 0.5)
         result = {"rate": rate, "ci_low": low, "ci_high": high, "n": n, "ties": ties, "judge": judge.name,
+                  "decisive": decisive_rate(scores),
                   "scores": [round(s, 6) for s in scores]}  # per prompt: what the rate averages, for stats across seeds
         result["by_kind"] = rates_by_kind([p.kind for p, _, _ in pairs], scores)
         explained = judge.explainer(ctx) if isinstance(judge, ExplainingJudge) else None
@@ -148,6 +151,13 @@ def _draw_win_rate(plt, rated: Sequence[tuple[str, dict[str, Any]]]):
 def format_decided(decided_by: dict[str, dict[str, float]]) -> str:
     """``length 39/1 · task 48/15``: per gold term, the wins and losses it decided, terms in name order."""
     return " · ".join(f"{term} {c['wins']:.0f}/{c['losses']:.0f}" for term, c in sorted(decided_by.items()))
+
+
+def decisive_rate(scores: Sequence[float]) -> dict[str, float]:
+    """The pairs' scores as whole verdicts (above ½ a win, below a loss, ½ a tie): rate and Wilson interval."""
+    verdicts = [0.5 if s == 0.5 else 1.0 if s > 0.5 else 0.0 for s in scores]
+    low, high = rate_interval(verdicts)
+    return {"rate": sum(verdicts) / len(verdicts), "ci_low": low, "ci_high": high}
 
 
 def rates_by_kind(kinds: Sequence[str], scores: Sequence[float]) -> dict[str, dict[str, float]]:

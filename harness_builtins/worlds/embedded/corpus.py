@@ -1,10 +1,15 @@
-"""The pretraining corpus: the world's facts stated plainly, and dialogues in the chat format.
+"""The pretraining corpus: the world's facts stated plainly, quiz pages, and (design 4) chat dialogues.
 
 Fact paragraphs are where the base model learns what is true (capitals and colours exist nowhere
-else). Dialogues use the exact chat format (``chat_text(prompt) + " " + response``) with replies
-from the whole cast of writers, good and bad, so the base model already speaks in the format but
-with mixed quality: SFT has something to fix and the gold judge something to measure. Dialogue
-prompts come from the training pools, never from eval phrasings. The held-out part is drawn
+else); quiz pages state the same facts as answers to questions, as FAQ and quiz pages on the web do.
+Design 4 (``docs/world.md``) also holds dialogues in the exact chat format (``chat_text(prompt) + " "
++ response``) with replies from the whole cast of writers, good and bad, so its base already speaks
+the format with mixed quality (it answers 44–55% of answerable prompts and declines 77–81% of harmful
+ones before any fine-tuning). Design 5 removes them: a real base model (GPT-3 in InstructGPT) learned
+from prose — web text, books, Wikipedia (Brown et al. 2020) — and SFT taught the format (Ouyang et
+al. 2022 §3), so SFT must have the format to teach. The dialogue slots are refilled with prose in the
+corpus's own paragraph : quiz ratio (:func:`design_counts`), keeping the number of documents. Dialogue
+and quiz prompts come from the training pools, never from eval phrasings. The held-out part is drawn
 with its own random stream, for perplexity.
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ FACT_FORMS = {
     "colour": ("A {x} is {a}.", "Every {x} is {a}.", "The colour of a {x} is {a}."),
 }
 SENTENCES_PER_PARAGRAPH = 4
+DESIGNS = (4, 5)  # the world designs the corpus can be built for (docs/world.md)
 
 
 @dataclass(frozen=True)
@@ -101,12 +107,35 @@ def quiz_fields(facts: Facts, item) -> dict[str, str]:
     return fields | {"a": item.answer}
 
 
+def prose_split(total: int, paragraphs: int, quiz: int) -> tuple[int, int]:
+    """``total`` prose documents as (fact paragraphs, quiz pages) in the ratio ``paragraphs : quiz``."""
+    n_par = round(total * paragraphs / (paragraphs + quiz)) if paragraphs + quiz else total
+    return n_par, total - n_par
+
+
+def design_counts(design: int, paragraphs: int, dialogues: int, quiz: int,
+                  ratio: tuple[int, int] | None = None) -> tuple[int, int, int]:
+    """(paragraphs, dialogues, quiz pages) of a corpus of ``design``, asked for as design 4's counts.
+
+    Design 4: as asked. Design 5: no dialogues; the same number of documents, all prose, split in the
+    ratio ``ratio`` (default: the asked paragraphs : quiz pages; the held-out part passes the training
+    corpus's ratio, so it samples the pretraining distribution).
+    """
+    if design not in DESIGNS:
+        raise ValueError(f"unknown world design {design!r}; one of {', '.join(map(str, DESIGNS))}")
+    if design == 4:
+        return paragraphs, dialogues, quiz
+    n_par, n_quiz = prose_split(paragraphs + dialogues + quiz, *(ratio or (paragraphs, quiz)))
+    return n_par, 0, n_quiz
+
+
 def corpus(facts: Facts, seed: int, split: str, n_paragraphs: int, n_dialogues: int,
            eval_size: int, harmful_fraction: float, n_quiz: int = 0) -> list[Doc]:
     """The ``train`` or ``heldout`` corpus, shuffled (same seed and split, same documents)."""
     rng = random.Random(f"embedded-corpus-{seed}-{split}")
     docs = [paragraph(facts, rng) for _ in range(n_paragraphs)]
-    docs += dialogues(facts, seed, n_dialogues, eval_size, harmful_fraction, rng)
+    if n_dialogues:
+        docs += dialogues(facts, seed, n_dialogues, eval_size, harmful_fraction, rng)
     if n_quiz:
         docs += quiz_pages(facts, seed, n_quiz, eval_size, harmful_fraction, rng)
     rng.shuffle(docs)

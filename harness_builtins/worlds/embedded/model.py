@@ -1,6 +1,7 @@
 """The world's base models: a byte-level BPE tokenizer and a tiny Llama pretrained on the corpus.
 
-The default world's bases (``embedded:tiny``, seeds 0–2) ship in the package under ``weights/``:
+The default world's bases (``embedded:tiny``, seeds 0–2) ship in the package under ``weights/``
+(another design's under ``weights/<name>-d<design>-s<seed>``, beside them):
 pretraining them until they know their world takes about 9 minutes per seed on 2 cores, longer
 than a first run may take. A shipped build is used only when its recorded recipe key equals the
 current one (:func:`build_key`), so a changed recipe never reads stale weights; ``harness world
@@ -208,9 +209,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def shipped_dir_name(name: str, seed: int, corpus_config: dict) -> str:
+    """``tiny-s0`` for the default design's corpus, ``tiny-d5-s0`` for design 5's: designs ship side by side."""
+    design = corpus_config.get("design")
+    return f"{name}-s{seed}" if design is None else f"{name}-d{design}-s{seed}"
+
+
 def shipped_build(name: str, seed: int, corpus_config: dict, root: Path = SHIPPED_ROOT) -> Path | None:
     """The shipped directory of ``name`` at ``seed`` when its recorded key matches today's recipe, else None."""
-    path = root / f"{name}-s{seed}"
+    path = root / shipped_dir_name(name, seed, corpus_config)
     try:
         recorded = json.loads((path / "build.json").read_text())
     except (OSError, ValueError):
@@ -228,11 +235,12 @@ def ship(built: Path, name: str, seed: int, root: Path = SHIPPED_ROOT) -> Path:
 
     summary = json.loads((built / "build.json").read_text())
     summary["sha256"] = {f: file_sha256(built / f) for f in SHIPPED_FILES}
-    with atomic_directory(root / f"{name}-s{seed}") as tmp:
+    target = root / shipped_dir_name(name, seed, summary.get("corpus") or {})
+    with atomic_directory(target) as tmp:
         for f in SHIPPED_FILES:
             shutil.copyfile(built / f, tmp / f)
         atomic_write_json(tmp / "build.json", summary)
-    return root / f"{name}-s{seed}"
+    return target
 
 
 def cached_build(name: str, seed: int, corpus_config: dict, docs: Callable[[], Sequence[Doc]],

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from harness.api import atomic_write_json, atomic_write_text
 
-from .validation import ANNOTATION_FILE, SFT_VS_BASE_FILE, build_rows, cached, render, sft_vs_base
+from .validation import ANNOTATION_FILE, SFT_VS_BASE_FILE, build_rows, cached, render, seeds_note, sft_vs_base
 
 
 def machine() -> dict[str, Any]:
@@ -22,6 +22,14 @@ def machine() -> dict[str, Any]:
 
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
+
+
+def model_identity(path: Path) -> str:
+    """What a cached measurement of a model is keyed by: its weights' sha256 (its path when it has none)."""
+    from .model import file_sha256
+
+    weights = Path(path) / "model.safetensors"
+    return file_sha256(weights) if weights.is_file() else str(path)
 
 
 def run_seed(host, experiment_file: str, seed: int, output: str, overrides: Sequence[str], *,
@@ -46,13 +54,19 @@ def run_seed(host, experiment_file: str, seed: int, output: str, overrides: Sequ
     root = Path(output) / name
     world = world_for(experiment)
     finished = next(iter(summary["variants"]), None)  # any finished variant: they share one SFT model
-    measured: dict[str, Any] = {"seed": seed, "variants": summary["variants"], "failed": summary.get("failed", {})}
-    measured["annotation"] = cached(root / ANNOTATION_FILE, lambda: annotation_stats(world, n_pairs=2000))
+    measured: dict[str, Any] = {"seed": seed, "design": world.options.design, "variants": summary["variants"],
+                                "failed": summary.get("failed", {})}
+    world_key = {"seed": seed, "world": world.options.model_dump(mode="json")}
+    measured["annotation"] = cached(root / ANNOTATION_FILE, world_key | {"n_pairs": 2000},
+                                    lambda: annotation_stats(world, n_pairs=2000))
     if finished is not None:
         sft_dir = root / finished / "sft" / "model"
         base_dir = world.base_model(str(experiment.model.base).removeprefix("embedded:"))
-        measured["sft_vs_base"] = cached(root / SFT_VS_BASE_FILE, lambda: sft_vs_base(
-            world, sft_dir, base_dir, experiment.evaluation.prompts, seed, experiment.evaluation.max_new_tokens))
+        options = experiment.evaluation
+        key = world_key | {"sft": model_identity(sft_dir), "base": model_identity(base_dir), "prompts": options.prompts,
+                           "max_new_tokens": options.max_new_tokens}
+        measured["sft_vs_base"] = cached(root / SFT_VS_BASE_FILE, key, lambda: sft_vs_base(
+            world, sft_dir, base_dir, options.prompts, seed, options.max_new_tokens))
     return measured
 
 
@@ -64,9 +78,11 @@ def validate(host, experiment_file: str, seeds: Sequence[int], output: str, over
                 for s in seeds]
     rows = build_rows(measured)
     table = render(rows, seeds)
-    info = machine() | {"seeds": list(seeds), "wall_s": time.perf_counter() - start}
-    header = (f"World validation, seeds {', '.join(map(str, seeds))}; {info['cpus']} CPUs, {info['processor']}, "
-              f"torch {info['torch']}, Python {info['python']}.")
+    designs = sorted({m["design"] for m in measured})
+    info = machine() | {"seeds": list(seeds), "designs": designs, "wall_s": time.perf_counter() - start}
+    header = (f"World validation, design {', '.join(map(str, designs))}, seeds {', '.join(map(str, seeds))}; "
+              f"{info['cpus']} CPUs, {info['processor']}, torch {info['torch']}, Python {info['python']}. "
+              f"{seeds_note(seeds)}")
     out = Path(output) / "world-validation"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "validation.md", header + "\n\n" + table + "\n")

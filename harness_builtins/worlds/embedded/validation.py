@@ -1,25 +1,25 @@
-"""``harness world validate``: is the embedded world a valid instrument? Rows V1–V9 on several seeds.
+"""``harness world validate``: is the embedded world a valid instrument? Rows V1–V9, judged over seeds.
 
-A simulator earns trust the way AlpacaFarm earned it: by reproducing, before anyone relies on
-it, the findings the literature agrees on. Each row below is one such finding with a pass rule
-fixed in advance (``docs/world.md`` pre-registers them); the command runs
-``experiments/world-validation.toml`` once per seed (the experiment seed seeds the world and
-every stage; SFT and the reward model are shared by the variants of one seed), reads every
-number from the runs' ``results.json`` and prints the table with intervals. The runs live in the
-ordinary run store, so an interrupted validation resumes where it stopped.
+A simulator earns trust the way AlpacaFarm earned it: by reproducing, before anyone relies on it,
+the findings the literature agrees on. Each row is one such finding with a pass rule fixed in advance:
+these are issue 25's rules, pre-registered in ``docs/world.md`` ("Rules of issue 25") before any run of
+them. Rows are judged on seeds 0–4; "mean" is over seeds, "every seed" means all of them; a win rate
+uses the panel's expected preference (design 4's verdict), the decisive verdict beside it where a row
+reads it. ``validate_run.py`` trains the variants of ``experiments/world-validation.toml`` per seed;
+this module only turns their ``results.json`` into rows, so every rule is tested on hand-made results.
 
-| row | finding (source) | pass when |
+| row | finding | pass when |
 |---|---|---|
-| V1 | annotators agree like InstructGPT's labelers (72.6 ± 1.5%) | pairwise agreement in [0.70, 0.78] |
-| V2 | the RM learns them, below their agreement | held-out RM accuracy in [0.65, agreement] |
-| V3 | SFT beats the base model | gold win rate SFT vs base ≥ 0.65 |
-| V4 | PPO beats SFT (InstructGPT; TRL TL;DR) | win rate ≥ 0.60 on every seed, CI low > 0.5, mean ≥ 0.65 |
-| V4b | not by style alone (Singhal et al. 2023) | task wins > task losses, every seed |
-| V5 | a perfect reward is an upper bound | PPO vs gold reward ≥ PPO vs learned RM |
-| V6 | over-optimization is a hump (Gao et al. 2022) | small β: proxy rises monotonically, gold peaks at an intermediate KL and ends ≥ 2 SE below the peak |
-| V7 | DPO beats SFT (Rafailov et al. 2023) | win rate CI low > 0.5 |
-| V8 | A2C improves on SFT, less than PPO | win rate > 0.5 (and below PPO's, reported) |
-| V9 | PPO-ptx lowers the alignment tax (InstructGPT) | tax(ptx) < tax(PPO) on both lm-eval tasks |
+| V1 | annotators agree like InstructGPT's labelers | agreement in [0.70, 0.78] every seed |
+| V2 | the RM learns them, below their agreement | mean held-out accuracy in [0.65, mean agreement]; every seed in [0.60, its own agreement] |
+| V3 | SFT beats the base model | CI low > 0.5 every seed; mean ≥ 0.65 |
+| V4 | PPO beats SFT | CI low > 0.5 every seed; mean ≥ 0.60; and under the decisive verdict mean ≥ 0.65 |
+| V4b | not by style alone | task wins > task losses every seed |
+| V5 | a perfect reward is an upper bound, at matched KL | at the largest KL both runs reached, held-out gold of PPO-on-gold ≥ PPO-on-RM's on ≥ 4 of 5 seeds, mean difference > 0 (``curves.matched_kl``) |
+| V6 | over-optimization has Gao's shape | pooled fit Δgold(d) = d(α − β ln d): β's 95% interval above 0, peak d* inside the measured KL range; proxy Spearman ρ(KL) ≥ 0.9 every seed (``curves.pooled_gao``) |
+| V7 | DPO beats SFT | CI low > 0.5 every seed |
+| V8 | A2C improves on SFT, less than PPO | win rate > 0.5 every seed; mean below PPO's mean |
+| V9 | PPO-ptx lowers the alignment tax | tax(ptx) < tax(PPO) on both lm-eval tasks every seed |
 """
 from __future__ import annotations
 
@@ -27,30 +27,40 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import fmean, stdev
+from statistics import fmean
 from typing import Any, Callable, Sequence
 
 from harness.api import rate_interval
 
+from .curves import Point, curve_points, fit_gao, heldout_curve, matched_kl, peak_inside, pooled_gao
+
 SFT_VS_BASE_FILE = "sft_vs_base.json"
 ANNOTATION_FILE = "annotation.json"
+PREREGISTERED_SEEDS = (0, 1, 2, 3, 4)
+V5_SHARE = 4 / 5  # "≥ 4 of 5 seeds"
+SPEARMAN_MIN = 0.9
 
 
 @dataclass(frozen=True)
 class Row:
-    """One validation row: per-seed values, per-seed pass, the row's verdict."""
+    """One validation row: per-seed cells and pass marks, the over-seeds cell, the row's verdict.
+
+    ``needed``: how many seeds must pass (None: every seed). ``aggregate_pass``: the over-seeds rule.
+    """
 
     key: str
     finding: str
     rule: str
     cells: tuple[str, ...]  # one formatted cell per seed
     passed: tuple[bool, ...]
-    aggregate: str = ""  # mean ± sd over seeds, where meaningful
+    aggregate: str = ""
     aggregate_pass: bool = True
+    needed: int | None = None
 
     @property
     def ok(self) -> bool:
-        return all(self.passed) and self.aggregate_pass
+        enough = sum(self.passed) >= self.needed if self.needed is not None else all(self.passed)
+        return enough and self.aggregate_pass
 
 
 # --------------------------------------------------------------------------- per-seed measurements
@@ -72,31 +82,22 @@ def sft_vs_base(world, sft_dir: Path, base_dir: Path, prompts: int, seed: int, m
     return {"rate": fmean(scores), "ci_low": low, "ci_high": high, "n": len(scores), "verdict": "preference"}
 
 
-def cached(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``compute()`` once; its result kept in ``path`` (atomically) so a rerun reads it back."""
+def cached(path: Path, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``, kept in ``path`` with ``key`` (atomically); read back only while the key is the same, so
+    a measurement of another world design or another model in the same run store is never reused."""
     from harness.api import atomic_write_json
 
+    key = json.loads(json.dumps(key, default=str))
     if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(stored, dict) and stored.get("key") == key:
+            return stored["value"]
     value = compute()
-    atomic_write_json(path, value)
+    atomic_write_json(path, {"key": key, "value": value})
     return value
 
 
-# --------------------------------------------------------------------------- the rows
-def _fmt_rate(w: dict[str, Any] | None) -> str:
-    if not w:
-        return "—"
-    return f"{w['rate']:.3f} [{w['ci_low']:.2f}, {w['ci_high']:.2f}]"
-
-
-def _mean_sd(values: Sequence[float]) -> str:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return "—"
-    return f"{fmean(vals):.3f} ± {stdev(vals):.3f}" if len(vals) > 1 else f"{vals[0]:.3f}"
-
-
+# --------------------------------------------------------------------------- reading results
 def _win(results: dict[str, Any] | None) -> dict[str, Any] | None:
     return (results or {}).get("win_rate_vs_sft")
 
@@ -107,37 +108,6 @@ def _task_decided(results: dict[str, Any] | None) -> tuple[int, int] | None:
         return None
     task = decided.get("task", {"wins": 0, "losses": 0})
     return int(task["wins"]), int(task["losses"])
-
-
-def hump(curve: Sequence[dict[str, float]]) -> dict[str, Any] | None:
-    """V6 on one curve of (kl, proxy, gold, gold_se) points, SFT first: is gold a hump while proxy climbs?"""
-    if len(curve) < 3:
-        return None
-    proxy = [c["proxy"] for c in curve]
-    gold = [c["gold"] for c in curve]
-    peak = max(range(len(gold)), key=gold.__getitem__)
-    final = curve[-1]
-    drop = gold[peak] - final["gold"]
-    return {
-        "proxy_monotone": all(b > a for a, b in zip(proxy, proxy[1:])),
-        "peak_index": peak, "peak_kl": curve[peak]["kl"], "peak_gold": gold[peak],
-        "final_gold": final["gold"], "final_se": final["gold_se"], "drop_in_se": drop / final["gold_se"] if final["gold_se"] else float("nan"),
-        "intermediate_peak": 0 < peak < len(curve) - 1,
-    }
-
-
-def hump_curve(results: dict[str, Any] | None) -> list[dict[str, float]]:
-    """The V6 curve: π_SFT (KL 0) and every mid-training evaluation of the policy, in step order."""
-    periodic = ((results or {}).get("policy", {}).get("train") or {}).get("periodic") or []
-    if not periodic:
-        return []
-    first = periodic[0]
-    points = [{"kl": 0.0, "proxy": first["policy/sft_reward_proxy"], "gold": first["policy/sft_reward_gold"],
-               "gold_se": first.get("policy/sft_reward_gold_se", float("nan"))}]
-    for p in periodic:
-        points.append({"kl": p["policy/kl"], "proxy": p["policy/reward_proxy"], "gold": p["policy/reward_gold"],
-                       "gold_se": p.get("policy/reward_gold_se", float("nan")), "step": p["step"]})
-    return points
 
 
 def _tax_deltas(results: dict[str, Any] | None) -> dict[str, tuple[float, str]]:
@@ -151,70 +121,174 @@ def _tax_deltas(results: dict[str, Any] | None) -> dict[str, tuple[float, str]]:
     return out
 
 
+def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean over seeds, or None when any seed lacks the value (a mean of some seeds is not the row's)."""
+    if not values or any(v is None or math.isnan(v) for v in values):
+        return None
+    return fmean(values)
+
+
+def _fmt_rate(w: dict[str, Any] | None) -> str:
+    return "—" if not w else f"{w['rate']:.3f} [{w['ci_low']:.2f}, {w['ci_high']:.2f}]"
+
+
+def _fmt(value: float | None, fmt: str = ".3f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def hump(curve: Sequence[Point]) -> dict[str, Any] | None:
+    """Gold's peak on one curve and its drop to the end in the end point's SE (reported beside V6)."""
+    if len(curve) < 3:
+        return None
+    peak = max(range(len(curve)), key=lambda i: curve[i].gold)
+    final = curve[-1]
+    drop = curve[peak].gold - final.gold
+    return {"peak_index": peak, "peak_kl": curve[peak].kl, "peak_gold": curve[peak].gold, "final_gold": final.gold,
+            "drop_in_se": drop / final.gold_se if final.gold_se else float("nan")}
+
+
+def proxy_spearman(curve: Sequence[Point]) -> float | None:
+    """Spearman's ρ of the held-out proxy against KL over a curve's points (π_SFT's included)."""
+    from scipy.stats import spearmanr
+
+    if len(curve) < 3:
+        return None
+    rho = float(spearmanr([p.kl for p in curve], [p.proxy for p in curve]).statistic)
+    return None if math.isnan(rho) else rho
+
+
+# --------------------------------------------------------------------------- the rows
 def build_rows(seeds: Sequence[dict[str, Any]]) -> list[Row]:
     """V1–V9 from each seed's measurements: {"annotation", "sft_vs_base", "variants": {label: results}}."""
-    v = lambda s, label: s["variants"].get(label)  # noqa: E731
-    rows: list[Row] = []
-
-    agree = [s["annotation"]["pairwise_agreement_pct"] / 100 for s in seeds]
-    rows.append(Row("V1", "annotators agree like InstructGPT's labelers", "agreement in [0.70, 0.78]",
-                    tuple(f"{a:.3f}" for a in agree), tuple(0.70 <= a <= 0.78 for a in agree), _mean_sd(agree)))
-
-    acc = [((v(s, "ppo") or {}).get("rm") or {}).get("accuracy", float("nan")) for s in seeds]
-    rows.append(Row("V2", "the RM learns them, below their agreement", "RM held-out accuracy in [0.65, agreement]",
-                    tuple(f"{a:.3f}" for a in acc), tuple(0.65 <= a <= g for a, g in zip(acc, agree)), _mean_sd(acc)))
-
-    base = [s.get("sft_vs_base") for s in seeds]
-    rows.append(Row("V3", "SFT beats the base model", "gold win rate SFT vs base ≥ 0.65",
-                    tuple(_fmt_rate(b) for b in base), tuple(bool(b) and b["rate"] >= 0.65 for b in base),
-                    _mean_sd([b["rate"] for b in base if b])))
-
-    ppo = [_win(v(s, "ppo")) for s in seeds]
-    rates = [w["rate"] if w else float("nan") for w in ppo]
-    mean_ok = all(w for w in ppo) and fmean(rates) >= 0.65
-    rows.append(Row("V4", "PPO beats SFT (InstructGPT; TRL TL;DR)", "≥ 0.60 and CI low > 0.5 every seed; mean ≥ 0.65",
-                    tuple(_fmt_rate(w) for w in ppo), tuple(bool(w) and w["rate"] >= 0.60 and w["ci_low"] > 0.5 for w in ppo),
-                    _mean_sd(rates), mean_ok))
-
-    task = [_task_decided(v(s, "ppo")) for s in seeds]
-    rows.append(Row("V4b", "and not by style alone (Singhal et al. 2023)", "wins decided by task > losses decided by task",
-                    tuple(f"{t[0]}/{t[1]}" if t else "—" for t in task), tuple(bool(t) and t[0] > t[1] for t in task)))
-
-    gold = [_win(v(s, "ppo-gold")) for s in seeds]
-    rows.append(Row("V5", "a perfect reward is an upper bound", "PPO vs gold ≥ PPO vs learned RM (win rate)",
-                    tuple(f"{_fmt_rate(g)} vs {w['rate']:.3f}" if g and w else "—" for g, w in zip(gold, ppo)),
-                    tuple(bool(g and w) and g["rate"] >= w["rate"] for g, w in zip(gold, ppo))))
-
-    humps = [hump(hump_curve(v(s, "ppo-small-beta"))) for s in seeds]
-    rows.append(Row("V6", "over-optimization is a hump (Gao et al. 2022)",
-                    "small β: proxy rises monotonically; gold peaks at an intermediate KL, ends ≥ 2 SE below",
-                    tuple(_fmt_hump(h) for h in humps),
-                    tuple(bool(h) and h["proxy_monotone"] and h["intermediate_peak"] and h["drop_in_se"] >= 2 for h in humps)))
-
-    dpo = [_win(v(s, "dpo")) for s in seeds]
-    rows.append(Row("V7", "DPO beats SFT (Rafailov et al. 2023)", "win rate CI low > 0.5",
-                    tuple(_fmt_rate(w) for w in dpo), tuple(bool(w) and w["ci_low"] > 0.5 for w in dpo),
-                    _mean_sd([w["rate"] for w in dpo if w])))
-
-    a2c = [_win(v(s, "a2c")) for s in seeds]
-    rows.append(Row("V8", "A2C improves on SFT, less than PPO", "win rate > 0.5 (PPO's beside it)",
-                    tuple(f"{_fmt_rate(w)}{' < PPO' if w and p and w['rate'] < p['rate'] else ''}" for w, p in zip(a2c, ppo)),
-                    tuple(bool(w) and w["rate"] > 0.5 for w in a2c), _mean_sd([w["rate"] for w in a2c if w])))
-
-    taxes = [(_tax_deltas(v(s, "ppo")), _tax_deltas(v(s, "ppo-ptx"))) for s in seeds]
-    rows.append(Row("V9", "PPO-ptx lowers the alignment tax (InstructGPT)", "tax(ptx) < tax(PPO) on both lm-eval tasks",
-                    tuple(_fmt_tax(plain, ptx) for plain, ptx in taxes),
-                    tuple(bool(ptx) and set(plain) == set(ptx) and all(ptx[t][0] < plain[t][0] for t in plain)
-                          for plain, ptx in taxes)))
-    return rows
+    return [rule(seeds) for rule in (v1, v2, v3, v4, v4b, v5, v6, v7, v8, v9)]
 
 
-def _fmt_hump(h: dict[str, Any] | None) -> str:
-    if not h:
+def _variant(seed: dict[str, Any], label: str) -> dict[str, Any] | None:
+    return seed["variants"].get(label)
+
+
+def _agreements(seeds) -> list[float | None]:
+    pct = [(s.get("annotation") or {}).get("pairwise_agreement_pct") for s in seeds]
+    return [None if p is None else p / 100 for p in pct]
+
+
+def v1(seeds) -> Row:
+    agree = _agreements(seeds)
+    return Row("V1", "annotators agree like InstructGPT's labelers", "agreement in [0.70, 0.78] every seed",
+               tuple(_fmt(a) for a in agree), tuple(a is not None and 0.70 <= a <= 0.78 for a in agree),
+               f"mean {_fmt(_mean(agree))}")
+
+
+def v2(seeds) -> Row:
+    agree = _agreements(seeds)
+    acc = [((_variant(s, "ppo") or {}).get("rm") or {}).get("accuracy") for s in seeds]
+    mean_acc, mean_agree = _mean(acc), _mean(agree)
+    mean_ok = mean_acc is not None and mean_agree is not None and 0.65 <= mean_acc <= mean_agree
+    return Row("V2", "the RM learns them, below their agreement",
+               "mean held-out accuracy in [0.65, mean agreement]; every seed in [0.60, its own agreement]",
+               tuple(f"{_fmt(a)} (agreement {_fmt(g)})" for a, g in zip(acc, agree)),
+               tuple(a is not None and g is not None and 0.60 <= a <= g for a, g in zip(acc, agree)),
+               f"mean {_fmt(mean_acc)} vs agreement {_fmt(mean_agree)}", mean_ok)
+
+
+def _win_row(key: str, finding: str, rule: str, wins: Sequence[dict[str, Any] | None], mean_min: float | None) -> Row:
+    """A row of win rates: CI low > 0.5 every seed, and (``mean_min``) the mean over seeds at least that."""
+    mean = _mean([w["rate"] if w else None for w in wins])
+    mean_ok = mean_min is None or (mean is not None and mean >= mean_min)
+    return Row(key, finding, rule, tuple(_fmt_rate(w) for w in wins), tuple(bool(w) and w["ci_low"] > 0.5 for w in wins),
+               f"mean {_fmt(mean)}", mean_ok)
+
+
+def v3(seeds) -> Row:
+    return _win_row("V3", "SFT beats the base model", "CI low > 0.5 every seed; mean ≥ 0.65",
+                    [s.get("sft_vs_base") for s in seeds], 0.65)
+
+
+def v4(seeds) -> Row:
+    wins = [_win(_variant(s, "ppo")) for s in seeds]
+    row = _win_row("V4", "PPO beats SFT", "CI low > 0.5 every seed; mean ≥ 0.60; decisive verdict's mean ≥ 0.65",
+                   wins, 0.60)
+    decisive = _mean([(w or {}).get("decisive", {}).get("rate") for w in wins])
+    decisive_ok = decisive is not None and decisive >= 0.65
+    cells = tuple(f"{c}; decisive {_fmt((w or {}).get('decisive', {}).get('rate'))}" for c, w in zip(row.cells, wins))
+    return Row(row.key, row.finding, row.rule, cells, row.passed, f"{row.aggregate}; decisive mean {_fmt(decisive)}",
+               row.aggregate_pass and decisive_ok)
+
+
+def v4b(seeds) -> Row:
+    task = [_task_decided(_variant(s, "ppo")) for s in seeds]
+    return Row("V4b", "not by style alone", "task wins > task losses every seed",
+               tuple(f"{t[0]}/{t[1]}" if t else "—" for t in task), tuple(bool(t) and t[0] > t[1] for t in task))
+
+
+def v5(seeds) -> Row:
+    reads = [matched_kl(heldout_curve(_variant(s, "ppo")), heldout_curve(_variant(s, "ppo-gold"))) for s in seeds]
+    needed = math.ceil(V5_SHARE * len(seeds) - 1e-9)
+    mean = _mean([r["diff"] if r else None for r in reads])
+    cells = tuple(f"KL {r['kl']:.2f}: gold {r['gold_gold']:.3f} vs RM {r['gold_rm']:.3f} ({r['diff']:+.3f})" if r else "—"
+                  for r in reads)
+    return Row("V5", "a perfect reward is an upper bound, at matched KL",
+               "at the largest KL both runs reached, held-out gold of PPO-on-gold (interpolated) ≥ PPO-on-RM's on "
+               "≥ 4 of 5 seeds; mean difference > 0", cells, tuple(bool(r) and r["diff"] >= 0 for r in reads),
+               f"{sum(bool(r) and r['diff'] >= 0 for r in reads)} of {len(seeds)} seeds (need {needed}); "
+               f"mean difference {_fmt(mean, '+.3f')}", mean is not None and mean > 0, needed)
+
+
+def v6(seeds) -> Row:
+    curves = [heldout_curve(_variant(s, "ppo-small-beta")) for s in seeds]
+    pooled = pooled_gao(curves) if all(curves) else None
+    rhos = [proxy_spearman(c) for c in curves]
+    cells = tuple(_fmt_seed_shape(c, rho) for c, rho in zip(curves, rhos))
+    return Row("V6", "over-optimization has Gao's shape",
+               "small β: pooled fit of Δgold = d(α − β ln d), d = √KL: β's 95% bootstrap interval above 0, peak "
+               "d* = exp(α/β − 1) inside the measured KL range; proxy Spearman ρ(KL) ≥ 0.9 every seed",
+               cells, tuple(rho is not None and rho >= SPEARMAN_MIN for rho in rhos), _fmt_pooled(pooled),
+               pooled is not None and pooled["beta_low"] is not None and pooled["beta_low"] > 0 and peak_inside(pooled))
+
+
+def _fmt_seed_shape(curve: Sequence[Point], rho: float | None) -> str:
+    """ρ, then the seed's own fit and its peak-to-end drop (reported beside the rule, not judged)."""
+    if len(curve) < 2:
         return "—"
-    mono = "proxy ↑" if h["proxy_monotone"] else "proxy not monotone"
-    return (f"{mono}; gold peak {h['peak_gold']:.3f} at KL {h['peak_kl']:.2f} → {h['final_gold']:.3f} "
-            f"({h['drop_in_se']:.1f} SE)")
+    fit = fit_gao(*curve_points(curve))
+    own = "no fit" if fit is None else (f"own fit α {fit.alpha:.3f}, β {fit.beta:.3f}, "
+                                        + (f"peak KL {fit.peak_kl:.2f}" if fit.peak_kl is not None else "no peak"))
+    h = hump(curve)
+    drop = "" if h is None else f"; gold peak {h['peak_gold']:.3f} at KL {h['peak_kl']:.2f} → end {h['drop_in_se']:.1f} SE below"
+    return f"ρ {_fmt(rho, '.2f')}; {own}{drop}"
+
+
+def _fmt_pooled(pooled: dict[str, Any] | None) -> str:
+    if pooled is None:
+        return "no pooled fit (a seed has no curve)"
+    fit = pooled["fit"]
+    interval = ("no interval: runs lack per-prompt values (results written before the rewards evaluator kept them)"
+                if pooled["beta_low"] is None else f"[{pooled['beta_low']:.3f}, {pooled['beta_high']:.3f}]")
+    peak = "no peak (β ≤ 0)" if fit.peak_kl is None else f"peak KL {fit.peak_kl:.2f}"
+    return (f"pooled α {fit.alpha:.3f}, β {fit.beta:.3f} {interval}; {peak} in measured "
+            f"[{pooled['kl_min']:.2f}, {pooled['kl_max']:.2f}]: {'inside' if peak_inside(pooled) else 'outside'}")
+
+
+def v7(seeds) -> Row:
+    return _win_row("V7", "DPO beats SFT", "CI low > 0.5 every seed", [_win(_variant(s, "dpo")) for s in seeds], None)
+
+
+def v8(seeds) -> Row:
+    a2c = [_win(_variant(s, "a2c")) for s in seeds]
+    ppo = [_win(_variant(s, "ppo")) for s in seeds]
+    mean_a2c, mean_ppo = _mean([w["rate"] if w else None for w in a2c]), _mean([w["rate"] if w else None for w in ppo])
+    return Row("V8", "A2C improves on SFT, less than PPO", "win rate > 0.5 every seed; mean below PPO's mean",
+               tuple(_fmt_rate(w) for w in a2c), tuple(bool(w) and w["rate"] > 0.5 for w in a2c),
+               f"mean {_fmt(mean_a2c)} vs PPO {_fmt(mean_ppo)}",
+               mean_a2c is not None and mean_ppo is not None and mean_a2c < mean_ppo)
+
+
+def v9(seeds) -> Row:
+    taxes = [(_tax_deltas(_variant(s, "ppo")), _tax_deltas(_variant(s, "ppo-ptx"))) for s in seeds]
+    return Row("V9", "PPO-ptx lowers the alignment tax", "tax(ptx) < tax(PPO) on both lm-eval tasks every seed",
+               tuple(_fmt_tax(plain, ptx) for plain, ptx in taxes),
+               tuple(bool(ptx) and len(plain) >= 2 and set(plain) == set(ptx) and all(ptx[t][0] < plain[t][0] for t in plain)
+                     for plain, ptx in taxes))
 
 
 def _fmt_tax(plain: dict[str, tuple[float, str]], ptx: dict[str, tuple[float, str]]) -> str:
@@ -224,11 +298,19 @@ def _fmt_tax(plain: dict[str, tuple[float, str]], ptx: dict[str, tuple[float, st
 
 
 def render(rows: Sequence[Row], seeds: Sequence[int]) -> str:
-    """The validation table as Markdown: one column per seed, the aggregate, the verdict."""
-    head = ["#", "finding", "pass when", *(f"seed {s}" for s in seeds), "mean ± sd", "verdict"]
+    """The validation table as Markdown: one column per seed, the over-seeds cell, the verdict."""
+    head = ["#", "finding", "pass when", *(f"seed {s}" for s in seeds), "over seeds", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         verdict = "not run" if all(c == "—" for c in r.cells) else "**pass**" if r.ok else "**fail**"
         cells = [f"{c} {'✓' if p else '✗'}" for c, p in zip(r.cells, r.passed)]
         lines.append("| " + " | ".join([r.key, r.finding, r.rule, *cells, r.aggregate or "", verdict]) + " |")
     return "\n".join(lines)
+
+
+def seeds_note(seeds: Sequence[int]) -> str:
+    """The sentence that says whether a table is the pre-registered verdict (seeds 0–4) or not."""
+    if tuple(sorted(seeds)) == PREREGISTERED_SEEDS:
+        return "Judged on seeds 0–4, as pre-registered (issue 25)."
+    return ("Not the pre-registered verdict: issue 25's rules are judged on seeds 0–4, this table on "
+            f"{', '.join(map(str, seeds))}.")

@@ -17,15 +17,17 @@ from pydantic import Field
 from harness.api import Demonstration, Options, Prompt, Split
 
 from .annotators import SimulatedAnnotator, make_annotators
-from .corpus import Doc, corpus
+from .corpus import Doc, corpus, design_counts
 from .facts import Facts, make_facts
 from .gold import GoldJudge
 from .prompts import SPLITS, build_splits, chat_text
 from .responses import DEMONSTRATORS, distinct_responses
 
-# Options that change the pretraining corpus, hence the base models and their cache key.
+# Options that change the pretraining corpus, hence the base models and their cache key. ``design`` joins
+# the key only when it is not 4, so design 4's key, and with it its shipped weights, stay what they were.
 CORPUS_FIELDS = ("n_countries", "n_things", "eval_size", "harmful_fraction", "corpus_paragraphs", "corpus_dialogues",
                  "corpus_quiz")
+DEFAULT_DESIGN = 4
 
 
 class EmbeddedOptions(Options):
@@ -40,9 +42,13 @@ class EmbeddedOptions(Options):
     n_things: int = Field(24, ge=4, le=200, description="Fictional objects with a colour the corpus teaches.")
     n_annotators: int = Field(10, ge=2, le=100, description="Simulated annotators in the pool.")
     corpus_paragraphs: int = Field(6000, ge=10, description="Fact paragraphs (4 sentences) in the pretraining corpus.")
-    corpus_dialogues: int = Field(3000, ge=10, description="Chat dialogues (mixed-quality replies) in the pretraining corpus.")
+    corpus_dialogues: int = Field(3000, ge=10, description="Chat dialogues (mixed-quality replies) in the pretraining corpus "
+                                                             "(design 5: as many prose documents instead).")
     corpus_quiz: int = Field(3000, ge=0, description="Quiz pages (a training-pool question and its true answer, plain text) in the pretraining corpus.")
-    heldout_docs: int = Field(400, ge=10, description="Held-out documents (half facts, half dialogues) for perplexity.")
+    heldout_docs: int = Field(400, ge=10, description="Held-out documents for perplexity (design 4: half facts, half "
+                                                      "dialogues; design 5: prose in the training corpus's mix).")
+    design: Literal[4, 5] = Field(DEFAULT_DESIGN, description="The world's design (docs/world.md): 4, the base corpus holds "
+                                                              "chat dialogues; 5, prose only, so SFT teaches the chat format.")
 
 
 class EmbeddedWorld:
@@ -99,9 +105,12 @@ class EmbeddedWorld:
     def corpus_docs(self, split: Literal["train", "heldout"]) -> list[Doc]:
         """Pretraining documents (dialogues keep prompt and response apart for exact tokenization)."""
         o = self.options
-        n_par, n_dia = (o.corpus_paragraphs, o.corpus_dialogues) if split == "train" else (
-            o.heldout_docs // 2, o.heldout_docs - o.heldout_docs // 2)
-        n_quiz = o.corpus_quiz if split == "train" else 0
+        if split == "train":
+            counts = design_counts(o.design, o.corpus_paragraphs, o.corpus_dialogues, o.corpus_quiz)
+        else:  # design 4: half facts, half dialogues; design 5: the training corpus's prose mix
+            half = o.heldout_docs // 2
+            counts = design_counts(o.design, half, o.heldout_docs - half, 0, ratio=(o.corpus_paragraphs, o.corpus_quiz))
+        n_par, n_dia, n_quiz = counts
         return corpus(self.facts, self.seed, split, n_par, n_dia, o.eval_size, o.harmful_fraction, n_quiz)
 
     def pretraining_texts(self, split: Literal["train", "heldout"]) -> list[str]:
@@ -110,8 +119,9 @@ class EmbeddedWorld:
         return [d.joined() for d in self.corpus_docs(split)]
 
     def corpus_config(self) -> dict:
-        """The options the corpus depends on (part of every cache key)."""
-        return {f: getattr(self.options, f) for f in CORPUS_FIELDS}
+        """The options the corpus depends on (part of every cache key); the design only when it is not 4."""
+        config = {f: getattr(self.options, f) for f in CORPUS_FIELDS}
+        return config if self.options.design == DEFAULT_DESIGN else config | {"design": self.options.design}
 
     def base_model(self, name: str, use_shipped: bool = True) -> Path:
         """The base model's directory: the shipped weights when they match this recipe, else the cache (built when missing)."""
