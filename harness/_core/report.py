@@ -166,11 +166,12 @@ def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, t
     out = Path(out)
     stats = statistics if statistics is not None else seed_statistics(runs)
     plots, notes = declared(registry, runs)
-    for plot in seed_plots(stats):  # the core's: the lead cell across seeds, whichever evaluator declared it
+    core = seed_plots(stats)  # the core's, first: the lead cell across seeds, whichever evaluator declared it
+    for plot in core:
         if any(plot.file == other.file for other in plots):
             raise HarnessError(f"report plot {plot.file!r} is the core's (the lead cell across seeds); "
                                "a component declares it too: give that plot another file name.")
-        plots.append(plot)
+    plots = core + plots
     notes = notes + _failed_notes(failed or {})
     labels = [run["label"] for run in runs]
     with _writable(out), atomic_directory(out) as tmp:
@@ -240,8 +241,8 @@ def headline(runs: Sequence[ReportRun]) -> list[tuple[str, list[str]]]:
     return cols
 
 
-GLANCE_NOTE = ("Mean over the seeds with its 95% interval (over the prompts with one seed); Δ: the change from "
-               "the SFT model. Every other number is in the details below.")
+GLANCE_NOTE = ("Each variant's mean over its seeds with the 95% interval (a variant of one seed: the run's own "
+               "interval, over its prompts); Δ: the change from the SFT model. Every other number is in the details below.")
 
 
 def _markdown(labels, runs, plots, notes, title, description, stats) -> str:
@@ -273,7 +274,7 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto
          "th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}"
          "table.wide{table-layout:fixed;width:100%}table.wide th,table.wide td{font-size:12px}"
          "table.glance{font-size:15px}table.glance td{white-space:nowrap}"
-         "img{max-width:100%;height:auto}figure{margin:1.5em 0;display:inline-block;vertical-align:top;max-width:100%}"
+         "img{width:100%;height:auto}figure{margin:1em .5em;display:inline-block;vertical-align:top;width:calc(50% - 1.2em)}"
          "figcaption{font-size:13px;color:#444;max-width:700px}details{margin:1em 0}summary{cursor:pointer}"
          ".scroll{overflow-x:auto;max-width:100%}pre,code{overflow-wrap:anywhere}")
 

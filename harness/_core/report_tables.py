@@ -10,6 +10,7 @@ go into a narrow table of their own. The core knows no evaluator's keys: it read
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Sequence
 
@@ -26,7 +27,8 @@ Table = tuple[list[str], list[list[str]]]  # (header, rows)
 
 
 def compact_keys(runs: Sequence[ReportRun], stats: SeedStatistics) -> list[tuple[Key, str]]:
-    """(cell key, column title) of the compact table: the lead cell first, then every cell marked ``compact``."""
+    """(cell key, column title) of the compact table: the lead cell first, then every cell marked ``compact``
+    (its evaluator's first: the length-controlled win rate beside the win rate), in the runs' order."""
     found: dict[Key, str] = {}
     if stats.lead is not None:
         found[(stats.lead.evaluator, stats.lead.name)] = ""
@@ -35,7 +37,8 @@ def compact_keys(runs: Sequence[ReportRun], stats: SeedStatistics) -> list[tuple
             key = (str(cell.get("evaluator")), str(cell.get("name")))
             if cell.get("text") is None and (cell.get("compact") or key in found):
                 found[key] = found.get(key) or str(cell.get("compact") or "")
-    return [(key, title or key[1]) for key, title in found.items()]
+    ordered = sorted(found.items(), key=lambda item: stats.lead is None or item[0][0] != stats.lead.evaluator)
+    return [(key, title or key[1]) for key, title in ordered]  # the lead, its evaluator's cells, then the rest
 
 
 def compact_table(runs: Sequence[ReportRun], stats: SeedStatistics) -> Table:
@@ -49,6 +52,8 @@ def compact_table(runs: Sequence[ReportRun], stats: SeedStatistics) -> Table:
         cell = by_key.get(key)
         changes = _changes(runs, key, cell)
         summaries = changes if changes is not None else (cell.summaries if cell else {})
+        if changes is None:
+            summaries = {v: _declared_interval(runs, key, v, s) for v, s in summaries.items()}
         fmt = cell.fmt if cell else ".3f"
         columns.append((title + " [95% CI]", {v: _shown(s, "+" + fmt.lstrip("+") if changes is not None else fmt)
                                              for v, s in summaries.items()}))
@@ -73,9 +78,22 @@ def _changes(runs: Sequence[ReportRun], key: Key, cell: CellStatistics | None) -
     return {variant: variant_summary(per_seed, name=variant) for variant, per_seed in gathered.items()}
 
 
+def _declared_interval(runs: Sequence[ReportRun], key: Key, variant: str, summary: VariantSummary) -> VariantSummary:
+    """A variant of one seed shows the interval its cell declared (the win rate's Wilson interval, a plugin's
+    own), as the run summary does; across seeds, the bootstrap's."""
+    if summary.n_seeds != 1:
+        return summary
+    for run, (name, _) in zip(runs, run_keys(runs)):
+        data = next((c for c in run["results"].get("headline", []) if (c.get("evaluator"), c.get("name")) == key), {})
+        if name == variant and _finite(data.get("low")) and _finite(data.get("high")):
+            return dataclasses.replace(summary, low=data["low"], high=data["high"])
+    return summary
+
+
 def _shown(summary: VariantSummary, fmt: str) -> str:
     value = _num(summary.mean, fmt)
-    return value if summary.low is None else f"{value} [{_num(summary.low, fmt)}, {_num(summary.high, fmt)}]"
+    shown = value if summary.low is None else f"{value} [{_num(summary.low, fmt)}, {_num(summary.high, fmt)}]"
+    return shown.replace("-", "−")  # the minus sign, as the ranking's differences print it
 
 
 def details_table(runs: Sequence[ReportRun], skip: Sequence[Key] = ()) -> Table:

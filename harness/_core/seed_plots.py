@@ -104,7 +104,8 @@ def _draw_improvement(plt, cell: CellStatistics):
     image = ax.imshow(matrix, cmap="RdBu", vmin=0.0, vmax=1.0)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, labels[i][j] or "—", ha="center", va="center", fontsize=8)
+            dark = matrix[i][j] == matrix[i][j] and abs(matrix[i][j] - 0.5) > 0.3  # white on the deep colours
+            ax.text(j, i, labels[i][j] or "—", ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(n), order, rotation=30, ha="right")
     ax.set_yticks(range(n), order)
     ax.set_xlabel("B (column)")
