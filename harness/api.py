@@ -67,6 +67,7 @@ from harness._core.runner import run_experiment
 from harness._core.secrets import scrub, scrub_data
 from harness._core.seeding import seed_everything
 from harness._core.stats import SMOOTH, distinct_n, moving_average, pearson, rate_interval, smooth
+from harness._core.report_points import VariantPoint, variant_points
 from harness._core.text import encode_prompt, encode_response
 from harness._online import *  # noqa: F403  (the toolkit's own __all__ is its public part)
 from harness._online import __all__ as _online_names
@@ -98,6 +99,7 @@ __all__ = [
     "trainer_deepspeed_config", "world_size", "zero_stage_of",
     # statistics, secrets
     "SMOOTH", "moving_average", "pearson", "rate_interval", "scrub", "scrub_data", "smooth",
+    "VariantPoint", "variant_points",
     "distinct_n",
     "cohen_kappa", "fleiss_kappa", "kendall_tau", "krippendorff_alpha", "pair_agreement", "percent_agreement",
     # reward models (the artifact a reward-model stage saves and reward sources read)

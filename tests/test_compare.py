@@ -108,9 +108,14 @@ def test_the_report_compares_every_variant(compared):
         assert f"| {variant} | {variant} |" in text
     assert "win rate vs SFT [95% CI]" in text and "KL (nats)" in text
     assert text.index("## Ranking by win rate vs SFT") < text.index("## Every run")  # one seed: over its prompts
-    assert "One seed (0) × 16 prompts" in text and "P(A > B)" not in text
+    assert "One seed (0) × 16 prompts" in text and "P(A > B) [95% CI]" not in text and "P(ppo > " not in text
+    assert "No probability-of-improvement matrix: with one seed" in text and not (report / "improvement.png").exists()
+    glance = text[text.index("## At a glance"):text.index("## Plots")]  # the compact table, then the details
+    assert "| variant | win rate vs SFT [95% CI] | length-controlled win rate [95% CI] | Δgold [95% CI] | KL (nats) [95% CI] |" \
+        in glance or "| variant | win rate vs SFT [95% CI] | Δgold [95% CI] | KL (nats) [95% CI] |" in glance
+    assert text.index("## Plots") < text.index("## Details") < text.index("### Every run")
     assert json.loads((report / "statistics.json").read_text())["seeds"] == [0]
-    for plot in ("win_rate.png", "reward_vs_kl.png", "gold_vs_proxy.png"):
+    for plot in ("win_rate.png", "reward_vs_kl.png", "gold_vs_proxy.png", "seeds.png", "differences.png"):
         assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({plot})" in text
     html = (report / "report.html").read_text()
     assert "<table>" in html and "dpo" in html

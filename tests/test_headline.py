@@ -92,7 +92,8 @@ def test_compare_shows_a_third_party_cell_and_a_column_per_slot(tmp_path):
     assert cols["mean words [95% CI]"] == ["6.5 [5.5, 7.5]", "—"]
     report = render_report(runs, tmp_path / "report", _registry(Brevity, Silent), title="t")
     text = report.read_text()
-    assert "| a | rloo | learned | pairwise | 6.5 [5.5, 7.5] |" in text
+    # the lead cell (the first with a direction) heads the compact table, with the interval it declared
+    assert "| a | 6.5 [5.5, 7.5] |" in text and "| a | rloo | learned | pairwise |" in text
     assert "brevity:mean words,brevity:mean words low" in (tmp_path / "report" / "report.csv").read_text().splitlines()[0]
     # its declared plot and note are drawn and shown, with nothing in the core knowing its keys
     assert (tmp_path / "report" / "brevity.png").read_bytes()[:4] == b"\x89PNG"

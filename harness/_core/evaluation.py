@@ -107,9 +107,9 @@ def run_evaluators(evaluators: dict[str, Any], ctx, samples: EvalSamples, *, des
 
 
 def cell_json(evaluator: str, cell: Cell) -> dict[str, Any]:
-    """A cell as results.json keeps it, with its evaluator's name; ``per_prompt`` and ``lead`` only where given."""
+    """A cell as results.json keeps it, with its evaluator's name; ``per_prompt``, ``lead`` and ``compact`` only where given."""
     data = {"evaluator": evaluator, **dataclasses.asdict(cell)}
-    for key, unset in (("per_prompt", None), ("lead", False)):
+    for key, unset in (("per_prompt", None), ("lead", False), ("compact", "")):
         if data[key] == unset:
             del data[key]
     if cell.per_prompt is not None:

@@ -134,6 +134,10 @@ class Cell:
     the per-prompt values whose mean is ``value`` (the same prompts, in the same order, in every run of a
     seed); without it the bootstrap is over seeds only. ``lead`` marks the run's main number: a comparison
     ranks its variants by the first lead cell (the built-in win rate vs SFT is one).
+
+    ``compact`` puts the cell in the short table at the top of a comparison report, under that column
+    title (``"KL"``); a cell with ``before`` shows there as its change ``value − before`` (``"Δgold"``). The
+    lead cell is always there; every other cell goes in the report's details below it.
     """
 
     name: str
@@ -147,6 +151,7 @@ class Cell:
     text: str | None = None
     per_prompt: tuple[float, ...] | None = None
     lead: bool = False
+    compact: str = ""
 
     def __post_init__(self) -> None:
         if self.per_prompt is None:

@@ -1,14 +1,15 @@
 """``harness compare``: several runs' ``results.json`` → one report a researcher can paste into a paper.
 
 Writes ``report.md``, ``report.html``, ``report.csv`` (pandas), ``statistics.json`` and PNG plots (matplotlib).
-It leads with the runs read across seeds — the ranking by the lead cell with its intervals and the sentences
-that say what is resolved, then every cell per variant and per pair (:mod:`harness._core.seed_report`) —
-and follows with one row per run. The core knows
-no evaluator's keys: the table has a column per component slot and per headline cell the runs' evaluators
-declared (:class:`harness._core.contracts.Cell`); the plots and the paragraphs under the table are the ones the
-registered components declare (:class:`harness._core.contracts.PlottingComponent`,
-:class:`harness._core.contracts.NotingComponent`): the win-rate, reward–KL, over-optimization, alignment-tax
-and best-of-n plots come from the plugins that own those numbers.
+It reads at a glance: the ranking by the lead cell across seeds with the sentences that say what is
+resolved (:mod:`harness._core.seed_report`), a compact table of the cells that matter most
+(:mod:`harness._core.report_tables`), the plots, then the details — every run's every cell, breakdowns,
+every cell per variant and every pair. The core knows no evaluator's keys: the tables show the cells the
+runs' evaluators declared (:class:`harness._core.contracts.Cell`); the plots and the paragraphs are the
+ones the registered components declare (:class:`harness._core.contracts.PlottingComponent`,
+:class:`harness._core.contracts.NotingComponent`) — the win-rate, reward–KL, over-optimization,
+alignment-tax and best-of-n plots come from the plugins that own those numbers — plus the core's
+pictures of the lead cell across seeds (:mod:`harness._core.seed_plots`).
 
 Only ``results.json`` (the contract every run writes) and, for training curves of runs that
 predate ``policy.train.curve``, the ``policy/metrics.jsonl`` stream are read.
@@ -30,15 +31,16 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from harness._core.contracts import NotingComponent, Plot, PlottingComponent, ReportRun
 from harness._core.errors import HarnessError, UsageError
-from harness._core import seed_report
+from harness._core import report_tables, seed_report
 from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text
 from harness._core.registry import Registry
 from harness._core.results import StaleResults, load_current
 from harness._core.seed_cells import SeedStatistics, seed_statistics
+from harness._core.seed_plots import seed_plots
 from harness._core.seeds import SEED_DIR
 from harness._core.summary import cell_of
+from harness._core.report_tables import SLOT_COLUMNS
 
-SLOT_COLUMNS = ("optimizer", "reward", "feedback")  # the component slots a comparison usually varies
 # --------------------------------------------------------------------------- loading
 def load_runs(run_dirs: Sequence[Path]) -> list[ReportRun]:
     """(label, dir, results, curve, variant, seed) per run directory; one error naming every directory whose
@@ -164,6 +166,12 @@ def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, t
     out = Path(out)
     stats = statistics if statistics is not None else seed_statistics(runs)
     plots, notes = declared(registry, runs)
+    core = seed_plots(stats)  # the core's, first: the lead cell across seeds, whichever evaluator declared it
+    for plot in core:
+        if any(plot.file == other.file for other in plots):
+            raise HarnessError(f"report plot {plot.file!r} is the core's (the lead cell across seeds); "
+                               "a component declares it too: give that plot another file name.")
+    plots = core + plots
     notes = notes + _failed_notes(failed or {})
     labels = [run["label"] for run in runs]
     with _writable(out), atomic_directory(out) as tmp:
@@ -233,44 +241,65 @@ def headline(runs: Sequence[ReportRun]) -> list[tuple[str, list[str]]]:
     return cols
 
 
+GLANCE_NOTE = ("Each variant's mean over its seeds with the 95% interval (a variant of one seed: the run's own "
+               "interval, over its prompts); Δ: the change from the SFT model. Every other number is in the details below.")
+
+
 def _markdown(labels, runs, plots, notes, title, description, stats) -> str:
-    cols = headline(runs)
-    lines = [f"# {title}", ""]
-    if description:
-        lines += [description, ""]
-    across = seed_report.markdown(stats)  # the runs read across seeds lead; every run's own row follows
-    lines += across + (["## Every run", ""] if across else [])
-    lines.append("| variant | " + " | ".join(t for t, _ in cols) + " |")
-    lines.append("|---|" + "---|" * len(cols))
-    for i, label in enumerate(labels):
-        lines.append(f"| {label} | " + " | ".join(cells[i] for _, cells in cols) + " |")
-    lines.append("")
+    """Ranking, the compact table, notes, plots, then the details (every run, breakdowns, every cell and pair)."""
+    lines = [f"# {title}", ""] + ([description, ""] if description else [])
+    lines += seed_report.markdown(stats, seed_report.lead_sections(stats))
+    lines += ["## At a glance", "", GLANCE_NOTE, "", *report_tables.markdown_table(report_tables.compact_table(runs, stats))]
     for note in notes:
         lines += [note, ""]
+    lines += ["## Plots", ""] if plots else []
     for plot in plots:
         lines += [f"![{plot.file[:-4]}]({plot.file})", ""] + ([plot.note, ""] if plot.note else [])
+    lines += ["## Details", "", "### Every run", "", *report_tables.markdown_table(_details(runs, stats))]
+    text_cells = report_tables.breakdowns(runs)
+    if text_cells[1]:
+        lines += ["### Breakdowns", "", *report_tables.markdown_table(text_cells)]
+    lines += seed_report.markdown(stats, seed_report.detail_sections(stats), depth=3)
     lines += ["Runs:", *[f"- {r['label']}: `{r['dir']}`" for r in runs], ""]
     return "\n".join(lines)
 
 
+def _details(runs, stats):
+    return report_tables.details_table(runs, skip=[key for key, _ in report_tables.compact_keys(runs, stats)])
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}"
+         "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1em;max-width:100%}"
+         "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top;overflow-wrap:anywhere}"
+         "th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}"
+         "table.wide{table-layout:fixed;width:100%}table.wide th,table.wide td{font-size:12px}"
+         "table.glance{font-size:15px}table.glance td{white-space:nowrap}"
+         "img{width:100%;height:auto}figure{margin:1em .5em;display:inline-block;vertical-align:top;width:calc(50% - 1.2em)}"
+         "figcaption{font-size:13px;color:#444;max-width:700px}details{margin:1em 0}summary{cursor:pointer}"
+         ".scroll{overflow-x:auto;max-width:100%}pre,code{overflow-wrap:anywhere}")
+
+
 def _html(labels, runs, plots, notes, title, description, stats) -> str:
-    cols = headline(runs)
-    head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in cols)
-    body = "".join("<tr><th>" + html.escape(str(label)) + "</th>"
-                   + "".join(f"<td>{html.escape(cells[i])}</td>" for _, cells in cols) + "</tr>"
-                   for i, label in enumerate(labels))
+    """The markdown's order as HTML: at 1,400 px wide nothing scrolls sideways (the details table lays its
+    columns out to the page's width and wraps inside cells; the full numbers sit in a scrolling box of their own)."""
     paragraphs = "".join(f"<p>{_plain(n)}</p>" for n in notes)
     images = "".join(f'<figure><img src="{p.file}" alt="{p.file[:-4]}"><figcaption>{p.file[:-4]}'
                      f'{" — " + _plain(p.note) if p.note else ""}</figcaption></figure>' for p in plots)
     runs_list = "".join(f"<li>{html.escape(r['label'])}: <code>{html.escape(str(r['dir']))}</code></li>" for r in runs)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "th{background:#f4f4f4}img{max-width:100%}figure{margin:1.5em 0}")
+    text_cells = report_tables.breakdowns(runs)
     full = table(runs).to_html(float_format=lambda v: f"{v:.4g}", na_rep="—")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>"
-            f"{seed_report.html(stats)}{'<h2>Every run</h2>' if seed_report.sections(stats) else ''}<table><tr><th>variant</th>{head}</tr>{body}</table>{paragraphs}{images}"
-            f"<h2>Full numbers</h2>{full}<h2>Runs</h2><ul>{runs_list}</ul></body></html>\n")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"{f'<p>{html.escape(description)}</p>' if description else ''}"
+            f"{seed_report.html(stats, seed_report.lead_sections(stats))}"
+            f"<h2>At a glance</h2><p>{html.escape(GLANCE_NOTE)}</p>"
+            f"{report_tables.html_table(report_tables.compact_table(runs, stats), 'glance')}{paragraphs}"
+            f"{'<h2>Plots</h2>' if plots else ''}{images}"
+            f"<h2>Details</h2><h3>Every run</h3>{report_tables.html_table(_details(runs, stats), 'wide')}"
+            f"{'<h3>Breakdowns</h3>' + report_tables.html_table(text_cells) if text_cells[1] else ''}"
+            f"{seed_report.html(stats, seed_report.detail_sections(stats), depth=3)}"
+            f"<details><summary>Full numbers (report.csv)</summary><div class='scroll'>{full}</div></details>"
+            f"<h3>Runs</h3><ul>{runs_list}</ul></body></html>\n")
 
 
 def _plain(markdown: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from harness._core.seed_cells import CellStatistics, SeedStatistics, seed_statistics
 from harness._core.seed_stats import CONFIDENCE, MAX_SEEDS, RESAMPLES, PairedDifference, VariantSummary, describe, seeds_needed
 
-__all__ = ["console_text", "html", "markdown", "seed_statistics", "to_json"]
+__all__ = ["console_text", "detail_sections", "html", "lead_sections", "markdown", "seed_statistics", "to_json"]
 
 FEW_SEEDS = 5  # below this the interval may be too narrow (docs/statistics.md's coverage table)
 LEVELS = {  # (seeds > 1, cell level) → what the interval resamples
@@ -55,6 +55,22 @@ def sections(stats: SeedStatistics) -> list[Block]:
         blocks.append(("table", header, pairs))
     notes = [f"{cell.name}: {cell.note}" for cell in stats.cells if cell.note] + list(stats.notes)
     return blocks + ([("list", notes)] if notes else [])
+
+
+def lead_sections(stats: SeedStatistics) -> list[Block]:
+    """What a report leads with: the ranking and its sentences (for one variant over seeds, every cell across them)."""
+    blocks = sections(stats)
+    return blocks[:_details_start(blocks)]
+
+
+def detail_sections(stats: SeedStatistics) -> list[Block]:
+    """The rest, for the report's details: every cell per variant and every pair."""
+    blocks = sections(stats)
+    return blocks[_details_start(blocks):]
+
+
+def _details_start(blocks: Sequence[Block]) -> int:
+    return next((i for i, b in enumerate(blocks) if b[0] == "h" and b[1].startswith("Every")), len(blocks))
 
 
 def _ranking(stats: SeedStatistics, lead: CellStatistics) -> list[Block]:
@@ -190,12 +206,12 @@ def _needed(pair: PairedDifference) -> str:
 
 
 # --------------------------------------------------------------------------- renderers
-def markdown(stats: SeedStatistics) -> list[str]:
-    """The sections as markdown lines (a blank line after each block)."""
+def markdown(stats: SeedStatistics, blocks: Sequence[Block] | None = None, depth: int = 2) -> list[str]:
+    """The sections (or ``blocks`` of them) as markdown lines (a blank line after each block), headings at ``depth``."""
     lines: list[str] = []
-    for block in sections(stats):
+    for block in sections(stats) if blocks is None else blocks:
         if block[0] == "h":
-            lines += [f"## {block[1]}", ""]
+            lines += [f"{'#' * depth} {block[1]}", ""]
         elif block[0] == "p":
             lines += [block[1], ""]
         elif block[0] == "list":
@@ -207,12 +223,12 @@ def markdown(stats: SeedStatistics) -> list[str]:
     return lines
 
 
-def html(stats: SeedStatistics) -> str:
-    """The sections as HTML (headings, paragraphs, tables, lists)."""
+def html(stats: SeedStatistics, blocks: Sequence[Block] | None = None, depth: int = 2) -> str:
+    """The sections (or ``blocks`` of them) as HTML (headings at ``depth``, paragraphs, tables, lists)."""
     out = []
-    for block in sections(stats):
+    for block in sections(stats) if blocks is None else blocks:
         if block[0] == "h":
-            out.append(f"<h2>{html_lib.escape(block[1])}</h2>")
+            out.append(f"<h{depth}>{html_lib.escape(block[1])}</h{depth}>")
         elif block[0] == "p":
             out.append(f"<p>{html_lib.escape(block[1])}</p>")
         elif block[0] == "list":
@@ -227,9 +243,7 @@ def html(stats: SeedStatistics) -> str:
 def console_text(stats: SeedStatistics) -> str:
     """What ``harness run`` and ``harness compare`` print: the ranking (or, for one variant over seeds, every
     cell across them) as aligned text; empty for a single run. The report has every cell and pair."""
-    blocks = sections(stats)
-    if len(stats.variants) > 1:
-        blocks = blocks[:next((i for i, b in enumerate(blocks) if b[0] == "h" and b[1].startswith("Every")), len(blocks))]
+    blocks = lead_sections(stats)
     lines = []
     for block in blocks:
         if block[0] == "h":

@@ -7,6 +7,7 @@ offline); any lm-eval task name works where its data is reachable.
 """
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Any, Sequence
 from pydantic import Field
 
 from harness.api import (Cell, EvalSamples, HarnessError, Options, Plot, ReportRun, StageContext, hookimpl,
-                         load_causal_lm)
+                         load_causal_lm, variant_points)
 
 
 class LmEvalTaxOptions(Options):
@@ -105,8 +106,11 @@ class LmEvalTax:
             higher = scored["policy"]["higher_is_better"].get(task, {})
             metric = primary_metric(scored["policy"]["results"][task], higher)
             values = {who: float(s["results"][task][f"{metric},none"]) for who, s in scored.items()}
+            errors = [s["results"][task].get(f"{metric}_stderr,none") for who, s in scored.items() if who in ("policy", "sft")]
             tax[task] = {"metric": metric, "higher_is_better": bool(higher.get(metric, True)), **values,
                          "delta": values["policy"] - values["sft"]}
+            if all(_num(e) for e in errors):  # the two scores' standard errors, taken as independent
+                tax[task]["delta_stderr"] = math.sqrt(sum(float(e) ** 2 for e in errors))
             flat.update({f"eval/lm_eval/{task}/{metric}": values["policy"], f"tax/{task}": tax[task]["delta"]})
         ctx.log(flat, 0)
         return {"tax": tax}
@@ -120,11 +124,12 @@ class LmEvalTax:
 
     @classmethod
     def report_plots(cls, runs: Sequence[ReportRun]) -> list[Plot]:
-        """``tax_vs_reward.png``: the tax of each task against the policy's held-out gold reward."""
-        points = {r["label"]: (r["results"].get("policy", {}).get("reward_gold"),
-                               {t: v.get("delta") for t, v in r["results"].get("tax", {}).items()}) for r in runs}
-        tasks = sorted({t for gold, taxes in points.values() if _num(gold) for t, d in taxes.items() if _num(d)})
-        return [Plot("tax_vs_reward.png", lambda plt: _draw_tax(plt, tasks, points))] if tasks else []
+        """``tax_vs_reward.png``: per variant the tax of each task against the policy's held-out gold reward,
+        each with its 95% interval (gold: over prompts and seeds; tax: over seeds, or lm-eval's standard error
+        with one seed)."""
+        tasks = sorted({t for r in runs if _num(r["results"].get("policy", {}).get("reward_gold"))
+                        for t, v in r["results"].get("tax", {}).items() if _num(v.get("delta"))})
+        return [Plot("tax_vs_reward.png", lambda plt: _draw_tax(plt, tasks, runs))] if tasks else []
 
     @classmethod
     def report_notes(cls, runs: Sequence[ReportRun]) -> list[str]:
@@ -138,16 +143,30 @@ def _num(value: Any) -> bool:
     return isinstance(value, (int, float)) and value == value
 
 
-def _draw_tax(plt, tasks: list[str], points: dict[str, tuple[Any, dict[str, Any]]]):
+def _gold(run: ReportRun) -> Any:
+    policy = run["results"].get("policy", {})
+    return policy.get("per_prompt", {}).get("reward_gold") or policy.get("reward_gold")
+
+
+def _draw_tax(plt, tasks: list[str], runs: Sequence[ReportRun]):
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    gold = {point.variant: point for point in variant_points(runs, _gold)}
+    variants = list(gold)
     for ax, task in zip(axes[0], tasks):
-        for i, (label, (gold, taxes)) in enumerate(points.items()):
-            if _num(taxes.get(task)) and _num(gold):
-                ax.scatter([gold], [taxes[task]], color=f"C{i % 10}", label=label)
-                ax.annotate(label, (gold, taxes[task]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for tax in variant_points(runs, lambda r: r["results"].get("tax", {}).get(task, {}).get("delta")):
+            if tax.variant not in gold:
+                continue
+            err = tax.err()
+            se = tax.runs[0]["results"]["tax"][task].get("delta_stderr")
+            if err is None and _num(se):  # one seed: lm-eval's standard error of the difference
+                err = [[1.96 * se], [1.96 * se]]
+            x = gold[tax.variant]
+            ax.errorbar([x.mean], [tax.mean], xerr=x.err(), yerr=err, fmt="o", capsize=3,
+                        color=f"C{variants.index(tax.variant) % 10}", label=tax.variant)
+            ax.annotate(tax.variant, (x.mean, tax.mean), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0.0, color="k", lw=1, ls="--")
-        ax.set_xlabel("gold reward of the policy (held-out)")
-        ax.set_ylabel("tax: policy − SFT")
+        ax.set_xlabel("gold reward of the policy (held-out, 95% CI)")
+        ax.set_ylabel("tax: policy − SFT (95% CI)")
         ax.set_title(task)
     return fig
 

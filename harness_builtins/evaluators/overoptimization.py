@@ -19,6 +19,8 @@ from __future__ import annotations
 from statistics import fmean
 from typing import Any, Sequence
 
+import numpy as np
+
 from harness.api import (SMOOTH, Cell, EvalSamples, NoOptions, Plot, ReportRun, StageContext, WithMemberScores,
                          hookimpl, moving_average, pearson, smooth)
 
@@ -114,23 +116,36 @@ class OverOptimization:
         return notes
 
 
-CURVE_NOTE = ("Training curves are means over each step's rollout batch; every variant sees the same prompts at a "
+CURVE_NOTE = ("With several seeds a variant's line is the mean of its seeds' curves and the band their range; a "
+              "training log keeps each step's batch mean only, so one seed's curve has no band. Training curves are means over each step's rollout batch; every variant sees the same prompts at a "
               "given step, so batch difficulty moves their gold curves together. The held-out numbers (table, "
               "frontier points, mid-training evaluations) are on fixed prompts.")
 
 
 def _draw_gold_vs_proxy(plt, runs: Sequence[ReportRun]):
+    """Per variant its training curves; with several seeds the mean curve over them and a band of their range."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for i, run in enumerate(runs):
-        steps = [c.get("step", j + 1) for j, c in enumerate(run["curve"])]
+    variants: dict[str, list[ReportRun]] = {}
+    for run in runs:
+        if run["curve"]:
+            variants.setdefault(run.get("variant", run["label"]), []).append(run)
+    for i, (variant, members) in enumerate(variants.items()):
         for ax, key in zip(axes, ("reward/proxy", "reward/gold")):
-            values = smooth([c.get(key) for c in run["curve"]])
-            if values:
-                ax.plot(steps[: len(values)], values, color=f"C{i % 10}", label=run["label"])
+            curves = [smooth([c.get(key) for c in run["curve"]]) for run in members]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            steps = [c.get("step", j + 1) for j, c in enumerate(members[0]["curve"])][:length]
+            stacked = np.array([c[:length] for c in curves])
+            ax.plot(steps, stacked.mean(axis=0), color=f"C{i % 10}",
+                    label=variant + (f" ({len(curves)} seeds)" if len(curves) > 1 else ""))
+            if len(curves) > 1:
+                ax.fill_between(steps, stacked.min(axis=0), stacked.max(axis=0), color=f"C{i % 10}", alpha=0.2, lw=0)
     for ax, key in zip(axes, ("proxy", "gold")):
         ax.set_xlabel("training step")
         ax.set_ylabel(f"{key} reward (moving average of {SMOOTH})")
-        ax.set_title(f"{key} reward during training")
+        ax.set_title(f"{key} reward during training (band: range over seeds)", fontsize=10)
     axes[0].legend(fontsize=8)
     return fig
 

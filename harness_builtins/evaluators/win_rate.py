@@ -22,13 +22,13 @@ and ``llm`` (an LLM over an OpenAI-compatible API); its options are ``[evaluatio
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 from pydantic import ConfigDict, Field, ValidationInfo, model_validator
 
 from harness.api import (Cell, EvalSamples, ExplainedJudge, ExplainingJudge, HarnessError, Judge, Options, Plot,
-                         ReportRun, StageContext, WithDiagnostics, hookimpl, rate_interval, validate_component_tables)
+                         ReportRun, StageContext, WithDiagnostics, hookimpl, rate_interval, validate_component_tables,
+                         variant_points)
 
 
 class WinRateOptions(Options):
@@ -108,7 +108,8 @@ class WinRate:
         lc = win.get("length_controlled")
         if lc:
             cells.append(Cell("length-controlled win rate", lc["rate"], low=lc["ci_low"], high=lc["ci_high"],
-                              better="higher", note="the judge's length term left out", per_prompt=lc.get("scores")))
+                              better="higher", note="the judge's length term left out", per_prompt=lc.get("scores"),
+                              compact="length-controlled win rate"))
         if win.get("decided_by"):
             cells.append(Cell("wins / losses decided by (gold terms)", text=format_decided(win["decided_by"]),
                               note=f"{win['ties']} ties"))
@@ -116,8 +117,9 @@ class WinRate:
 
     @classmethod
     def report_plots(cls, runs: Sequence[ReportRun]) -> list[Plot]:
-        """``win_rate.png``: win rate ± 95% CI per run against the 0.5 line."""
-        rated = [(r["label"], w) for r in runs if "rate" in (w := r["results"].get("win_rate_vs_sft", {}))]
+        """``win_rate.png``: per variant the win rate with its 95% interval against the 0.5 line — over its
+        seeds (each seed a dot) when it has several, else its own interval over the prompts."""
+        rated = [r for r in runs if "rate" in r["results"].get("win_rate_vs_sft", {})]
         return [Plot("win_rate.png", lambda plt: _draw_win_rate(plt, rated))] if rated else []
 
     @classmethod
@@ -136,15 +138,25 @@ class WinRate:
                         for label, w in wins if isinstance(w.get("ci_low"), float) and w["ci_low"] > 0.5]
 
 
-def _draw_win_rate(plt, rated: Sequence[tuple[str, dict[str, Any]]]):
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(rated)))
-    rates = [w["rate"] for _, w in rated]
-    err = [[w["rate"] - w.get("ci_low", math.nan) for _, w in rated], [w.get("ci_high", math.nan) - w["rate"] for _, w in rated]]
-    ax.barh(list(range(len(rated))), rates, xerr=err, color="#4c72b0", capsize=3)
+def _draw_win_rate(plt, rated: Sequence[ReportRun]):
+    points = variant_points(rated, lambda r: (w := r["results"]["win_rate_vs_sft"]).get("scores") or w["rate"])
+    fig, ax = plt.subplots(figsize=(6, 0.7 + 0.45 * len(points)))
+    for i, point in enumerate(points):
+        y = len(points) - 1 - i
+        err = point.err()
+        if len(point.per_seed) == 1:  # one seed: the interval the table shows (Wilson's, or the mean's)
+            own = point.runs[0]["results"]["win_rate_vs_sft"]
+            if isinstance(own.get("ci_low"), float) and isinstance(own.get("ci_high"), float):
+                err = [[max(point.mean - own["ci_low"], 0.0)], [max(own["ci_high"] - point.mean, 0.0)]]
+        else:
+            ax.scatter(list(point.per_seed.values()), [y] * len(point.per_seed), s=14, color="0.45", zorder=2)
+        ax.errorbar([point.mean], [y], xerr=err, fmt="D", color="#4c72b0", capsize=4, lw=2, zorder=3)
     ax.axvline(0.5, color="k", lw=1, ls="--")
-    ax.set_yticks(list(range(len(rated))), [label for label, _ in rated])
+    ax.set_yticks(range(len(points)), [p.variant for p in reversed(points)])
+    ax.set_ylim(-0.6, len(points) - 0.4)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("win rate vs SFT (95% CI)")
+    seeds = max(len(p.per_seed) for p in points)
+    ax.set_xlabel("win rate vs SFT, 95% CI" + (f" over {seeds} seeds (dots: each seed)" if seeds > 1 else ""))
     return fig
 
 

@@ -28,7 +28,7 @@ import torch
 from pydantic import Field
 
 from harness.api import (HarnessError, Options, Plot, Prompt, ReportRun, RewardSource, StageContext, atomic_directory,
-                         hookimpl, load_causal_lm, sample_texts)
+                         hookimpl, load_causal_lm, sample_texts, variant_points)
 
 
 class BestOfNOptions(Options):
@@ -96,22 +96,28 @@ class BestOfN:
 
     @classmethod
     def report_plots(cls, runs: Sequence[ReportRun]) -> list[Plot]:
-        """``best_of_n.png``: held-out gold and proxy reward against KL_bon, one point per best-of-n run
-        (Gao et al. 2022's baseline curve)."""
-        rows = sorted(((train["kl_bon"], train["n"], policy) for r in runs
-                       if "kl_bon" in (train := (policy := r["results"].get("policy", {})).get("train", {}))),
-                      key=lambda row: row[0])
-        return [Plot("best_of_n.png", lambda plt: _draw_best_of_n(plt, rows))] if rows else []
+        """``best_of_n.png``: held-out gold and proxy reward against KL_bon, one point per n with its 95% interval
+        over the prompts (and seeds, where several ran) — Gao et al. 2022's baseline curve."""
+        picked = [r for r in runs if "kl_bon" in r["results"].get("policy", {}).get("train", {})]
+        return [Plot("best_of_n.png", lambda plt: _draw_best_of_n(plt, picked))] if picked else []
 
 
-def _draw_best_of_n(plt, rows: list[tuple[float, int, dict[str, Any]]]):
+def _draw_best_of_n(plt, runs: Sequence[ReportRun]):
     fig, ax = plt.subplots(figsize=(6, 4))
-    kl = [k for k, _, _ in rows]
+    n_of = {r["results"]["policy"]["train"]["n"]: r["results"]["policy"]["train"]["kl_bon"] for r in runs}
     for key, color in (("proxy", "C0"), ("gold", "C3")):
-        values = [v if isinstance(v := p.get(f"reward_{key}"), (int, float)) else math.nan for _, _, p in rows]
-        ax.plot(kl, values, marker="o", color=color, label=f"{key} reward (held-out)")
-        for (k, n, _), v in zip(rows, values):
-            ax.annotate(f"n={n}", (k, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        points = variant_points(runs, lambda r: (p := r["results"]["policy"]).get("per_prompt", {}).get(f"reward_{key}")
+                                or p.get(f"reward_{key}"), group=lambda r: r["results"]["policy"]["train"]["n"])
+        points = sorted(points, key=lambda point: n_of[int(point.variant)])
+        if not points:
+            continue
+        kl = [n_of[int(p.variant)] for p in points]
+        low = [p.mean - p.low if p.low is not None else 0.0 for p in points]
+        high = [p.high - p.mean if p.high is not None else 0.0 for p in points]
+        ax.errorbar(kl, [p.mean for p in points], yerr=[low, high], marker="o", color=color, capsize=3,
+                    label=f"{key} reward (held-out, 95% CI)")
+        for k, point in zip(kl, points):
+            ax.annotate(f"n={point.variant}", (k, point.mean), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("KL_bon = log n − (n−1)/n, nats")
     ax.set_ylabel("reward")
     ax.set_title("best-of-n: reward vs KL to π_SFT")
