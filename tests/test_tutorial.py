@@ -75,8 +75,10 @@ def test_the_tutorial_runs_end_to_end_and_its_cells_reach_compare(installed, cac
     out = _harness(["compare", str(run)], installed, cache)
     assert "mean words" in out
     report = (runs / "report" / "report.md").read_text()
-    header = next(line for line in report.splitlines() if line.startswith("| variant"))
-    row = next(line for line in report.splitlines() if line.startswith("| tutorial"))
+    lines = report.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| tutorial") and "mini_rloo" in line)  # every run's row
+    rule = next(i for i in range(at, 0, -1) if lines[i].startswith("|---"))  # the details table's header sits above it
+    row, header = lines[at], lines[rule - 1]
     assert "| mean words |" in header and "| mini_rloo | length_penalized | thumbs |" in row
     words = results["mean_words"]
     assert f"{words['sft']:.1f} → {words['policy']:.1f}" in row
