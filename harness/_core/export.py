@@ -33,6 +33,8 @@ from typing import Any, Sequence
 from harness._core.errors import HarnessError
 from harness._core.io import atomic_directory, read_json
 from harness._core.records import FEEDBACK_FILE, FeedbackRecord, PreferenceGroup, read_feedback
+from harness._core.results import CONFIG
+from harness._core.runstore import MANIFEST
 
 LAYOUTS = ("trl-preference", "ranking", "likert")
 FILE_TYPES = ("jsonl", "parquet")
@@ -122,7 +124,7 @@ def load_run_feedback(run_dir: Path, registry) -> RunFeedback:
     config = _read_config(run_dir)
     fb_config = ((manifest or {}).get("inputs") or {}).get("config", {}).get("feedback") or config.get("feedback")
     if not isinstance(fb_config, dict) or "name" not in fb_config:
-        raise HarnessError(f"{stage_dir}: neither its manifest nor {run_dir / 'resolved_config.json'} names the "
+        raise HarnessError(f"{stage_dir}: neither its manifest nor {run_dir / CONFIG} names the "
                            f"feedback format that collected it; rerun the experiment.")
     fmt = _build(registry, "feedback_format", "feedback", fb_config, run_dir)
     expected = getattr(fmt, "field", fields[0])
@@ -160,7 +162,7 @@ def _finished_manifest(stage_dir: Path) -> dict[str, Any] | None:
     """The feedback stage's manifest (None for a stage without one); an unfinished or damaged stage is an error."""
     from harness._core.integrity import damaged
 
-    path = stage_dir / "manifest.json"
+    path = stage_dir / MANIFEST
     if not path.is_file():
         return None
     manifest = read_json(path, fix=f"rerun the experiment (the feedback stage {stage_dir} is redone)")
@@ -174,9 +176,9 @@ def _finished_manifest(stage_dir: Path) -> dict[str, Any] | None:
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "resolved_config.json"
+    path = Path(run_dir) / CONFIG
     if not path.is_file():
-        raise HarnessError(f"{run_dir}: no resolved_config.json (the run's world and feedback format); rerun the "
+        raise HarnessError(f"{run_dir}: no {CONFIG} (the run's world and feedback format); rerun the "
                            f"experiment to write it.")
     return read_json(path, fix="rerun the experiment to write it again")
 
@@ -186,7 +188,7 @@ def _build(registry, family: str, table: str, choice: Any, run_dir: Path, **kwar
     from harness._core.config import validate_options
 
     if not isinstance(choice, dict) or not isinstance(choice.get("name"), str):
-        raise HarnessError(f"{run_dir / 'resolved_config.json'}: no [{table}] table naming the run's "
+        raise HarnessError(f"{run_dir / CONFIG}: no [{table}] table naming the run's "
                            f"{family.replace('_', ' ')}; rerun the experiment to write it again.")
     where = f"{run_dir}: [{table}] name"
     component = registry.get(family, choice["name"], where=where)

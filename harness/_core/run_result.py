@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 from harness._core.errors import HarnessError
 from harness._core.io import read_json, read_jsonl
 from harness._core.records import Cell
-from harness._core.results import RESULTS, load_current
+from harness._core.results import CONFIG, RESULTS, load_current
 from harness._core.summary import cell_of, components_line
 
 if TYPE_CHECKING:
@@ -200,6 +200,6 @@ def _kind(path: Path) -> str:
         return "run"
     if (path / COMPARISON).is_file():
         return "comparison"
-    if (path / "resolved_config.json").is_file():
+    if (path / CONFIG).is_file():
         raise HarnessError(f"{path}: no {RESULTS}: the run did not finish; rerun it.")
     raise HarnessError(f"{path}: not a run directory; {HOLDS}.")
