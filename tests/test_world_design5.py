@@ -12,9 +12,7 @@ import pytest
 from harness_builtins.worlds.embedded.corpus import FACT_FORMS, design_counts
 from harness_builtins.worlds.embedded.model import SHIPPED_FILES, build_key, config_hash, ship, shipped_build
 from harness_builtins.worlds.embedded.world import EmbeddedOptions, EmbeddedWorld
-
-SMALL = dict(sft_size=200, rm_size=150, rl_size=100, eval_size=40, corpus_paragraphs=1500, corpus_dialogues=1500,
-             heldout_docs=60)
+from tests.test_world import SMALL  # the small world test_world.py checks design 4 on
 
 
 @pytest.fixture(scope="module", autouse=True)
