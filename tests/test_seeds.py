@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -268,7 +269,9 @@ def test_compare_reads_the_runs_of_several_seeds(seeded, host, tmp_path):
     dirs = [str(root / f"seed-{s}" / v) for s in (0, 1) for v in ("ppo", "a2c")]
     result = CliRunner().invoke(build_cli(host), ["compare", *dirs, "--out", str(tmp_path / "rep")])
     assert result.exit_code == 0, result.output
-    assert "ppo (seed 1)" in result.output and "Ranking by win rate vs SFT" in result.output
+    assert "Ranking by win rate vs SFT" in result.output and "seed 1" in result.output  # a column per seed
+    glance = result.output.split("At a glance", 1)[1]  # the compact table: one row per variant, not per run
+    assert re.search(r"^ppo\s+\d", glance, re.M) and re.search(r"^a2c\s+\d", glance, re.M) and "(seed" not in glance
     assert ("ppo − a2c: " in result.output) != ("a2c − ppo: " in result.output)
     assert "## Ranking by win rate vs SFT" in (tmp_path / "rep" / "report.md").read_text()
 

@@ -118,6 +118,10 @@ def compare_command(host, run_dirs, out, title):
     from harness._core.report import headline
 
     done = write_comparison(host.registry, run_dirs, out, title)
+    if done.statistics:  # several runs: the ranking and the compact table; every run's cells are in the report
+        click.echo(done.statistics)
+        click.echo(f"\nreport: {done.report} (every run's cells; report.html, report.csv, plots in {done.report.parent})")
+        return
     cols = headline(done.runs)
     widths = [max(len(t), *(len(c) for c in cells)) for t, cells in cols]
     labels = [run["label"] for run in done.runs]
@@ -125,8 +129,6 @@ def compare_command(host, run_dirs, out, title):
     click.echo(f"{'variant':<{name_w}}  " + "  ".join(f"{t:<{w}}" for (t, _), w in zip(cols, widths)))
     for i, label in enumerate(labels):
         click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
-    if done.statistics:
-        click.echo("\n" + done.statistics)
     click.echo(f"\nreport: {done.report} (and report.html, report.csv, plots in {done.report.parent})")
 
 

@@ -78,7 +78,7 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
         stats = seed_statistics(runs)
         report = render_report(runs, root / REPORT_DIR, host.registry, title=title, description=description,
                                failed=failed, statistics=stats)
-        statistics = console_text(stats)
+        statistics = console_text(stats, runs)
     else:
         report = write_failed_report(root / REPORT_DIR, title=title, description=description, failed=failed)
     summary = {"comparison": experiment.name, "seeds": list(experiment.seeds), "wall_s": time.perf_counter() - start,

@@ -139,7 +139,7 @@ def write_comparison(registry: "Registry", paths: Iterable[PathLike], out: str |
     target = Path(out) if out else parent / "report"
     stats = seed_statistics(runs)  # the runs read across seeds: the report's lead, and the lines under the table
     report = render_report(runs, target, registry, title=title or parent.name, statistics=stats)
-    return Comparison(runs, report, console_text(stats))
+    return Comparison(runs, report, console_text(stats, runs))
 
 
 def load_experiment_from(experiment: str | os.PathLike[str] | Mapping[str, Any], registry: "Registry",

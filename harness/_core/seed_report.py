@@ -18,6 +18,8 @@ from __future__ import annotations
 import html as html_lib
 from typing import Any, Sequence
 
+from harness._core.contracts import ReportRun
+from harness._core.report_tables import compact_table
 from harness._core.seed_cells import CellStatistics, SeedStatistics, seed_statistics
 from harness._core.seed_stats import CONFIDENCE, MAX_SEEDS, RESAMPLES, PairedDifference, VariantSummary, describe, seeds_needed
 
@@ -240,10 +242,13 @@ def html(stats: SeedStatistics, blocks: Sequence[Block] | None = None, depth: in
     return "".join(out)
 
 
-def console_text(stats: SeedStatistics) -> str:
+def console_text(stats: SeedStatistics, runs: Sequence[ReportRun] = ()) -> str:
     """What ``harness run`` and ``harness compare`` print: the ranking (or, for one variant over seeds, every
-    cell across them) as aligned text; empty for a single run. The report has every cell and pair."""
+    cell across them) and, given the ``runs``, the report's compact table, as aligned text that fits a terminal;
+    empty for a single run. The report has every cell, run and pair."""
     blocks = lead_sections(stats)
+    if blocks and runs and len(stats.variants) > 1:
+        blocks += [("h", "At a glance"), ("table", *compact_table(runs, stats))]
     lines = []
     for block in blocks:
         if block[0] == "h":
