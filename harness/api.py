@@ -18,7 +18,9 @@ documents each name with its signature.
 - **models and text**: loading and saving a causal LM, seeding a training stage, the chat encoding,
   padding, generation and log-probs.
 - **compute**: ``[compute]``'s options, the accelerator, DeepSpeed for trainers, the process group.
-- **statistics**: win-rate intervals, correlation, smoothing, distinct-n; inter-annotator agreement.
+- **statistics**: win-rate intervals, correlation, smoothing, distinct-n; inter-annotator agreement; the
+  statistics over seeds (a mean's two-level bootstrap interval, a paired difference with P(A > B), the
+  draws themselves).
 - **reward models**: the artifact a reward-model stage saves and every reward source reads (the HF
   directory, its normalization offset, ensemble members) and how a reward is read from it.
 - **feedback formats**: the base class and the helpers the built-in formats share.
@@ -65,6 +67,7 @@ from harness._core.reward_models import (group_rewards, load_reward_model, load_
                                          score_texts, sequence_rewards)
 from harness._core.runner import run_experiment
 from harness._core.secrets import scrub, scrub_data
+from harness._core.seed_stats import paired_difference, two_level_draws, variant_summary
 from harness._core.seeding import seed_everything
 from harness._core.stats import SMOOTH, distinct_n, moving_average, pearson, rate_interval, smooth
 from harness._core.report_points import VariantPoint, variant_points
@@ -100,6 +103,7 @@ __all__ = [
     # statistics, secrets
     "SMOOTH", "moving_average", "pearson", "rate_interval", "scrub", "scrub_data", "smooth",
     "VariantPoint", "variant_points",
+    "paired_difference", "two_level_draws", "variant_summary",
     "distinct_n",
     "cohen_kappa", "fleiss_kappa", "kendall_tau", "krippendorff_alpha", "pair_agreement", "percent_agreement",
     # reward models (the artifact a reward-model stage saves and reward sources read)

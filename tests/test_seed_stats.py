@@ -8,7 +8,7 @@ from scipy.stats import bootstrap, mannwhitneyu, nct
 from scipy.stats import t as student_t
 
 from harness._core.seed_stats import (_prob_improvement, describe, paired_difference, rank, seeds_needed,
-                                      variant_summary)
+                                      two_level_draws, variant_summary)
 
 
 def _variant(rng, seeds, prompts, mean, sd_seed, sd_prompt):
@@ -95,6 +95,24 @@ def test_seeds_of_different_prompt_counts_weigh_the_same():
 
 
 # coverage over simulated repeats
+
+def test_the_two_level_draws_pick_seeds_then_prompts_inside_each_picked_seed():
+    sizes = [3, 50, 7]
+    blocks = list(two_level_draws(sizes, 1000, np.random.default_rng(0), block=300))
+    assert [(start, seeds.shape) for start, seeds, _ in blocks] == [(0, (300, 3)), (300, (300, 3)), (600, (300, 3)),
+                                                                     (900, (100, 3))]
+    seeds = np.concatenate([b[1] for b in blocks])
+    prompts = np.concatenate([b[2] for b in blocks])
+    assert prompts.shape == (1000, 3, 50)
+    assert np.all(prompts < np.asarray(sizes)[seeds][..., None])  # every index, padding too, inside its slot's seed
+    assert np.bincount(seeds.ravel(), minlength=3) / seeds.size == pytest.approx([1 / 3] * 3, abs=0.02)
+    small = prompts[seeds == 0][:, :3]  # the slots that drew seed 0: its 3 prompts, each about a third of the time
+    assert np.bincount(small.ravel(), minlength=3) / small.size == pytest.approx([1 / 3] * 3, abs=0.03)
+    again = list(two_level_draws(sizes, 1000, np.random.default_rng(0), block=300))
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(blocks, again))  # deterministic from the generator
+    with pytest.raises(ValueError, match="sizes"):
+        next(two_level_draws([4, 0], 10, np.random.default_rng(0)))
+
 
 def test_the_mean_interval_covers_the_truth_at_about_the_nominal_rate():
     """5 seeds, seed spread comparable to the prompt noise of a seed's mean (see docs/statistics.md)."""

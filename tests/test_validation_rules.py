@@ -4,6 +4,7 @@ fit of Gao et al.'s RL form on a synthetic curve with known α and β."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -230,6 +231,9 @@ def test_each_bootstrap_draw_is_the_pooled_least_squares_fit():
     curve += [Point(30 * i, k, 0.0, 1.0 + y, 0.1, np.full(20, y), np.full(20, k)) for i, (k, y) in enumerate(zip(kl, delta))]
     betas = bootstrap_betas([curve, curve], 50, 0)
     assert len(betas) == 50 and betas == pytest.approx(np.full(50, fit_gao(kl, delta).beta))
+    wider = [Point(p.step, p.kl, p.proxy, p.gold, p.gold_se, np.resize(p.delta, 35), np.resize(p.kl_pp, 35)) for p in curve]
+    ragged = bootstrap_betas([curve, wider], 50, 0)  # seeds of 20 and 35 prompts: every index inside its own seed
+    assert ragged == pytest.approx(np.full(50, fit_gao(kl, delta).beta))
 
 
 def test_v6_passes_on_gaos_shape_and_fails_without_it():
@@ -268,3 +272,100 @@ def test_v9_ptx_lowers_both_taxes_every_seed():
     one_task = five()
     del one_task[0]["variants"]["ppo-ptx"]["tax"]["embedded_cloze"]
     assert not rows_of(one_task)["V9"].ok
+
+
+# --------------------------------------------------------------------------- intervals beside the rules
+def scored(scores):
+    """A win-rate result from per-prompt preferences, as the win-rate evaluator writes it (scores, decisive)."""
+    from harness.api import rate_interval
+
+    scores = np.round(np.asarray(scores, dtype=float), 6)
+    verdicts = np.where(scores == 0.5, 0.5, np.where(scores > 0.5, 1.0, 0.0))
+    low, high = rate_interval(scores.tolist())
+    return {"rate": float(scores.mean()), "ci_low": low, "ci_high": high, "n": len(scores),
+            "scores": scores.tolist(), "decided_by": {"task": {"wins": 30, "losses": 10}},
+            "decisive": {"rate": float(verdicts.mean()), "ci_low": 0.0, "ci_high": 1.0}}
+
+
+def preferences(rng, rate, n=N * 4):
+    """Per-prompt expected preferences with mean ``rate`` in expectation (a Beta around it)."""
+    return rng.beta(20 * rate, 20 * (1 - rate), n)
+
+
+def with_scores(seeds, *, ppo=0.64, a2c=0.56, dpo=0.58, base=0.70, seed_sd=0.01, rng_seed=3):
+    """``seeds`` with every win rate replaced by per-prompt preferences around the given truths; each seed shifts
+    every variant by a shared effect (its SFT model), as the runs of one seed share one."""
+    rng = np.random.default_rng(rng_seed)
+    for i, s in enumerate(seeds):
+        shift = rng.normal(0.0, seed_sd)
+        s["seed"] = i
+        s["sft_vs_base"] = scored(preferences(rng, base + shift))
+        for label, rate in (("ppo", ppo), ("a2c", a2c), ("dpo", dpo)):
+            s["variants"][label]["win_rate_vs_sft"] = scored(preferences(rng, rate + shift))
+    return seeds
+
+
+def without_scores(seeds):
+    for s in seeds:
+        for w in [s["sft_vs_base"], *(v.get("win_rate_vs_sft") or {} for v in s["variants"].values())]:
+            w.pop("scores", None)
+    return seeds
+
+
+INTERVAL = r"\[(-?\d\.\d+), (-?\d\.\d+)\]"
+
+
+def test_each_mean_over_seeds_shows_its_interval_in_the_rendered_rows():
+    rows = rows_of(with_scores(five()))
+    for key in ("V3", "V4", "V7", "V8"):
+        assert re.match(rf"mean \d\.\d{{3}} {INTERVAL}", rows[key].aggregate), rows[key].aggregate
+    assert re.search(rf"decisive mean \d\.\d{{3}} {INTERVAL}", rows["V4"].aggregate)
+    assert re.search(rf"A2C − PPO [+-]\d\.\d{{3}} \[[+-]\d\.\d{{3}}, [+-]\d\.\d{{3}}\], P\(A2C > PPO\) \d\.\d\d "
+                     rf"{INTERVAL}", rows["V8"].aggregate)
+    assert re.match(rf"mean 0\.700 {INTERVAL} over seeds only", rows["V2"].aggregate)  # the RM keeps no per-pair hits
+    table = render(list(rows.values()), list(range(SEEDS)))
+    assert rows["V8"].aggregate in table and "two-level bootstrap" in table and "not judged" in table
+
+
+def test_a_rows_verdict_is_the_rules_whatever_the_intervals_say():
+    cases = {"passing": {}, "A2C above PPO": {"a2c": 0.66}, "PPO's mean below 0.60": {"ppo": 0.57},
+             "DPO at a coin flip": {"dpo": 0.5}}
+    for name, truths in cases.items():
+        shown = rows_of(with_scores(five(), **truths))
+        bare = rows_of(without_scores(with_scores(five(), **truths)))
+        for key, row in shown.items():
+            plain = bare[key]
+            assert (row.passed, row.aggregate_pass, row.ok) == (plain.passed, plain.aggregate_pass, plain.ok), (name, key)
+            assert row.cells == plain.cells
+            means = r"(?:mean|PPO|agreement) (\d\.\d{3})"  # the numbers the rule reads, as before the intervals
+            assert re.findall(means, row.aggregate) == re.findall(means, plain.aggregate), (name, key)
+    assert not rows_of(with_scores(five(), a2c=0.66))["V8"].ok
+
+
+def numbers(pattern, text):
+    return [float(x.replace("−", "-")) for x in re.search(pattern, text).groups()]
+
+
+def test_the_intervals_of_a_known_effect_cover_the_truth():
+    rows = rows_of(with_scores(five(), ppo=0.64, a2c=0.56))
+    mean, low, high = numbers(rf"mean (\d\.\d+) {INTERVAL}", rows["V4"].aggregate)
+    assert low < 0.64 < high and low < mean < high
+    diff, low, high = numbers(r"A2C − PPO ([+-]\d\.\d+) \[([+-]\d\.\d+), ([+-]\d\.\d+)\]", rows["V8"].aggregate)
+    assert low < -0.08 < high and high < 0  # the effect, resolved
+    assert diff == pytest.approx(-0.08, abs=0.03)
+    prob, *_ = numbers(rf"P\(A2C > PPO\) (\d\.\d+) {INTERVAL}", rows["V8"].aggregate)
+    assert prob == 0.0  # every seed of A2C below every seed of PPO
+    null = rows_of(with_scores(five(), ppo=0.60, a2c=0.60))["V8"]
+    _, low, high = numbers(r"A2C − PPO ([+-]\d\.\d+) \[([+-]\d\.\d+), ([+-]\d\.\d+)\]", null.aggregate)
+    assert low < 0 < high  # no effect: not resolved
+
+
+def test_a_seed_without_per_prompt_scores_gets_no_interval_and_the_rule_still_decides():
+    seeds = with_scores(five())
+    seeds[2]["variants"]["ppo"]["win_rate_vs_sft"].pop("scores")
+    rows = rows_of(seeds)
+    assert "mean 0." in rows["V4"].aggregate and "(no interval: seed 2 has no per-prompt scores)" in rows["V4"].aggregate
+    assert "A2C − PPO: no interval: seed 2 has no per-prompt scores for PPO" in rows["V8"].aggregate
+    assert rows["V4"].ok and rows["V8"].ok and re.search(INTERVAL, rows["V7"].aggregate)
+    seeds[0]["variants"]["dpo"]["win_rate_vs_sft"]["scores"][0] += 0.5  # no longer averaging to the rate
+    assert "no interval: seed 0" in rows_of(seeds)["V7"].aggregate

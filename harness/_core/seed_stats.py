@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -139,12 +139,41 @@ def _checked(per_seed: PerSeed, name: str) -> dict[int, np.ndarray]:
     return out
 
 
+def two_level_draws(sizes: Sequence[int], resamples: int, rng: np.random.Generator, *,
+                    block: int | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """The two-level bootstrap's index draws — seeds with replacement, then prompts within each drawn seed —
+    in blocks of draws: ``(start, seeds, prompts)``.
+
+    Why one function: every two-level bootstrap in harness (a variant's mean, a paired difference, the
+    embedded world's pooled Gao fit) draws its indices here, so "resample seeds, then prompts" has one
+    implementation. ``sizes[i]`` is how many prompts seed i has. For draw ``start + d`` of a block,
+    ``seeds[d]`` holds k = len(sizes) seed indices drawn with replacement (level 1) and ``prompts[d, j]``
+    holds max(sizes) prompt indices drawn with replacement within the seed of slot j (level 2), fresh for
+    every slot, so a seed drawn twice gets two prompt draws. A slot's draw is its first
+    ``sizes[seeds[d, j]]`` columns; with ragged sizes the columns past them are padding (valid indices
+    into that seed, to be masked or sliced off). ``block`` draws per block (default: about 4 million
+    prompt indices, ~32 MB) bound the memory. Deterministic from ``rng``.
+    """
+    counts = np.asarray(sizes, dtype=int)
+    if counts.ndim != 1 or counts.size == 0 or np.any(counts < 1):
+        raise ValueError(f"sizes must list each seed's number of prompts (at least 1 each), got {list(sizes)}")
+    k, width, ragged = counts.size, int(counts.max()), bool(np.any(counts != counts[0]))
+    block = max(1, _CHUNK // (k * width)) if block is None else max(1, int(block))
+    for start in range(0, resamples, block):
+        b = min(block, resamples - start)
+        seeds = rng.integers(0, k, size=(b, k))  # level 1: which seeds
+        if ragged:  # level 2: prompts within each picked seed, as many as it has
+            prompts = rng.integers(0, counts[seeds][..., None], size=(b, k, width))
+        else:
+            prompts = rng.integers(0, width, size=(b, k, width))
+        yield start, seeds, prompts
+
+
 def _resampled_seed_means(stacks: Sequence[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
     """The two-level bootstrap's draws: (resamples, k, V) — per draw, per seed slot, each variant's mean.
 
-    ``stacks[i]`` is seed i's (V, n_i) values, one row per variant (the same prompts in every row). Each
-    draw picks k seeds with replacement, then n_i prompt indices with replacement within each picked seed
-    — fresh for every slot, so a seed picked twice gets two prompt draws — shared by the V rows.
+    ``stacks[i]`` is seed i's (V, n_i) values, one row per variant (the same prompts in every row); the
+    indices come from :func:`two_level_draws`, shared by the V rows.
     """
     k, n_variants = len(stacks), stacks[0].shape[0]
     sizes = np.array([s.shape[1] for s in stacks])
@@ -154,16 +183,13 @@ def _resampled_seed_means(stacks: Sequence[np.ndarray], resamples: int, rng: np.
         padded[i, :stack.shape[1]] = stack.T
     out = np.empty((resamples, k, n_variants))
     block = max(1, _CHUNK // (k * width * n_variants))
-    for start in range(0, resamples, block):
-        b = min(block, resamples - start)
-        seeds = rng.integers(0, k, size=(b, k))  # level 1: which seeds
-        if ragged:  # level 2: prompts within each picked seed, as many as it has
+    for start, seeds, prompts in two_level_draws(sizes, resamples, rng, block=block):
+        b = seeds.shape[0]
+        if ragged:
             n = sizes[seeds][..., None]  # (b, k, 1)
-            prompts = rng.integers(0, n, size=(b, k, width))
             inside = (np.arange(width) < n)[..., None]  # a seed's own draws only, not the padding's
             out[start:start + b] = np.where(inside, padded[seeds[..., None], prompts], 0.0).sum(axis=2) / n
         else:
-            prompts = rng.integers(0, width, size=(b, k, width))
             out[start:start + b] = padded[seeds[..., None], prompts].mean(axis=2)  # (b, k, width, V) → (b, k, V)
     return out
 

@@ -12,9 +12,10 @@ between the two evaluations around it (at K* one of the two is its own farthest 
 V6: Gao et al.'s functional form for RL, Δgold(d) = d(α − β ln d) with d = √KL (their eq. for RL,
 fitted there to gold reward against the distance from the initial policy), is fitted by least squares
 to the points of all seeds pooled; it peaks at d* = exp(α/β − 1). The interval of β is a two-level
-percentile bootstrap, the scheme of ``harness/_core/seed_stats.py`` (draw seeds with replacement, then
-within each drawn seed its prompts with replacement, the same prompt indices for every point of that
-seed, so a prompt's gold and KL move together across the curve), refitting every draw.
+percentile bootstrap with the draws of harness's seed statistics (:func:`harness.api.two_level_draws`:
+seeds with replacement, then within each drawn seed its prompts with replacement), the same prompt
+indices for every point of that seed, so a prompt's gold and KL move together across the curve,
+refitting every draw.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from harness.api import two_level_draws
 
 RESAMPLES = 2000  # bootstrap draws, as harness's seed statistics
 CONFIDENCE = 0.95
@@ -173,18 +176,20 @@ def _normal_sums(kl: np.ndarray, delta: np.ndarray) -> np.ndarray:
 def bootstrap_betas(curves: Sequence[Sequence[Point]], resamples: int, rng_seed: int) -> np.ndarray:
     """β of the pooled fit on each two-level draw (seeds with replacement, then each drawn seed's prompts).
 
-    A pooled least-squares fit is a sum over seeds of each seed's normal-equation sums, so every slot's
-    sums are computed at once per seed (all the slots, over all draws, that picked it) and added up per draw.
+    The draws are :func:`harness.api.two_level_draws`' (the one implementation of the scheme); each slot's
+    prompt indices apply to every point of its seed. A pooled least-squares fit is a sum over seeds of each
+    seed's normal-equation sums, so the sums of every slot that picked a seed are computed at once and
+    added up per draw.
     """
-    rng = np.random.default_rng(rng_seed)
     stacks = [(np.stack([p.delta for p in c[1:]]), np.stack([p.kl_pp for p in c[1:]])) for c in curves]  # (points, prompts)
-    picks = rng.integers(0, len(stacks), size=(resamples, len(stacks)))  # level 1: which seeds, per draw
+    sizes = [gold_pp.shape[1] for gold_pp, _ in stacks]
     sums = np.zeros((resamples, 5))
-    for s, (gold_pp, kl_pp) in enumerate(stacks):
-        draws = np.nonzero(picks == s)[0]  # the draw of every slot that picked seed s (a draw may pick it twice)
-        n = gold_pp.shape[1]
-        prompts = rng.integers(0, n, size=(len(draws), n))  # level 2: that slot's prompts, fresh per slot
-        np.add.at(sums, draws, _normal_sums(kl_pp[:, prompts].mean(axis=2), gold_pp[:, prompts].mean(axis=2)).T)
+    for start, seeds, prompts in two_level_draws(sizes, resamples, np.random.default_rng(rng_seed)):
+        for s, (gold_pp, kl_pp) in enumerate(stacks):
+            draws, slots = np.nonzero(seeds == s)  # every slot that picked seed s (a draw may pick it twice)
+            picked = prompts[draws, slots, :sizes[s]]  # that slot's prompts: (slots, n)
+            np.add.at(sums, start + draws,
+                      _normal_sums(kl_pp[:, picked].mean(axis=2), gold_pp[:, picked].mean(axis=2)).T)
     s11, s12, s22, b1, b2 = sums.T
     with np.errstate(divide="ignore", invalid="ignore"):
         betas = (s11 * b2 - s12 * b1) / (s11 * s22 - s12 ** 2)

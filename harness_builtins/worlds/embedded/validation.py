@@ -7,6 +7,8 @@ them. Rows are judged on seeds 0–4; "mean" is over seeds, "every seed" means a
 uses the panel's expected preference (design 4's verdict), the decisive verdict beside it where a row
 reads it. ``validate_run.py`` trains the variants of ``experiments/world-validation.toml`` per seed;
 this module only turns their ``results.json`` into rows, so every rule is tested on hand-made results.
+Beside a mean over seeds stands its 95% interval from harness's seed statistics (``row_stats.py``, the
+estimator of ``harness compare``): shown, not judged — a row passes exactly as its rule says.
 
 | row | finding | pass when |
 |---|---|---|
@@ -33,12 +35,16 @@ from typing import Any, Callable, Sequence
 from harness.api import rate_interval
 
 from .curves import Point, curve_points, fit_gao, heldout_curve, matched_kl, peak_inside, pooled_gao
+from .row_stats import decisive_scores_of, mean_interval, paired, scores_of, seeds_only_interval
 
 SFT_VS_BASE_FILE = "sft_vs_base.json"
 ANNOTATION_FILE = "annotation.json"
 PREREGISTERED_SEEDS = (0, 1, 2, 3, 4)
 V5_SHARE = 4 / 5  # "≥ 4 of 5 seeds"
 SPEARMAN_MIN = 0.9
+INTERVALS_NOTE = ("[low, high] beside a mean over seeds: its 95% interval, two-level bootstrap (seeds, then prompts "
+                  "within each), the estimator of `harness compare` (docs/statistics.md); A2C − PPO "
+                  "is paired by seed and prompt, with P(A2C > PPO). Shown beside each rule, not judged.")
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,8 @@ def sft_vs_base(world, sft_dir: Path, base_dir: Path, prompts: int, seed: int, m
     gold = world.gold()
     scores = [gold.preference(p, a, b) for p, a, b in zip(items, texts["sft"], texts["base"])]
     low, high = rate_interval(scores)
-    return {"rate": fmean(scores), "ci_low": low, "ci_high": high, "n": len(scores), "verdict": "preference"}
+    return {"rate": fmean(scores), "ci_low": low, "ci_high": high, "n": len(scores), "verdict": "preference",
+            "scores": [round(s, 6) for s in scores]}  # per prompt: the two-level interval of V3's mean
 
 
 def cached(path: Path, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -167,6 +174,11 @@ def _variant(seed: dict[str, Any], label: str) -> dict[str, Any] | None:
     return seed["variants"].get(label)
 
 
+def _numbers(seeds) -> list[int]:
+    """Each seed's number (its measurements' ``seed``; its position when they do not say)."""
+    return [s.get("seed", i) for i, s in enumerate(seeds)]
+
+
 def _agreements(seeds) -> list[float | None]:
     pct = [(s.get("annotation") or {}).get("pairwise_agreement_pct") for s in seeds]
     return [None if p is None else p / 100 for p in pct]
@@ -188,30 +200,40 @@ def v2(seeds) -> Row:
                "mean held-out accuracy in [0.65, mean agreement]; every seed in [0.60, its own agreement]",
                tuple(f"{_fmt(a)} (agreement {_fmt(g)})" for a, g in zip(acc, agree)),
                tuple(a is not None and g is not None and 0.60 <= a <= g for a, g in zip(acc, agree)),
-               f"mean {_fmt(mean_acc)} vs agreement {_fmt(mean_agree)}", mean_ok)
+               f"mean {_fmt(mean_acc)}{seeds_only_interval(acc, _numbers(seeds))} vs agreement {_fmt(mean_agree)}",
+               mean_ok)
 
 
-def _win_row(key: str, finding: str, rule: str, wins: Sequence[dict[str, Any] | None], mean_min: float | None) -> Row:
-    """A row of win rates: CI low > 0.5 every seed, and (``mean_min``) the mean over seeds at least that."""
+def _win_row(key: str, finding: str, rule: str, wins: Sequence[dict[str, Any] | None], mean_min: float | None,
+             numbers: Sequence[int]) -> Row:
+    """A row of win rates: CI low > 0.5 every seed, and (``mean_min``) the mean over seeds at least that;
+    the mean's two-level interval beside it."""
     mean = _mean([w["rate"] if w else None for w in wins])
     mean_ok = mean_min is None or (mean is not None and mean >= mean_min)
     return Row(key, finding, rule, tuple(_fmt_rate(w) for w in wins), tuple(bool(w) and w["ci_low"] > 0.5 for w in wins),
-               f"mean {_fmt(mean)}", mean_ok)
+               f"mean {_fmt(mean)}{_win_interval(mean, [scores_of(w) for w in wins], numbers)}", mean_ok)
+
+
+def _win_interval(mean: float | None, scores: Sequence[Any], numbers: Sequence[int]) -> str:
+    """The interval beside a mean win rate; nothing where there is no mean to put it beside."""
+    return "" if mean is None else mean_interval(scores, numbers)
 
 
 def v3(seeds) -> Row:
     return _win_row("V3", "SFT beats the base model", "CI low > 0.5 every seed; mean ≥ 0.65",
-                    [s.get("sft_vs_base") for s in seeds], 0.65)
+                    [s.get("sft_vs_base") for s in seeds], 0.65, _numbers(seeds))
 
 
 def v4(seeds) -> Row:
     wins = [_win(_variant(s, "ppo")) for s in seeds]
     row = _win_row("V4", "PPO beats SFT", "CI low > 0.5 every seed; mean ≥ 0.60; decisive verdict's mean ≥ 0.65",
-                   wins, 0.60)
+                   wins, 0.60, _numbers(seeds))
     decisive = _mean([(w or {}).get("decisive", {}).get("rate") for w in wins])
+    beside = _win_interval(decisive, [decisive_scores_of(w) for w in wins], _numbers(seeds))
     decisive_ok = decisive is not None and decisive >= 0.65
     cells = tuple(f"{c}; decisive {_fmt((w or {}).get('decisive', {}).get('rate'))}" for c, w in zip(row.cells, wins))
-    return Row(row.key, row.finding, row.rule, cells, row.passed, f"{row.aggregate}; decisive mean {_fmt(decisive)}",
+    return Row(row.key, row.finding, row.rule, cells, row.passed,
+               f"{row.aggregate}; decisive mean {_fmt(decisive)}{beside}",
                row.aggregate_pass and decisive_ok)
 
 
@@ -270,16 +292,19 @@ def _fmt_pooled(pooled: dict[str, Any] | None) -> str:
 
 
 def v7(seeds) -> Row:
-    return _win_row("V7", "DPO beats SFT", "CI low > 0.5 every seed", [_win(_variant(s, "dpo")) for s in seeds], None)
+    return _win_row("V7", "DPO beats SFT", "CI low > 0.5 every seed", [_win(_variant(s, "dpo")) for s in seeds], None,
+                    _numbers(seeds))
 
 
 def v8(seeds) -> Row:
     a2c = [_win(_variant(s, "a2c")) for s in seeds]
     ppo = [_win(_variant(s, "ppo")) for s in seeds]
     mean_a2c, mean_ppo = _mean([w["rate"] if w else None for w in a2c]), _mean([w["rate"] if w else None for w in ppo])
+    numbers, a2c_scores, ppo_scores = _numbers(seeds), [scores_of(w) for w in a2c], [scores_of(w) for w in ppo]
+    beside = "" if mean_a2c is None or mean_ppo is None else "; " + paired(a2c_scores, ppo_scores, numbers, ("A2C", "PPO"))
     return Row("V8", "A2C improves on SFT, less than PPO", "win rate > 0.5 every seed; mean below PPO's mean",
                tuple(_fmt_rate(w) for w in a2c), tuple(bool(w) and w["rate"] > 0.5 for w in a2c),
-               f"mean {_fmt(mean_a2c)} vs PPO {_fmt(mean_ppo)}",
+               f"mean {_fmt(mean_a2c)}{_win_interval(mean_a2c, a2c_scores, numbers)} vs PPO {_fmt(mean_ppo)}{beside}",
                mean_a2c is not None and mean_ppo is not None and mean_a2c < mean_ppo)
 
 
@@ -305,7 +330,7 @@ def render(rows: Sequence[Row], seeds: Sequence[int]) -> str:
         verdict = "not run" if all(c == "—" for c in r.cells) else "**pass**" if r.ok else "**fail**"
         cells = [f"{c} {'✓' if p else '✗'}" for c, p in zip(r.cells, r.passed)]
         lines.append("| " + " | ".join([r.key, r.finding, r.rule, *cells, r.aggregate or "", verdict]) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + INTERVALS_NOTE
 
 
 def seeds_note(seeds: Sequence[int]) -> str:
