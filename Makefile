@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install trackers run test profile floor peer world-validation world-weights
+.PHONY: install trackers run test profile floor peer compare-optimizers world-validation world-weights
 
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ floor: install
 # harness GRPO and RLOO against trl's trainers, samples/s in paired rounds (~10 minutes), into docs/performance.md.
 peer: install
 	$(BIN)/python bench/peer_throughput.py --doc docs/performance.md
+
+# experiments/compare-optimizers.toml over its 3 seeds (about an hour on 2 cores; resumable: rerun to continue), its
+# ranking and compact table written into README.md between its compare:optimizers markers.
+compare-optimizers: install
+	$(BIN)/python bench/comparison_block.py experiments/compare-optimizers.toml --doc README.md --label optimizers
 
 # The world's design (docs/world.md): 4 is the default world's; `make world-weights world-validation
 # WORLD_DESIGN=5` builds, ships and validates design 5 (no chat dialogues in the base corpus).

@@ -1,4 +1,4 @@
-"""bench/pipeline_profile.py: the profile a user runs to see where a pipeline's time goes (and its floor)."""
+"""bench/: the profile a user runs to see where a pipeline's time goes (and its floor), and the README's comparison block."""
 from __future__ import annotations
 
 import json
@@ -29,3 +29,25 @@ def test_the_profile_counts_each_stage_and_writes_its_table_between_the_markers(
     text = doc.read_text()
     assert text.startswith("# before\n<!-- profile:floor -->\n| stage | GFLOP | floor s") and text.endswith("# after\n")
     assert "old" not in text and "--flops" in text and "| reward_model |" in text
+
+
+def test_the_comparison_block_counts_a_shared_stage_once_and_names_its_seeds():
+    """The README's comparison block says the compute the comparison cost: a stage two variants share (same
+    hash) counts once, at the time it took to train."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from comparison_block import block, stage_seconds
+
+    def run(seed, optimizer, policy_s):
+        return SimpleNamespace(path=Path(f"runs/x/seed-{seed}/{optimizer}"), results={
+            "seed": seed, "stage_hashes": {"sft": f"s{seed}", "policy": f"{optimizer}{seed}"},
+            "stages": {"sft": {"wall_s": 60.0, "reused": optimizer != "ppo"}, "policy": {"wall_s": policy_s}}})
+
+    runs = {f"seed-{s}/{o}": run(s, o, t) for s in (0, 1) for o, t in (("ppo", 30.0), ("dpo", 6.0))}
+    comparison = SimpleNamespace(runs=runs, path=Path("runs/x"), statistics="Ranking by win rate vs SFT\n1  ppo  0.6")
+    seconds = stage_seconds(comparison)
+    assert len(seconds) == 6 and sum(seconds.values()) == 2 * 60 + 2 * 30 + 2 * 6
+    text = block("experiments/x.toml", comparison, seconds)
+    assert text.startswith("```console\n$ harness run experiments/x.toml") and "1  ppo  0.6" in text
+    assert "4 runs (2 variants × seeds 0, 1); 6 distinct stages, 3 min of stage time" in text
