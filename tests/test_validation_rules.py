@@ -182,6 +182,8 @@ def test_v5_four_of_five_seeds_and_a_positive_mean_difference():
     worse = [(30, 0.4, 0.0, 1.1), (60, 0.9, 0.0, 1.15), (90, 1.5, 0.0, 1.2), (120, 2.0, 0.0, 1.25)]  # below RM's 1.35
     one = rows_of(five(s3={"gold_run": worse}))["V5"]
     assert one.passed == (True, True, True, False, True) and one.ok  # 4 of 5, mean +0.22
+    low, high = map(float, one.aggregate.split("mean difference ")[1].split("[")[1].split("]")[0].split(", "))
+    assert low < 0.22 < high and "over seeds only" in one.aggregate  # the mean's interval beside the verdict
     two = rows_of(five(s3={"gold_run": worse}, s4={"gold_run": worse}))["V5"]
     assert not two.ok  # 3 of 5
     far_worse = [(30, 0.4, 0.0, 0.0), (60, 0.9, 0.0, -0.5), (90, 1.5, 0.0, -1.0), (120, 2.0, 0.0, -1.5)]

@@ -253,7 +253,9 @@ def v5(seeds) -> Row:
                "at the largest KL both runs reached, held-out gold of PPO-on-gold (interpolated) ≥ PPO-on-RM's on "
                "≥ 4 of 5 seeds; mean difference > 0", cells, tuple(bool(r) and r["diff"] >= 0 for r in reads),
                f"{sum(bool(r) and r['diff'] >= 0 for r in reads)} of {len(seeds)} seeds (need {needed}); "
-               f"mean difference {_fmt(mean, '+.3f')}", mean is not None and mean > 0, needed)
+               f"mean difference {_fmt(mean, '+.3f')}"
+               f"{seeds_only_interval([r['diff'] if r else None for r in reads], _numbers(seeds), '+.3f')}",
+               mean is not None and mean > 0, needed)
 
 
 def v6(seeds) -> Row:
