@@ -22,9 +22,10 @@ harness/trl. Then harness's profile of one step (its phase timers, over the same
 scoring (the reward function), π_θ's rollout forward (old log-probs and entropy; at μ = 1 it keeps
 its graph and is the forward the update's loss is built on), the reference forward, the update
 (backward + AdamW, and a fresh forward when μ > 1), and the rest (prompt tokenizing, advantages,
-metrics, logging; each round's remainder, then their median). The default model is ``runs/instructgpt/sft/model`` (a finished
-``harness run experiments/instructgpt.toml``), else the world's ``embedded:tiny`` base model, which
-has the SFT model's architecture and size. Figures are printed, not asserted.
+metrics, logging; each round's remainder, then their median). The default model is
+``runs/instructgpt/sft/model`` (a finished ``harness run experiments/instructgpt.toml``), else the
+world's ``embedded:tiny`` base model, which has the SFT model's architecture and size.
+Figures are printed, not asserted.
 """
 from __future__ import annotations
 
