@@ -19,11 +19,13 @@ trl's ``gradient_checkpointing`` (on by default in trl 1.16) is off, as it is in
 A sample is one completion generated, scored and trained on; samples/s = completions per step /
 mean wall time of a step, over the steps after the first (warm-up). The table prints each, and
 harness/trl. Then harness's profile of one step (its phase timers, over the same steps): generation,
-scoring (the reward function), π_θ's rollout forward (old log-probs and entropy; skipped when the
-update is on-policy), the reference forward, the update (forward + backward + AdamW), and the rest
-(bookkeeping, metrics). The default model is ``runs/instructgpt/sft/model`` (a finished
-``harness run experiments/instructgpt.toml``), else the world's ``embedded:tiny`` base model, which
-has the SFT model's architecture and size. Figures are printed, not asserted.
+scoring (the reward function), π_θ's rollout forward (old log-probs and entropy; at μ = 1 it keeps
+its graph and is the forward the update's loss is built on), the reference forward, the update
+(backward + AdamW, and a fresh forward when μ > 1), and the rest (prompt tokenizing, advantages,
+metrics, logging; each round's remainder, then their median). The default model is
+``runs/instructgpt/sft/model`` (a finished ``harness run experiments/instructgpt.toml``), else the
+world's ``embedded:tiny`` base model, which has the SFT model's architecture and size.
+Figures are printed, not asserted.
 """
 from __future__ import annotations
 
@@ -207,9 +209,12 @@ def report(rounds: list[dict[str, dict]], args) -> str:
     for algo in ("grpo", "rloo"):
         if f"harness-{algo}" not in rounds[0]:
             continue
-        phases = {p: median([r[f"harness-{algo}"]["phase_s"].get(p, 0.0) for r in rounds]) for p in PHASES}
-        total = median([r[f"harness-{algo}"]["s_per_step"] for r in rounds])
-        rest = total - sum(phases.values())
+        runs = [r[f"harness-{algo}"] for r in rounds]
+        phases = {p: median([run["phase_s"].get(p, 0.0) for run in runs]) for p in PHASES}
+        total = median([run["s_per_step"] for run in runs])
+        # each round's own remainder, then their median: a median of totals minus medians of phases taken
+        # from different rounds mixes the rounds' speeds (which drift by tens of percent) into "other"
+        rest = median([run["s_per_step"] - sum(run["phase_s"].get(p, 0.0) for p in PHASES) for run in runs])
         cells = "  ".join(f"{p} {phases[p] * 1e3:.0f} ms ({phases[p] / total:.0%})" for p in PHASES)
         print(f"\nharness {algo} step profile ({total * 1e3:.0f} ms): {cells}  other {rest * 1e3:.0f} ms ({rest / total:.0%})")
     return "\n".join(lines).strip("\n")

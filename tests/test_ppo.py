@@ -193,6 +193,22 @@ def test_each_step_runs_through_the_optimizer_step_hook(tmp_path, sft_dir):
     assert all(m["timer/seen"] == 1.0 for _, m in logged)
 
 
+def test_the_periodic_evaluation_sees_the_policy_as_trained_so_far(tmp_path, sft_dir):
+    from transformers import AutoModelForCausalLM
+
+    seen = []  # (step, the model object, its weights then)
+    logged: list = []
+    ctx = make_ctx(tmp_path, sft_dir, logged)
+    ctx.evaluate_every = 1
+    ctx.evaluate = lambda model, step: seen.append((step, model, {k: v.clone() for k, v in model.state_dict().items()}))
+    train("ppo", tmp_path, sft_dir, ctx=ctx, steps=2)
+    assert [step for step, _, _ in seen] == [1, 2] and seen[0][1] is seen[1][1]
+    assert any(not torch.equal(seen[0][2][k], seen[1][2][k]) for k in seen[0][2])  # step 2 moved the weights
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "policy" / "model").state_dict()
+    assert saved.keys() == seen[1][2].keys()
+    assert all(torch.equal(saved[k], v) for k, v in seen[1][2].items())  # the last one seen is what was saved
+
+
 def test_plugins_register_their_optimizers():
     from harness_builtins.optimizers import a2c, ppo
 

@@ -12,6 +12,8 @@ from harness._online.objectives import (AdaptiveKLController, FixedKLController,
 from harness_builtins.optimizers.ppo import PPO, clipped_policy_loss, clipped_value_loss
 from harness._core.stats import distinct_n
 from harness._online import minibatches, sample_prompts, step_prompts
+from harness._online.rollout import encode_prompts
+from harness._core.text import encode_prompt
 
 
 def test_gae_matches_a_hand_computed_example():
@@ -144,6 +146,26 @@ def test_k_samples_per_prompt_are_consecutive_groups_and_k_1_is_the_plain_batch(
     assert grouped == [x for x in sample_prompts(pool, 2, seed=1, step=3) for _ in range(4)]
     with pytest.raises(ValueError, match="multiple of samples_per_prompt"):
         step_prompts(pool, 6, seed=1, step=3, samples_per_prompt=4)
+
+
+def test_a_step_tokenizes_each_distinct_prompt_once_into_the_ids_each_row_would_get():
+    from tests.test_ppo import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    calls: list[str] = []
+
+    class Counting:  # the tokenizer, counting what it is asked to tokenize
+        def __getattr__(self, name):
+            return getattr(tok, name)
+
+        def __call__(self, text, **kwargs):
+            calls.append(text)
+            return tok(text, **kwargs)
+
+    texts = [t for t in ("User: the cat Assistant:", "User: a dog Assistant:", "User: the cat Assistant:")
+             for _ in range(3)]
+    assert encode_prompts(Counting(), texts) == [encode_prompt(tok, t) for t in texts]
+    assert sorted(calls) == sorted(set(texts))  # two distinct prompts, two tokenizer calls
 
 
 def test_distinct_2():

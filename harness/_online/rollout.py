@@ -114,6 +114,16 @@ def process_rows(total: int, group: int = 1) -> list[int]:
     return [g * group + j for g in range(rank, total // group, n) for j in range(group)]
 
 
+def encode_prompts(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """:func:`encode_prompt` of each text, each distinct text tokenized once: a step's k samples per prompt
+    share one list of ids (read only), so a group step tokenizes batch_size / k prompts, not batch_size."""
+    encoded: dict[str, list[int]] = {}
+    for text in texts:
+        if text not in encoded:
+            encoded[text] = encode_prompt(tokenizer, text)
+    return [encoded[text] for text in texts]
+
+
 def step_prompts(pool: Sequence[Prompt], batch_size: int, seed: int, step: int, samples_per_prompt: int = 1) -> list[Prompt]:
     """The step's batch: ``batch_size / samples_per_prompt`` prompts, each repeated ``samples_per_prompt``
     times in a row (a group of k responses per prompt); with k = 1, exactly :func:`sample_prompts`."""
@@ -150,7 +160,7 @@ def collect_rollout_and_forward(run: RLRun, step: int, samples_per_prompt: int =
     rows = process_rows(len(everyone), samples_per_prompt)
     prompts = [everyone[i] for i in rows]
     seeds = [sample_seed(run.ctx.seed, step, i) for i in rows]
-    prompt_ids = [encode_prompt(run.tokenizer, run.ctx.world.chat_text(p)) for p in prompts]
+    prompt_ids = encode_prompts(run.tokenizer, [run.ctx.world.chat_text(p) for p in prompts])
     with run.timed("generation"), run.generation_policy() as policy:
         gen = generate_responses(policy, run.tokenizer, prompt_ids, max_new_tokens=run.options.max_new_tokens,
                                  temperature=run.options.temperature, row_seeds=seeds)
