@@ -75,7 +75,7 @@ def test_design_5_builds_under_its_own_key_and_design_4s_key_is_unchanged(worlds
     assert "design" not in key4["corpus"] and key5["corpus"]["design"] == 5
     assert config_hash(key4) != config_hash(key5)
     assert config_hash(key4) == config_hash(build_key("tiny", 0, EmbeddedWorld(EmbeddedOptions(**SMALL), seed=0).corpus_config()))
-    assert shipped_build("tiny", 0, EmbeddedWorld(EmbeddedOptions(design=5), seed=0).corpus_config()) is None  # not shipped yet
+    assert shipped_build("tiny", 0, EmbeddedWorld(EmbeddedOptions(design=5), seed=0).corpus_config()).name == "tiny-d5-s0"
     micro5 = worlds[5].base_model("micro")  # design 4's micro is built by tests/test_world.py
     assert micro5.name == f"micro-s0-{config_hash(build_key('micro', 0, worlds[5].corpus_config()))}"
     assert micro5.name != f"micro-s0-{config_hash(build_key('micro', 0, worlds[4].corpus_config()))}"
