@@ -7,11 +7,13 @@ BIN := $(VENV)/bin
 
 .PHONY: install trackers run test profile floor peer compare-optimizers world-validation world-weights
 
+# --no-compile: pip would byte-compile every module of every package (torch's tens of thousands) at install, about
+# half the install's time; Python compiles the few hundred a run imports on first use instead (docs/performance.md).
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	-$(BIN)/pip install -q --no-index --no-deps torch
-	$(BIN)/pip install -q -e ".[test]"
+	-$(BIN)/pip install -q --no-compile --no-index --no-deps torch
+	$(BIN)/pip install -q --no-compile -e ".[test]"
 	touch $(BIN)/harness
 
 install: $(BIN)/harness
@@ -19,7 +21,7 @@ install: $(BIN)/harness
 # The trackers (W&B, MLflow: docs/tracking.md) are extras, left out of the default install; tests/test_trackers.py
 # skips their checks without them. CI installs them (about 15 s and 200 MB) so those checks run there.
 trackers: install
-	$(BIN)/pip install -q -e ".[test,wandb,mlflow]"
+	$(BIN)/pip install -q --no-compile -e ".[test,wandb,mlflow]"
 
 run: install
 	$(BIN)/harness run experiments/instructgpt.toml
