@@ -131,6 +131,12 @@ class EmbeddedWorld:
         return cached_build(name, self.seed, self.corpus_config(), lambda: self.corpus_docs("train"), log,
                             use_shipped=use_shipped)
 
+    def base_tokenizer(self, name: str):
+        """The tokenizer base model ``name`` is saved with, trained without the model (no build, no cache)."""
+        from .model import base_tokenizer, spec_for
+
+        return base_tokenizer(self.corpus_docs("train"), spec_for(name))
+
     def lm_eval_tasks(self) -> tuple[Path, list[str]]:
         from .lm_eval_tasks import write_tasks
 
