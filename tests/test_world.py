@@ -279,6 +279,16 @@ def test_base_model_loads_and_talks(world, micro_dir):
     assert world.base_model("micro") == micro_dir  # cached
 
 
+def test_the_base_tokenizer_alone_is_the_one_the_model_is_saved_with(world, micro_dir):
+    """bench/gpu/make_model.py takes the world's tokenizer without building a model: it must be the same one."""
+    from transformers import AutoTokenizer
+
+    saved, alone = AutoTokenizer.from_pretrained(micro_dir), world.base_tokenizer("micro")
+    assert alone.get_vocab() == saved.get_vocab() and alone.special_tokens_map == saved.special_tokens_map
+    text = world.chat_text(world.prompts("eval")[0])
+    assert alone(text)["input_ids"] == saved(text)["input_ids"]
+
+
 def test_model_build_is_deterministic(world, tmp_path):
     import torch
 
