@@ -3,8 +3,7 @@ shared within a seed, a multi-seed comparison killed with SIGKILL and resumed, a
 
 One 2-seed × 2-variant tiny comparison (ppo, a2c) is trained once for the module — killed after seed 1's
 first policy, then rerun to the end, with seed 0's SFT, feedback and RM from the session's clean tiny run — and
-every test reads it; the one-variant multi-seed run reuses its
-stages from the same store (no training)."""
+every test reads it; the one-variant multi-seed run reuses its stages from the same store (no training)."""
 from __future__ import annotations
 
 import json
