@@ -36,9 +36,9 @@ UPDATE = ("ppo/policy_loss", "ppo/value_loss", "ppo/grad_norm", "ppo/approx_kl",
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tiny_cache):
     extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path("~/.cache/harness/torch_extensions").expanduser())
-    return {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path_factory.mktemp("harness-cache")),
+    return {**os.environ, "HARNESS_CACHE_DIR": tiny_cache,
             "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1", "TORCH_EXTENSIONS_DIR": extensions, "OMP_NUM_THREADS": "1"}
 
 
@@ -56,18 +56,25 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "policy" / "metrics.jsonl").read_text().splitlines()]
 
 
+def copy_upstream(source: Path, run_dir: Path) -> None:
+    """The finished SFT, feedback and reward-model stages of ``source`` into ``run_dir`` (the run reuses them)."""
+    for stage in ("sft", "feedback", "reward_model"):
+        shutil.copytree(source / stage, run_dir / stage, symlinks=True)
+
+
 @pytest.fixture(scope="module")
-def one_process(env, tmp_path_factory):
-    """The whole tiny pipeline in one plain-PyTorch process: the reference numbers."""
+def one_process(env, clean_tiny_run, tmp_path_factory):
+    """The tiny pipeline's policy and evaluation in one plain-PyTorch process: the reference numbers. Its SFT,
+    feedback and RM are the session's clean tiny run's (same config and seed, so the same stage hashes)."""
     output = tmp_path_factory.mktemp("one")
+    copy_upstream(clean_tiny_run[0] / "tiny", output / "tiny")
     harness_run(env, output, "compute.backend='cpu'")
     return output / "tiny"
 
 
 def two_process_run(env, one_process, tmp_path, *settings):
     run_dir = tmp_path / "tiny"
-    for stage in ("sft", "feedback", "reward_model"):  # the same trained models: only the policy stage differs
-        shutil.copytree(one_process / stage, run_dir / stage, symlinks=True)
+    copy_upstream(one_process, run_dir)  # the same trained models: only the policy stage differs
     out = harness_run(env, tmp_path, "compute.backend='deepspeed'", *settings, processes=2)
     return run_dir, out
 
@@ -195,8 +202,7 @@ def test_every_process_splits_the_batch(tmp_path, monkeypatch):
 def test_dpo_runs_its_trl_trainer_on_deepspeed(env, one_process, tmp_path):
     """DPO honours [compute] through trl's ``deepspeed=`` argument (one process, ZeRO-2, CPU)."""
     run_dir = tmp_path / "tiny"
-    for stage in ("sft", "feedback", "reward_model"):
-        shutil.copytree(one_process / stage, run_dir / stage, symlinks=True)
+    copy_upstream(one_process, run_dir)
     harness_run(env, tmp_path, "compute.backend='deepspeed'", "compute.zero_stage=2", "optimizer.name='dpo'",
                 "optimizer.dpo.batch_size=8")
     train = json.loads((run_dir / "results.json").read_text())["policy"]["train"]

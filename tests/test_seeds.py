@@ -2,13 +2,14 @@
 shared within a seed, a multi-seed comparison killed with SIGKILL and resumed, and the report read across seeds.
 
 One 2-seed × 2-variant tiny comparison (ppo, a2c) is trained once for the module — killed after seed 1's
-first policy, then rerun to the end — and every test reads it; the one-variant multi-seed run reuses its
-stages from the same store (no training)."""
+first policy, then rerun to the end, with seed 0's SFT, feedback and RM from the session's clean tiny run — and
+every test reads it; the one-variant multi-seed run reuses its stages from the same store (no training)."""
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,13 +195,25 @@ def _cli(env, experiment: Path, output: Path, kill_at: str = "") -> subprocess.C
                           capture_output=True, text=True, cwd=ROOT, env={**env, "HARNESS_TEST_KILL_AT": kill_at})
 
 
+def seed_store_with_upstream(source: Path, output: Path) -> None:
+    """Copy the finished SFT, feedback and RM entries of ``source``'s stage store into ``output``'s: a run whose
+    stages hash the same reuses them, one that does not trains its own beside them."""
+    for entry in (source / ".stages").iterdir():
+        if entry.name.split("-")[0] in ("sft", "feedback", "reward_model"):
+            shutil.copytree(entry, output / ".stages" / entry.name, symlinks=True)
+
+
 @pytest.fixture(scope="module")
-def seeded(tiny_cache, tmp_path_factory):
-    """The 2-seed comparison, killed with SIGKILL after seed 1's ppo policy finished, then rerun to the end."""
+def seeded(tiny_cache, clean_tiny_run, tmp_path_factory):
+    """The 2-seed comparison, killed with SIGKILL after seed 1's ppo policy finished, then rerun to the end.
+
+    Seed 0's SFT, feedback and RM are the session's clean tiny run's (tiny-compare.toml is tiny.toml's pipeline,
+    so they hash the same): the comparison trains seed 1's and every policy."""
     env = {**os.environ, "HARNESS_CACHE_DIR": tiny_cache, "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "faults")])}
     tmp = tmp_path_factory.mktemp("seeds")
     experiment = _file(tmp, SEEDED, "tiny-seeds.toml")
+    seed_store_with_upstream(clean_tiny_run[0], tmp / "runs")
     killed = _cli(env, experiment, tmp / "runs", "finished:policy:3")  # seed 0: ppo, a2c; seed 1: ppo — then killed
     states = {name: json.loads((tmp / "runs" / "tiny-seeds" / name / "results.json").read_text())["status"]
               for name in ("seed-0/ppo", "seed-0/a2c", "seed-1/ppo")}

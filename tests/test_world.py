@@ -279,6 +279,25 @@ def test_base_model_loads_and_talks(world, micro_dir):
     assert world.base_model("micro") == micro_dir  # cached
 
 
+def test_the_base_tokenizer_alone_is_the_one_the_model_is_saved_with(world, micro_dir, tmp_path):
+    """bench/gpu/make_model.py takes the world's tokenizer without building a model: it must be the same one."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "gpu"))
+    from make_model import world_tokenizer
+
+    experiment = tmp_path / "small.toml"  # the world of `world` and `micro_dir`, as an experiment file names it
+    experiment.write_text("[world.embedded]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items()))
+    saved, alone = AutoTokenizer.from_pretrained(micro_dir), world_tokenizer(experiment)
+    assert alone.get_vocab() == saved.get_vocab() and alone.special_tokens_map == saved.special_tokens_map
+    text = world.chat_text(world.prompts("eval")[0])
+    assert alone(text)["input_ids"] == saved(text)["input_ids"]
+
+
 def test_model_build_is_deterministic(world, tmp_path):
     import torch
 

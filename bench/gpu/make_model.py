@@ -26,15 +26,16 @@ SHAPES = {"0.5b": (1024, 24, 16, 8, 5632), "tiny": (64, 2, 4, 2, 176)}
 
 
 def world_tokenizer(experiment: Path | None):
-    """The embedded world's tokenizer: the one saved with its smallest base model (built and cached on first use)."""
-    from transformers import AutoTokenizer
-
+    """The embedded world's tokenizer: the one its smallest base model is saved with, trained alone (the
+    micro model's pretraining, most of a minute on a busy CPU, would be thrown away: only its tokenizer is kept)."""
     from harness_builtins.worlds.embedded.world import EmbeddedWorld
 
     raw = tomllib.loads(experiment.read_text()) if experiment else {}
     table = raw.get("world", {}).get("embedded", {})
     world = EmbeddedWorld(EmbeddedWorld.Options(**table), seed=raw.get("experiment", {}).get("seed", 0))
-    return AutoTokenizer.from_pretrained(world.base_model("micro"))
+    from harness_builtins.worlds.embedded.model import spec_for, train_tokenizer
+
+    return train_tokenizer([d.joined() for d in world.corpus_docs("train")], spec_for("micro").vocab)  # as build_into does
 
 
 def build(out: Path, shape: str, dtype: str, experiment: Path | None = None) -> dict:
