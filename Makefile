@@ -44,7 +44,7 @@ floor: install
 peer: install
 	$(BIN)/python bench/peer_throughput.py --doc docs/performance.md
 
-# experiments/compare-optimizers.toml over its 3 seeds (about an hour on 2 cores; resumable: rerun to continue), its
+# experiments/compare-optimizers.toml over its 3 seeds (its cost is in the block it writes; resumable: rerun to continue), its
 # ranking and compact table written into README.md between its compare:optimizers markers.
 compare-optimizers: install
 	$(BIN)/python bench/comparison_block.py experiments/compare-optimizers.toml --doc README.md --label optimizers
