@@ -43,7 +43,7 @@ def block(experiment: str, comparison, seconds: dict[str, float]) -> str:
         comparison.statistics.rstrip(),
         "```",
         "",
-        f"{runs} runs ({len(comparison.runs) // max(len(seeds), 1)} variants × seeds {', '.join(map(str, seeds))}); "
+        f"{runs} runs ({runs // max(len(seeds), 1)} variants × seeds {', '.join(map(str, seeds))}); "
         f"{len(seconds)} distinct stages, {minutes:.0f} min of stage time in all; {os.cpu_count()} CPUs "
         f"({platform.machine()}), torch {torch.__version__}, {date.today().isoformat()}. "
         f"`make compare-optimizers` regenerates this block.",

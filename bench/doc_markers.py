@@ -19,17 +19,3 @@ def write_between_markers(doc: Path, name: str, label: str, text: str) -> None:
         sys.exit(f"{doc}: no '{begin}' … '{end}' markers to write between; add them.")
     head, rest = content.split(begin, 1)
     atomic_write_text(Path(doc), f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
-
-
-def main(argv: list[str]) -> None:
-    """``python bench/doc_markers.py DOC NAME LABEL < text``: what a make target pipes in goes between the markers."""
-    if len(argv) != 3:
-        sys.exit("usage: python bench/doc_markers.py DOC NAME LABEL < text  (writes stdin between <!-- NAME:LABEL --> markers)")
-    text = sys.stdin.read().rstrip("\n")
-    if not text:
-        sys.exit("doc_markers: nothing on stdin to write; the command before the pipe printed nothing.")
-    write_between_markers(Path(argv[0]), argv[1], argv[2], text)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
