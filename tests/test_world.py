@@ -374,7 +374,7 @@ def test_world_cli_stats_json(world):
     assert listing.exit_code == 0 and "72.6 ± 1.5%" in listing.output and "Ouyang et al. 2022" in listing.output
 
 
-SHIPPED_BASES = [(4, 0), (4, 1), (4, 2), (5, 0)]  # (design, seed): `make world-weights [WORLD_DESIGN=5]` ships them
+SHIPPED_BASES = [(4, 0), (4, 1), (4, 2), (5, 0), (5, 1), (5, 2), (5, 3), (5, 4)]  # (design, seed): `make world-weights [WORLD_DESIGN=5]` ships them
 
 
 @pytest.mark.parametrize("design,seed", SHIPPED_BASES)
