@@ -133,7 +133,7 @@ def _run(tmp_path, name: str, echo=lambda s: None, seed: int = 0):
 def test_code_identity_hashes_the_ast_of_source_that_no_wheel_installed(plugin):
     module = sys.modules[PLUGIN]
     before = code_identity([module.CountingStage])
-    assert PLUGIN in before["modules"] and "harness._core.pipeline" in before["modules"]  # the core drives every stage
+    assert PLUGIN in before["modules"] and "harness._core.stage_driver" in before["modules"]  # the core drives every stage
     assert PLUGIN not in before["distributions"]  # on sys.path only: no distribution claims it
     after = code_identity([plugin('VERSION = "first"', 'VERSION = "second"').CountingStage])
     assert after["modules"][PLUGIN] != before["modules"][PLUGIN]
@@ -168,7 +168,8 @@ def test_a_stage_depends_on_the_modules_its_components_import_and_no_others():
     toolkit = {m for m in closure["ppo"] if m.startswith("harness._online")}
     assert toolkit and not toolkit & (closure["next_token"] | closure["bradley_terry"] | closure["win_rate"])
     core = set.intersection(*closure.values())  # what every stage runs on: an edit there reruns everything
-    assert {"harness._core.pipeline", "harness._core.config", "harness._core.runstore"} <= core
+    assert {"harness._core.stage_driver", "harness._core.config", "harness._core.runstore"} <= core
+    assert "harness._core.pipeline" not in core  # the run around the stages (results.json, the report) trains nothing
     assert "harness.api" not in core  # a re-exporting facade ties nothing: names are followed to their modules
 
 

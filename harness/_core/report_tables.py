@@ -17,7 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness._core.contracts import ReportRun
-from harness._core.seed_cells import CellStatistics, SeedStatistics, run_keys
+from harness._core.report_points import run_keys
+from harness._core.seed_cells import CellStatistics, SeedStatistics
 from harness._core.seed_stats import VariantSummary, variant_summary
 from harness._core.summary import cell_of
 
