@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -106,3 +107,33 @@ def test_a_package_above_a_module_counts_with_what_its_init_runs(on_path):
     assert {"lazy_pkg", "lazy_pkg.stage", "lazy_pkg.loaded"} <= set(modules) and "lazy_pkg.api" not in modules
     whole = importlib.import_module("whole")  # imports the package itself, so its __getattr__ counts
     assert "lazy_pkg.api" in code_identity([whole.factory])["modules"]
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """New source with a new mtime, however coarse the file system's clock."""
+    mtime = path.stat().st_mtime_ns
+    path.write_text(text)
+    os.utime(path, ns=(mtime + 2_000_000_000, mtime + 2_000_000_000))
+
+
+def test_an_edit_during_a_command_changes_no_identity_until_the_module_is_imported_again(on_path):
+    """A long command runs the code it imported: its later stages keep that identity; a reload (``importlib.reload``,
+    IPython's autoreload) gives the module a new ``__spec__`` and the edit counts from then on."""
+    _package(on_path, {"live_plugin.py": "VALUE = 1\n\n\ndef factory():\n    return VALUE\n"})
+    module = importlib.import_module("live_plugin")
+    before = code_identity([module.factory])
+    _rewrite(on_path / "live_plugin.py", "VALUE = 2\n\n\ndef factory():\n    return VALUE\n")
+    assert code_identity([module.factory]) == before and module.VALUE == 1
+    reloaded = importlib.reload(module)
+    assert reloaded.VALUE == 2
+    assert code_identity([reloaded.factory])["modules"]["live_plugin"] != before["modules"]["live_plugin"]
+
+
+def test_a_module_not_imported_yet_is_read_again_when_its_file_changes(on_path):
+    _package(on_path, {"user_plugin.py": "def factory():\n    from lazy_helper import VALUE\n    return VALUE\n",
+                       "lazy_helper.py": "VALUE = 1\n"})
+    module = importlib.import_module("user_plugin")
+    before = code_identity([module.factory])
+    assert "lazy_helper" in before["modules"] and "lazy_helper" not in sys.modules
+    _rewrite(on_path / "lazy_helper.py", "VALUE = 2\n")
+    assert code_identity([module.factory])["modules"]["lazy_helper"] != before["modules"]["lazy_helper"]

@@ -233,6 +233,25 @@ def test_editing_a_plugin_retrains_its_stage_and_says_why(plugin, tmp_path):
     assert json.loads((sft / "manifest.json").read_text())["summary"] == {"version": "second"}
 
 
+def test_a_run_reads_every_stages_code_before_its_first_stage(plugin, tmp_path, monkeypatch):
+    """A module is hashed once per import, when an identity first reads it; reading every stage's as the run starts
+    means a file edited while SFT trains (the optimizer's, say) counts from the next run, not for this one's policy."""
+    from harness._core import stage_driver
+
+    reads: list[object] = []
+    read, run_stage = stage_driver.code_identity, stage_driver.Run.stage
+    monkeypatch.setattr(stage_driver, "code_identity", lambda factories: reads.append(factories) or read(factories))
+    read_before: dict[str, int] = {}
+
+    def stage(run, name, work, **kwargs):
+        read_before.setdefault(name, len(reads))
+        return run_stage(run, name, work, **kwargs)
+
+    monkeypatch.setattr(stage_driver.Run, "stage", stage)
+    _run(tmp_path, "early")
+    assert read_before["sft"] == len(stage_driver.STAGE_INPUTS) == len(reads)
+
+
 def test_a_plain_run_links_a_matching_stage_of_another_run_under_the_same_root(plugin, tmp_path):
     first = _run(tmp_path, "first")
     notes: list[str] = []

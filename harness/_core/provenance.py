@@ -25,6 +25,12 @@ Each module is then one of:
 Where a file lies decides, not ``importlib.metadata``: a repository root on ``sys.path`` makes the
 in-tree ``*.egg-info`` claim every source file as installed, and the same code must get the same
 identity however Python was started.
+
+A module this process imported is read once, the first time an identity needs it (a run reads every
+stage's as it starts), and keeps that hash until it is imported again: ``importlib.reload``, and
+IPython's autoreload through it, give the module a new ``__spec__``. So a file edited while a long
+command runs does not give that command's later stages another identity for the code it still runs.
+A module not imported yet is read again whenever its file's mtime changes.
 """
 from __future__ import annotations
 
@@ -118,10 +124,18 @@ def ast_hash(source: str) -> str:
     return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
 
 
+_AS_IMPORTED: dict[int, tuple[Any, _Facts]] = {}  # id(module.__spec__) -> (that spec, kept so no other takes its id; facts)
+
+
 def _facts(name: str, path: Path) -> _Facts:
-    """The facts of ``name``'s source file, read again whenever its mtime changes."""
-    del name  # what identifies the file's version for now
-    return _module_facts(str(path), path.stat().st_mtime_ns)
+    """The facts of ``name``'s source: as imported, for a module this process imported (read once per import)."""
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    if spec is None or Path(getattr(module, "__file__", None) or "") != path:
+        return _module_facts(str(path), path.stat().st_mtime_ns)
+    if id(spec) not in _AS_IMPORTED:
+        _AS_IMPORTED[id(spec)] = (spec, _module_facts(str(path), path.stat().st_mtime_ns))
+    return _AS_IMPORTED[id(spec)][1]
 
 
 @lru_cache(maxsize=4096)

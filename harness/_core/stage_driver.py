@@ -56,6 +56,7 @@ class Run:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
     components: Components = field(default_factory=Components)
+    codes: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> its code identity, read once per run
     echo: Callable[[str], None] = print
 
     # ------------------------------------------------------------------ helpers
@@ -71,7 +72,13 @@ class Run:
         tables, upstream = STAGE_INPUTS[stage]
         resolved = self.experiment.to_dict()
         return {"config": {table: resolved[table] for table in tables}, "seed": self.experiment.seed,
-                "upstream": {u: self.hashes[u] for u in upstream}, "code": code_identity(self.factories(stage))}
+                "upstream": {u: self.hashes[u] for u in upstream}, "code": self.code(stage)}
+
+    def code(self, stage: str) -> dict[str, Any]:
+        """The stage's code identity (:func:`harness._core.provenance.code_identity`), read once per run."""
+        if stage not in self.codes:
+            self.codes[stage] = code_identity(self.factories(stage))
+        return self.codes[stage]
 
     def factories(self, stage: str) -> list[Any]:
         """The registered factories a stage runs (its slots' components; the evaluators for evaluation)."""
@@ -171,6 +178,8 @@ def run_stages(run: Run, main: bool) -> None:
     """Every stage in order, each reading what the earlier ones left in ``run.artifacts``; evaluation on rank 0 only."""
     experiment, host = run.experiment, run.host
     random.seed(experiment.seed)
+    for stage in STAGE_INPUTS:  # the code this process runs, read as it starts: an edit during the run waits for the next
+        run.code(stage)
     with distributed.main_process_first():  # a world may build and cache its models on first use
         run.world = run.instantiate("world")
         run.artifacts["base"] = resolve_base(host.hook, experiment.model.base, experiment)
