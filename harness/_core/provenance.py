@@ -124,7 +124,8 @@ def ast_hash(source: str) -> str:
     return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
 
 
-_AS_IMPORTED: dict[int, tuple[Any, _Facts]] = {}  # id(module.__spec__) -> (that spec, kept so no other takes its id; facts)
+# id(module.__spec__) -> (that spec, kept so that no other object takes its id; the module's facts)
+_AS_IMPORTED: dict[int, tuple[Any, _Facts]] = {}
 
 
 def _facts(name: str, path: Path) -> _Facts:
@@ -159,7 +160,7 @@ def _imports(tree: ast.Module):
 
 
 def _executed_nodes(tree: ast.Module):
-    """(node, runs on import) for every node except those under ``if TYPE_CHECKING:`` (imports only a type checker runs).
+    """(node, runs on import) for every node not under ``if TYPE_CHECKING:`` (imports only a type checker runs).
 
     A node runs on import unless it is in a function only a caller from outside the module can run.
     """

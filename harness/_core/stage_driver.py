@@ -178,7 +178,7 @@ def run_stages(run: Run, main: bool) -> None:
     """Every stage in order, each reading what the earlier ones left in ``run.artifacts``; evaluation on rank 0 only."""
     experiment, host = run.experiment, run.host
     random.seed(experiment.seed)
-    for stage in STAGE_INPUTS:  # the code this process runs, read as it starts: an edit during the run waits for the next
+    for stage in STAGE_INPUTS:  # the code this process runs, read as it starts; an edit counts from the next run
         run.code(stage)
     with distributed.main_process_first():  # a world may build and cache its models on first use
         run.world = run.instantiate("world")
