@@ -131,6 +131,28 @@ def test_the_report_reads_in_order_and_the_html_does_not_spread(registry, tmp_pa
     assert html.index("At a glance") < html.index("<h2>Plots") < html.index("<h2>Details")
 
 
+def test_a_cell_the_same_on_every_seed_shows_its_value_alone_and_the_report_says_why_once(registry, tmp_path):
+    runs = _runs()
+    kl_bon4 = float(np.log(4) - 3 / 4)  # best-of-n's KL is the same number on every seed and prompt
+    for run in runs:
+        if run["variant"] == "bon4":
+            cell = next(c for c in run["results"]["headline"] if c["name"] == "KL (nats)")
+            cell.update(value=kl_bon4, per_prompt=[kl_bon4] * PROMPTS)
+    text = render_report(runs, tmp_path / "rep", registry, title="same").read_text()
+    glance = text[text.index("## At a glance"):text.index("## Plots")]
+    bon4 = next(line for line in glance.splitlines() if line.startswith("| bon4 |"))
+    assert bon4.endswith(f"| {kl_bon4:.3f} (= every seed) |") and f"[{kl_bon4:.3f}, {kl_bon4:.3f}]" not in text
+    assert re.search(r"^\| ppo \|.*\| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|$", glance, re.M)  # others keep theirs
+    assert f"| KL (nats) | bon4 | {kl_bon4:.3f} (= every seed) |" in text  # the details' every cell across seeds
+    note = "(= every seed): every seed gave exactly this value"
+    assert glance.count(note) == 1 and text.count(note) == 1  # said once, under the table that first shows it
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert html.count(note) == 1 and f"{kl_bon4:.3f} (= every seed)" in html
+    plain = render_report(_runs(), tmp_path / "plain", registry, title="plain").read_text()
+    rows = [line for line in plain[plain.index("## At a glance"):plain.index("## Plots")].splitlines() if line[:1] == "|"]
+    assert rows and not any("(= every seed)" in row for row in rows)  # KL that varies keeps its interval
+
+
 def test_one_seed_draws_no_improvement_matrix_and_says_why():
     stats = seed_statistics(_runs(seeds=(0,)))
     plots = {plot.file: plot for plot in seed_plots(stats)}

@@ -172,7 +172,7 @@ def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, t
             raise HarnessError(f"report plot {plot.file!r} is the core's (the lead cell across seeds); "
                                "a component declares it too: give that plot another file name.")
     plots = core + plots
-    notes = notes + _failed_notes(failed or {})
+    notes = _same_notes(runs, stats) + notes + _failed_notes(failed or {})
     labels = [run["label"] for run in runs]
     with _writable(out), atomic_directory(out) as tmp:
         _shareable(tmp)
@@ -217,6 +217,13 @@ def _shareable(folder: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)
+
+
+def _same_notes(runs: Sequence[ReportRun], stats: SeedStatistics) -> list[str]:
+    """Why a value of the page stands without its interval (:func:`harness._core.seed_report.same_notes`): said
+    once, under the compact table, for the marks its tables and sentences show."""
+    shown = seed_report.markdown(stats) + report_tables.markdown_table(report_tables.compact_table(runs, stats))
+    return seed_report.same_notes("\n".join(shown))
 
 
 def _failed_notes(failed: Mapping[str, str]) -> list[str]:
