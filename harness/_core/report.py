@@ -27,6 +27,7 @@ import math
 import os
 from pathlib import Path
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 from harness._core.contracts import NotingComponent, Plot, PlottingComponent, ReportRun
@@ -146,13 +147,28 @@ def declared(registry: Registry, runs: Sequence[ReportRun]) -> tuple[list[Plot],
 
 
 # --------------------------------------------------------------------------- writing
+@dataclass(frozen=True)
+class WrittenReport:
+    """What :func:`write_report` wrote: the runs it read (:func:`load_runs`' dicts; none when no run finished),
+    ``report.md``, and the runs read across seeds as the console prints them
+    (:func:`harness._core.seed_report.console_text`; empty for a single run)."""
+
+    runs: list[ReportRun]
+    report: Path
+    statistics: str = ""
+
+
 def write_report(run_dirs: Sequence[Path], out: Path, registry: Registry, *, title: str = "comparison",
-                 description: str = "", failed: Mapping[str, str] | None = None) -> Path:
-    """Write the report of the runs in ``run_dirs`` into ``out`` (replaced whole); returns the path of ``report.md``.
-    ``failed`` (label → error) are the variants that did not finish: listed under the table."""
+                 description: str = "", failed: Mapping[str, str] | None = None) -> WrittenReport:
+    """Write the report of the runs in ``run_dirs`` into ``out`` (replaced whole), as ``harness run`` (a comparison)
+    and ``harness compare`` do; ``failed`` (label → error) are the variants that did not finish: listed under the
+    table. With no run, the report says that none finished."""
     if not run_dirs:
-        return write_failed_report(out, title=title, description=description, failed=failed or {})
-    return render_report(load_runs(run_dirs), out, registry, title=title, description=description, failed=failed)
+        return WrittenReport([], write_failed_report(out, title=title, description=description, failed=failed or {}))
+    runs = load_runs(run_dirs)
+    stats = seed_statistics(runs)  # the runs read across seeds: the report's lead, and what the console prints
+    report = render_report(runs, out, registry, title=title, description=description, failed=failed, statistics=stats)
+    return WrittenReport(runs, report, seed_report.console_text(stats, runs))
 
 
 def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, title: str,
