@@ -342,7 +342,8 @@ def test_write_report_of_no_finished_runs_replaces_the_old_report(host, tmp_path
     out = tmp_path / "report"
     out.mkdir()
     (out / "report.csv").write_text("old")
-    assert write_report([], out, host.registry, title="t", failed={"x": "boom"}) == out / "report.md"
+    written = write_report([], out, host.registry, title="t", failed={"x": "boom"})
+    assert written.report == out / "report.md" and written.runs == [] and written.statistics == ""
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.md"]
 
 

@@ -167,8 +167,29 @@ def test_a_clear_difference_is_resolved_and_grouped():
     stats = seed_statistics(runs)
     assert stats.lead.ranking.order == ("a", "b", "c") and stats.lead.ranking.groups == (("a",), ("b",), ("c",))
     text = console_text(stats)
-    assert "a − b: +0.200 [+0.200, +0.200], resolved with 5 seeds" in text and "Groups: {a} ≻ {b} ≻ {c}" in text
+    assert "a − b: +0.200 (= every seed), resolved with 5 seeds" in text  # every prompt of every seed differs by 0.2 and "Groups: {a} ≻ {b} ≻ {c}" in text
     assert "too narrow" not in text  # five seeds or more: no warning
+
+
+def test_a_value_the_same_on_every_seed_prints_alone_and_one_note_says_why():
+    runs = [_run("same", s, [0.5] * 20) for s in (0, 1, 2)] + \
+        [_run("spread", s, [0.5 + 0.1 * ((i + s) % 3) for i in range(20)]) for s in (0, 1, 2)]
+    stats = seed_statistics(runs)
+    text = console_text(stats, runs)
+    assert "[0.500, 0.500]" not in text
+    assert re.search(r"^2 +same +0\.500 \(= every seed\) +0\.500 +0\.500 +0\.500 +B$", text, re.M)  # the ranking
+    assert re.search(r"^same +0\.500 \(= every seed\)$", text, re.M)  # at a glance
+    assert text.count("(= every seed): every seed gave exactly this value") == 1 and text.endswith("it is left out.")
+    assert re.search(r"^1 +spread +0\.600 \[0\.5\d\d, 0\.6\d\d\]", text, re.M)  # a real interval still prints
+    assert re.search(r"spread − same: \+0\.100 \[\+0\.0\d\d, \+0\.1\d\d\], resolved", text)
+    table = "\n".join(markdown(stats))
+    assert "| same | 0.500 (= every seed) | 0.500 | 0.500 | 0.500 |" in table  # every cell across seeds
+    assert re.search(r"\| its score \| same \| \+0\.60 \[\+0\.\d\d, \+0\.\d\d\] \|", table)  # varies by seed
+    one_seed = seed_statistics([_run("same", 0, [0.5] * 20), _run("spread", 0, [0.4, 0.6] * 10)])
+    text = console_text(one_seed)
+    assert "0.500 (= every prompt)" in text and text.count("(= every prompt): every prompt of the one seed") == 1
+    assert "(= every seed)" not in text and "0.500 [0.4" in text  # the other variant's interval over prompts
+    assert "every seed gave" not in console_text(seed_statistics(runs[3:]))  # no mark shown, no note
 
 
 def test_runs_that_cannot_be_paired_by_prompt_fall_back_to_seeds():
