@@ -14,21 +14,17 @@ from harness._core.config import load_experiment
 from harness._core.errors import HarnessError
 from harness._core.plugins import get_plugin_manager
 from harness._core.runner import run_experiment
+from tests.fakes import harness_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.toml"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("harness-cache")
-    old = os.environ.get("HARNESS_CACHE_DIR")
-    os.environ["HARNESS_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("HARNESS_CACHE_DIR")
-    else:
-        os.environ["HARNESS_CACHE_DIR"] = old
+def cache(tiny_cache):
+    """The session's model cache, set for the module: the micro base model every tiny run uses is built once."""
+    with harness_cache(tiny_cache):
+        yield tiny_cache
 
 
 class CrashAtFirstPolicyStep:

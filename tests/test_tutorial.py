@@ -30,10 +30,10 @@ def installed(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """The user's HARNESS_CACHE_DIR when set (the micro base model there is keyed by its content, and
-    building it takes most of a minute on a busy CPU), else a fresh one."""
-    return os.environ.get("HARNESS_CACHE_DIR") or tmp_path_factory.mktemp("cache")
+def cache(tiny_cache):
+    """The session's model cache (HARNESS_CACHE_DIR when set): the micro base model is keyed by its content, and
+    building it takes most of a minute on a busy CPU, so the tutorial's world shares the one every tiny run built."""
+    return tiny_cache
 
 
 def _harness(args, target, cache):
