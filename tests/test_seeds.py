@@ -210,10 +210,23 @@ def test_one_seed_makes_no_claim_about_seeds():
 
 
 # ----------------------------------------------------------------- a multi-seed comparison, killed and resumed
-def _cli(env, experiment: Path, output: Path, kill_at: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", "run", str(experiment), "--output", str(output),
-                           "--seeds", "0,1", "--no-progress", "-p", "kill_plugin"],
+ARGS = ["--seeds", "0,1", "--no-progress", "-p", "kill_plugin"]
+
+
+def _cli(env, experiment: Path, output: Path, kill_at: str) -> subprocess.CompletedProcess:
+    """``harness run`` in a process of its own, which the kill plugin kills with SIGKILL at ``kill_at``."""
+    return subprocess.run([sys.executable, "-m", "harness", "run", str(experiment), "--output", str(output), *ARGS],
                           capture_output=True, text=True, cwd=ROOT, env={**env, "HARNESS_TEST_KILL_AT": kill_at})
+
+
+def _cli_here(experiment: Path, output: Path) -> subprocess.CompletedProcess:
+    """The same ``harness run`` command with the same plugins, in this process: a rerun needs no process of its
+    own (nothing kills it), and a Python start costs more than what it has left to train."""
+    host = get_plugin_manager(["kill_plugin"], autoload=False)
+    args = ["run", str(experiment), "--output", str(output), *ARGS]
+    result = CliRunner().invoke(build_cli(host), args)
+    failure = "" if result.exception is None or isinstance(result.exception, SystemExit) else repr(result.exception)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr + failure)
 
 
 def seed_store_with_upstream(source: Path, output: Path) -> None:
@@ -230,15 +243,19 @@ def seeded(tiny_cache, clean_tiny_run, tmp_path_factory):
 
     Seed 0's SFT, feedback and RM are the session's clean tiny run's (tiny-compare.toml is tiny.toml's pipeline,
     so they hash the same): the comparison trains seed 1's and every policy."""
+    faults = ROOT / "tests" / "faults"  # where kill_plugin is
     env = {**os.environ, "HARNESS_CACHE_DIR": tiny_cache, "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "faults")])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(faults)])}
     tmp = tmp_path_factory.mktemp("seeds")
     experiment = _file(tmp, SEEDED, "tiny-seeds.toml")
     seed_store_with_upstream(clean_tiny_run[0], tmp / "runs")
     killed = _cli(env, experiment, tmp / "runs", "finished:policy:3")  # seed 0: ppo, a2c; seed 1: ppo — then killed
     states = {name: json.loads((tmp / "runs" / "tiny-seeds" / name / "results.json").read_text())["status"]
               for name in ("seed-0/ppo", "seed-0/a2c", "seed-1/ppo")}
-    rerun = _cli(env, experiment, tmp / "runs")
+    with pytest.MonkeyPatch.context() as mp, harness_cache(tiny_cache):
+        mp.syspath_prepend(str(faults))
+        mp.delenv("HARNESS_TEST_KILL_AT", raising=False)
+        rerun = _cli_here(experiment, tmp / "runs")
     return tmp / "runs", killed, states, rerun
 
 
