@@ -189,8 +189,11 @@ def build_into(out: Path, docs: Sequence[Doc], spec: ModelSpec, seed: int) -> di
     """Tokenizer + pretrained model saved into ``out``; returns the build summary."""
     import torch
 
+    # At most two threads (the 2-core figures in docs/world.md), never more than the caller set: test workers run at
+    # one thread each, and an extra thread on busy cores made a micro build 5-10x slower. The micro build's weights
+    # are the same bytes at one thread and at two (measured 2026-12-03).
     start, threads = time.perf_counter(), torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(min(2, threads))
     try:
         tok = base_tokenizer(docs, spec)
         model = new_model(tok, spec, seed)
