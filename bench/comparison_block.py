@@ -7,6 +7,9 @@ Why a script and not a typed table: the README's comparison is a command's outpu
 under ``runs/``), so a rerun reuses every finished stage and an interrupted one resumes. The block
 says the command, the seeds, the compute the comparison cost (each distinct stage's own wall time,
 counted once however many runs share it, as measured when it trained) and the machine.
+
+``--read`` writes the block for a comparison that already finished, without running it (what ``harness
+compare DIR`` prints for it): after a code change, ``harness run`` would retrain every stage first.
 """
 from __future__ import annotations
 
@@ -50,16 +53,39 @@ def block(experiment: str, comparison, seconds: dict[str, float]) -> str:
     ])
 
 
+def run(experiment: str):
+    """The comparison, run (or resumed: finished stages are reused)."""
+    import harness
+
+    return harness.run(experiment, progress=False, echo=lambda line: print(line, flush=True))
+
+
+def read_finished(folder: Path):
+    """The finished comparison in ``folder``, its statistics as ``harness compare`` prints them today."""
+    from dataclasses import replace
+
+    import harness
+    from harness._core.plugins import get_plugin_manager
+    from harness._core.python_api import write_comparison
+
+    comparison = harness.load_run(folder)
+    if not isinstance(comparison, harness.ComparisonResult):
+        sys.exit(f"{folder}: a single run, not a comparison; nothing to write.")
+    return replace(comparison, statistics=write_comparison(get_plugin_manager().registry, [folder]).statistics)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment")
     parser.add_argument("--doc", type=Path, help="Write the block between the document's <!-- compare:LABEL --> markers.")
     parser.add_argument("--label", default="optimizers")
+    parser.add_argument("--read", type=Path, metavar="DIR",
+                        help="Read the finished comparison in DIR (e.g. runs/compare-optimizers) instead of running it.")
     args = parser.parse_args(argv)
 
     import harness
 
-    comparison = harness.run(args.experiment, progress=False, echo=lambda line: print(line, flush=True))
+    comparison = read_finished(args.read) if args.read else run(args.experiment)
     if not isinstance(comparison, harness.ComparisonResult):
         sys.exit(f"{args.experiment}: not a comparison (no [compare] table and one seed); nothing to write.")
     if comparison.failed:

@@ -146,7 +146,7 @@ def counting_flops(enabled: bool):
 
 def profile(experiment_file: str, overrides: list[str], output: Path, flops: bool = False) -> dict:
     """Run the experiment under the clock; {"stages": {stage: row}, "total": row, "machine": …}."""
-    from harness._core import pipeline
+    from harness._core import stage_driver
     from harness._core.config import load_experiment
     from harness._core.plugins import get_plugin_manager
     from harness._core.runner import run_experiment
@@ -156,7 +156,7 @@ def profile(experiment_file: str, overrides: list[str], output: Path, flops: boo
     clock = PhaseClock()
     install(clock, host.registry)
     rows: dict[str, dict] = {}
-    original_stage = pipeline.Run.stage
+    original_stage = stage_driver.Run.stage
 
     def timed_stage(run, name, work, **kwargs):
         before, cpu, start = dict(clock.seconds), cpu_seconds(), time.perf_counter()
@@ -173,12 +173,12 @@ def profile(experiment_file: str, overrides: list[str], output: Path, flops: boo
             print(f"· profile: {name} {wall:.1f} s" + (f", {rows[name]['flops'] / 1e9:,.0f} GFLOP" if flops else ""),
                   file=sys.stderr, flush=True)  # a long run's rows as they come
 
-    pipeline.Run.stage = timed_stage
+    stage_driver.Run.stage = timed_stage
     start, cpu = time.perf_counter(), cpu_seconds()
     try:
         run_experiment(experiment, host, output, show_progress=False, echo=lambda s: print(s, file=sys.stderr))
     finally:
-        pipeline.Run.stage = original_stage
+        stage_driver.Run.stage = original_stage
     wall = time.perf_counter() - start
     staged = sum(r["wall_s"] for r in rows.values())
     total = {"wall_s": wall, "stages_s": staged, "cpu_util": (cpu_seconds() - cpu) / wall,

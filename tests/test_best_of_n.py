@@ -60,7 +60,7 @@ def test_training_saves_sft_as_the_policy_and_needs_a_reward(tmp_path, sft_dir):
 
 
 def test_evaluation_samples_the_optimizers_policy_not_the_saved_weights(tmp_path, sft_dir):
-    from harness._core.pipeline import _evaluate
+    from harness._core.stage_driver import _evaluate
 
     reward = GoodWordReward()
     experiment = make_experiment(compute=ComputeOptions(backend="cpu", threads=1), evaluation=SETTINGS,

@@ -75,9 +75,11 @@ def test_variants_are_resolved_experiments(host):
 
 # ----------------------------------------------------------------- a comparison run
 @pytest.fixture(scope="module")
-def compared(host, tmp_path_factory):
+def compared(host, tiny_cache, tmp_path_factory):
+    """The three-variant comparison, run once for the module with the session's model cache (its micro base model
+    is the one every tiny run builds; a private cache would build it again)."""
     out = tmp_path_factory.mktemp("runs")
-    with harness_cache(tmp_path_factory.mktemp("cache")):
+    with harness_cache(tiny_cache):
         summary = run_experiment(load_experiment(COMPARE, host.registry), host, out, show_progress=False,
                                  echo=lambda s: None)
     return out / "tiny-compare", summary

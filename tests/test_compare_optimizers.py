@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,12 @@ VARIANTS = ["ppo", "a2c", "dpo", "grpo", "rloo", "best_of_n,n=1", "best_of_n,n=4
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory):
-    """The user's HARNESS_CACHE_DIR when set (the micro base model there is reused), else a fresh one."""
+def compared(tiny_cache, tmp_path_factory):
+    """The six-optimizer comparison, run once for the module with the session's model cache (HARNESS_CACHE_DIR
+    when set): the micro base model every tiny run uses is built once per session, not once more here."""
     host = get_plugin_manager(autoload=False)
     out = tmp_path_factory.mktemp("runs")
-    with harness_cache(os.environ.get("HARNESS_CACHE_DIR") or tmp_path_factory.mktemp("cache")):
+    with harness_cache(tiny_cache):
         summary = run_experiment(load_experiment(SIX, host.registry), host, out, show_progress=False,
                                  echo=lambda s: None)
     return out / "tiny-optimizers", summary

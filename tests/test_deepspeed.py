@@ -23,9 +23,11 @@ from pathlib import Path
 import pytest
 
 from harness._core.compute import ComputeOptions, deepspeed_config
-from harness._core.config import resolve
+from harness._core.config import load_experiment, resolve
 from harness._core.errors import ConfigError, HarnessError
 from harness._core.plugins import get_plugin_manager
+from harness._core.runner import run_experiment
+from tests.fakes import harness_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.toml"
@@ -63,12 +65,16 @@ def copy_upstream(source: Path, run_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def one_process(env, clean_tiny_run, tmp_path_factory):
-    """The tiny pipeline's policy and evaluation in one plain-PyTorch process: the reference numbers. Its SFT,
+def one_process(tiny_cache, clean_tiny_run, tmp_path_factory):
+    """The tiny pipeline's policy and evaluation in one plain-PyTorch process (this one: a plain run needs no
+    launcher, and another Python start would cost more than its training): the reference numbers. Its SFT,
     feedback and RM are the session's clean tiny run's (same config and seed, so the same stage hashes)."""
     output = tmp_path_factory.mktemp("one")
     copy_upstream(clean_tiny_run[0] / "tiny", output / "tiny")
-    harness_run(env, output, "compute.backend='cpu'")
+    host = get_plugin_manager(autoload=False)
+    experiment = load_experiment(TINY, host.registry, [*SETTINGS, "compute.backend='cpu'"])
+    with harness_cache(tiny_cache):
+        run_experiment(experiment, host, output, show_progress=False, echo=lambda s: None)
     return output / "tiny"
 
 

@@ -29,6 +29,7 @@ from harness._core.report import write_report
 from harness._core.results import mark_ended
 from harness._core.runner import run_experiment
 from harness._core.runstore import RunStore
+from tests.fakes import harness_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.toml"
@@ -191,12 +192,13 @@ def test_a_report_into_a_read_only_folder_is_one_line(host, tmp_path, monkeypatc
 
 
 @pytest.fixture(scope="module")
-def local_model(tmp_path_factory, host):
-    """A saved copy of the embedded micro model (built once, cached under HARNESS_CACHE_DIR)."""
+def local_model(tiny_cache, host):
+    """A saved copy of the embedded micro model (built once per session, in the session's model cache)."""
     import shutil
 
     exp = load_experiment(TINY, host.registry)
-    source = Path(host.hook.resolve_model(base=exp.model.base, experiment=exp))
+    with harness_cache(tiny_cache):
+        source = Path(host.hook.resolve_model(base=exp.model.base, experiment=exp))
     return lambda tmp: Path(shutil.copytree(source, tmp / "model"))
 
 
@@ -269,7 +271,8 @@ def test_an_unset_key_variable_fails_validate_and_run_before_training(host, tmp_
     assert unused.exit_code == 0, unused.output
 
 
-def test_a_groq_key_in_api_key_env_reaches_no_error_and_no_file(host, tmp_path):
+def test_a_groq_key_in_api_key_env_reaches_no_error_and_no_file(host, tmp_path, tiny_cache, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", tiny_cache)  # the full run below uses the session's micro model
     for sets in ([LLM.format(GROQ)], ["reward.name='llm_judge'", f"reward.llm_judge={{base_url='u', model='m', "
                                                                   f"api_key_env='{GROQ}'}}"]):
         failed = _cli(host, "validate", str(TINY), *_sets(*sets))  # a valid variable name, but shaped like a key
@@ -342,7 +345,8 @@ def test_write_report_of_no_finished_runs_replaces_the_old_report(host, tmp_path
     out = tmp_path / "report"
     out.mkdir()
     (out / "report.csv").write_text("old")
-    assert write_report([], out, host.registry, title="t", failed={"x": "boom"}) == out / "report.md"
+    written = write_report([], out, host.registry, title="t", failed={"x": "boom"})
+    assert written.report == out / "report.md" and written.runs == [] and written.statistics == ""
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.md"]
 
 

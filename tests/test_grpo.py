@@ -109,21 +109,33 @@ def test_an_interrupted_grpo_run_resumes_exactly(tmp_path, sft_dir):
 
 
 # ----------------------------------------------------------------- two processes
-@pytest.mark.parametrize("algo", ["grpo", "rloo"])
-def test_two_processes_train_like_one(tmp_path, sft_dir, algo):
-    """``torchrun --nproc_per_node 2`` (DDP over gloo): each process samples and scores 2 of the 4 prompts'
-    groups, and the losses, gradient norms and rollouts of every step match the one-process run. GRPO runs
-    μ = 2 passes (a no-grad rollout forward, then two updates); RLOO one on-policy step (the rollout's
-    forward, with its graph, is the update's)."""
-    script = ROOT / "tests" / "group_run.py"
+ALGOS = ["grpo", "rloo"]
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory, sft_dir) -> Path:
+    """``torchrun --nproc_per_node 2 tests/group_run.py``, once for the module: it trains every algorithm of ALGOS
+    in turn (each seeds itself), since the launch's three Python starts cost more than the training."""
+    out = tmp_path_factory.mktemp("two")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1"}
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    for out, launcher in ((tmp_path / "one", [sys.executable]), (tmp_path / "two", launch)):
-        done = subprocess.run([*launcher, str(script), str(out), str(sft_dir), algo], capture_output=True, text=True,
-                              env=env, cwd=ROOT, timeout=600)
-        assert done.returncode == 0, done.stderr[-4000:]
-    one, two = (json.loads((tmp_path / d / "logged.json").read_text()) for d in ("one", "two"))
-    assert json.loads((tmp_path / "two" / "rows.json").read_text()) == {"0": [8, 8, 8], "1": [8, 8, 8]}
+    done = subprocess.run([*launch, str(ROOT / "tests" / "group_run.py"), str(out), str(sft_dir), ",".join(ALGOS)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_two_processes_train_like_one(tmp_path, sft_dir, two_processes, algo):
+    """``torchrun --nproc_per_node 2`` (DDP over gloo): each process samples and scores 2 of the 4 prompts'
+    groups, and the losses, gradient norms and rollouts of every step match the one-process run (here, in this
+    process, with one thread as each launched process has). GRPO runs μ = 2 passes (a no-grad rollout forward,
+    then two updates); RLOO one on-policy step (the rollout's forward, with its graph, is the update's)."""
+    from tests.group_run import train_one
+
+    train_one(tmp_path / "one", sft_dir, algo)
+    one, two = (json.loads((d / "logged.json").read_text()) for d in (tmp_path / "one", two_processes / algo))
+    assert json.loads((two_processes / algo / "rows.json").read_text()) == {"0": [8, 8, 8], "1": [8, 8, 8]}
     assert json.loads((tmp_path / "one" / "rows.json").read_text()) == {"0": [16, 16, 16]}
     keys = ["reward/proxy", "policy/entropy", f"{algo}/kl", f"{algo}/loss", f"{algo}/grad_norm"]
     keys += ["grpo/kl_loss", "grpo/approx_kl", "grpo/reward_std"] if algo == "grpo" else []

@@ -19,10 +19,10 @@ from harness._core.disk import DiskError, disk_error
 from harness._core.distributed import shared_directory
 from harness._core.divergence import TrainingDiverged, check_saved_weights
 from harness._core.io import atomic_write_text
-from harness._core.pipeline import Run
 from harness._core.plugins import get_plugin_manager
 from harness._core.results import check_current, mark_ended, mark_started
 from harness._core.runstore import RunStore
+from harness._core.stage_driver import Run
 from harness_builtins.stages.training import load_checkpoint, save_checkpoint
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny.toml"

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,21 +11,17 @@ from harness._core.config import load_experiment
 from harness._core.errors import HarnessError
 from harness._core.plugins import get_plugin_manager
 from harness._core.runner import run_experiment
+from tests.fakes import harness_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny.toml"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("harness-cache")
-    old = os.environ.get("HARNESS_CACHE_DIR")
-    os.environ["HARNESS_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("HARNESS_CACHE_DIR")
-    else:
-        os.environ["HARNESS_CACHE_DIR"] = old
+def cache(tiny_cache):
+    """The session's model cache, set for the module: the micro base model every tiny run uses is built once."""
+    with harness_cache(tiny_cache):
+        yield tiny_cache
 
 
 class CrashAtFirstPolicyStep:
@@ -42,12 +35,18 @@ class CrashAtFirstPolicyStep:
         return (yield)
 
 
-def test_cli_run_writes_results_and_prints_a_summary(cache, tmp_path):
-    env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    out = subprocess.run([sys.executable, "-m", "harness._core.cli", "run", str(TINY), "--output", str(tmp_path),
-                          "--no-progress"], capture_output=True, text=True, env=env, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "Win rate vs SFT" in out.stdout and "95% CI" in out.stdout
+def test_cli_run_writes_results_and_prints_a_summary(cache, tmp_path, monkeypatch, capsys):
+    """``harness run`` as the console script runs it (``harness._core.cli.main``), in this process: the other
+    tests that run the command in a Python of their own (tests/test_faults.py) need one for a kill."""
+    from harness._core.cli import main
+
+    monkeypatch.setenv("HARNESS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # what --no-progress sets, undone afterwards
+    with pytest.raises(SystemExit) as done:
+        main(["run", str(TINY), "--output", str(tmp_path), "--no-progress"])
+    out = capsys.readouterr()
+    assert done.value.code == 0, out.err[-3000:]
+    assert "Win rate vs SFT" in out.out and "95% CI" in out.out
     results = json.loads((tmp_path / "tiny" / "results.json").read_text())
     assert {"config_hash", "sft", "feedback", "rm", "policy", "win_rate_vs_sft", "stages", "tax", "peak_rss_mib"} <= set(results)
     assert results["feedback"]["n_records"] == results["rm"]["n_records"] > 0
@@ -58,7 +57,7 @@ def test_cli_run_writes_results_and_prints_a_summary(cache, tmp_path):
     win = results["win_rate_vs_sft"]
     assert win["judge"] == "gold" and win["n"] == 16 and win["ci_low"] <= win["rate"] <= win["ci_high"]
     if win["ties"] < win["n"]:  # some verdict was decided: the summary says by which gold term
-        assert "decided by (gold terms)" in out.stdout
+        assert "decided by (gold terms)" in out.out
     assert list(results["stages"]) == ["sft", "feedback", "reward_model", "policy", "evaluation"]
     assert all(results["stages"][s]["wall_s"] > 0 for s in results["stages"])
     assert (tmp_path / "tiny" / "feedback" / "feedback.jsonl").is_file()

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -138,29 +135,45 @@ def installed_example(tmp_path_factory):
     return pip_install_into(tmp_path_factory.mktemp("site"), EXAMPLE)
 
 
-def _harness(args, target, **env):
-    full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT)]), **env}
-    return subprocess.run([sys.executable, "-m", "harness._core.cli", *args], capture_output=True, text=True, env=full, cwd=ROOT)
+@pytest.fixture
+def harness_cli(installed_example, monkeypatch, capsys):
+    """``harness ARGS`` as the console script runs it (``harness._core.cli.main``: plugins found by entry point
+    unless blocked), in this process with the plugin's install directory on ``sys.path``, which is all a second
+    Python with it on PYTHONPATH would add; returns (exit code, stdout, stderr)."""
+    from harness._core.cli import main
+
+    monkeypatch.syspath_prepend(str(installed_example))
+
+    def run(args, **env):
+        with monkeypatch.context() as patched:
+            for name, value in env.items():
+                patched.setenv(name, value)
+            with pytest.raises(SystemExit) as done:
+                main(list(args))
+        out = capsys.readouterr()
+        return done.value.code, out.out, out.err
+
+    return run
 
 
-def test_installed_plugin_is_found_through_its_entry_point(installed_example):
-    out = _harness(["plugins", "--json"], installed_example)
-    assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout)["components"]
+def test_installed_plugin_is_found_through_its_entry_point(harness_cli):
+    code, out, err = harness_cli(["plugins", "--json"])
+    assert code == 0, err
+    rows = json.loads(out)["components"]
     assert {"family": "reward_source", "name": "brevity", "plugin": "brevity"}.items() <= next(
         r for r in rows if r["name"] == "brevity").items()
-    off = _harness(["plugins", "--json"], installed_example, HARNESS_DISABLE_PLUGIN_AUTOLOAD="1")
-    assert "brevity" not in {r["name"] for r in json.loads(off.stdout)["components"]}
+    _, off, _ = harness_cli(["plugins", "--json"], HARNESS_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert "brevity" not in {r["name"] for r in json.loads(off)["components"]}
 
 
-def test_installed_plugin_is_usable_by_name_from_toml(installed_example, tmp_path):
+def test_installed_plugin_is_usable_by_name_from_toml(harness_cli, tmp_path):
     exp = tmp_path / "exp.toml"
     exp.write_text('[experiment]\nname = "x"\n[reward]\nname = "brevity"\n[reward.brevity]\ntarget_words = 5\n')
-    out = _harness(["validate", str(exp), "--show"], installed_example)
-    assert out.returncode == 0, out.stderr
-    assert '"brevity": {\n      "target_words": 5' in out.stdout
-    blocked = _harness(["validate", str(exp), "-p", "no:brevity"], installed_example)
-    assert blocked.returncode == 2 and "unknown reward source 'brevity'" in blocked.stderr
+    code, out, err = harness_cli(["validate", str(exp), "--show"])
+    assert code == 0, err
+    assert '"brevity": {\n      "target_words": 5' in out
+    code, _, err = harness_cli(["validate", str(exp), "-p", "no:brevity"])
+    assert code == 2 and "unknown reward source 'brevity'" in err
 
 
 def test_every_built_in_plugin_is_listed_under_its_own_name():

@@ -255,13 +255,23 @@ def test_the_readme_snippet_runs(clean_tiny_run, tiny_cache, tmp_path, monkeypat
     assert (tmp_path / "runs" / "report" / "report.md").is_file() and "reward/proxy" in namespace["curve"]
 
 
-def test_the_example_notebook_runs_two_experiments_and_compares_them(clean_tiny_run, tiny_cache, tmp_path):
+def test_the_example_notebook_runs_two_experiments_and_compares_them(clean_tiny_run, tiny_cache, tmp_path, monkeypatch,
+                                                                     capsys):
+    """``python examples/notebook.py`` in a folder of its own: run here as ``__main__`` (what that command does,
+    without another Python start), from that folder, with the session's model cache."""
+    import runpy
+
+    import matplotlib.pyplot as plt
+
     copy_store(clean_tiny_run, tmp_path / "runs")  # its SFT, feedback and RM are the clean run's
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_CACHE_DIR": str(tiny_cache), "MPLBACKEND": "Agg"}
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "notebook.py")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "· policy: running" in out.stdout and "· sft: reusing" in out.stdout
+    monkeypatch.chdir(tmp_path)
+    with harness_cache(tiny_cache):
+        try:
+            runpy.run_path(str(ROOT / "examples" / "notebook.py"), run_name="__main__")
+        finally:
+            plt.close("all")
+    out = capsys.readouterr()
+    assert "· policy: running" in out.out and "· sft: reusing" in out.out
     assert (tmp_path / "proxy_reward.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     frame = harness.load_runs([tmp_path / "runs" / "notebook-tiny", tmp_path / "runs" / "notebook-tiny-kl"])
     assert frame["run"].tolist() == ["notebook-tiny", "notebook-tiny-kl"]

@@ -1,17 +1,21 @@
-"""The report reads at a glance: the ranking, a compact table, plots with intervals, then the details.
+"""The report reads at a glance: the ranking, a compact table, plots with intervals, then the details; and the
+line `harness compare` ends with.
 
 Synthetic runs (no training): each carries what the built-in evaluators write to results.json, so every
 built-in plot draws; a run per variant and seed, as a multi-seed comparison has them.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from harness._core.cli import build_cli
 from harness._core.plugins import get_plugin_manager
 from harness._core.report import declared, render_report
 from harness._core.report_tables import breakdowns, compact_table, details_table
@@ -129,6 +133,46 @@ def test_the_report_reads_in_order_and_the_html_does_not_spread(registry, tmp_pa
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "max-width:1200px" in html and "table.wide{table-layout:fixed;width:100%}" in html
     assert html.index("At a glance") < html.index("<h2>Plots") < html.index("<h2>Details")
+
+
+def test_a_cell_the_same_on_every_seed_shows_its_value_alone_and_the_report_says_why_once(registry, tmp_path):
+    runs = _runs()
+    kl_bon4 = float(np.log(4) - 3 / 4)  # best-of-n's KL is the same number on every seed and prompt
+    for run in runs:
+        if run["variant"] == "bon4":
+            cell = next(c for c in run["results"]["headline"] if c["name"] == "KL (nats)")
+            cell.update(value=kl_bon4, per_prompt=[kl_bon4] * PROMPTS)
+    text = render_report(runs, tmp_path / "rep", registry, title="same").read_text()
+    glance = text[text.index("## At a glance"):text.index("## Plots")]
+    bon4 = next(line for line in glance.splitlines() if line.startswith("| bon4 |"))
+    assert bon4.endswith(f"| {kl_bon4:.3f} (= every seed) |") and f"[{kl_bon4:.3f}, {kl_bon4:.3f}]" not in text
+    assert re.search(r"^\| ppo \|.*\| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|$", glance, re.M)  # others keep theirs
+    assert f"| KL (nats) | bon4 | {kl_bon4:.3f} (= every seed) |" in text  # the details' every cell across seeds
+    note = "(= every seed): every seed gave exactly this value"
+    assert glance.count(note) == 1 and text.count(note) == 1  # said once, under the table that first shows it
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert html.count(note) == 1 and f"{kl_bon4:.3f} (= every seed)" in html
+    plain = render_report(_runs(), tmp_path / "plain", registry, title="plain").read_text()
+    rows = [line for line in plain[plain.index("## At a glance"):plain.index("## Plots")].splitlines() if line[:1] == "|"]
+    assert rows and not any("(= every seed)" in row for row in rows)  # KL that varies keeps its interval
+
+
+def test_harness_compare_ends_with_one_line_saying_where_the_report_is(tmp_path):
+    dirs = []
+    for run in _runs(seeds=(0, 1)):
+        folder = tmp_path / "runs" / f"seed-{run['seed']}" / run["variant"]
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(run["results"]))
+        dirs.append(str(folder))
+    cli = build_cli(get_plugin_manager())
+    ranked = CliRunner().invoke(cli, ["compare", *dirs, "--out", str(tmp_path / "rep")])  # the ranking printed
+    assert ranked.exit_code == 0, ranked.output
+    assert "rank  variant" in ranked.output and ranked.output.rstrip().splitlines()[-1] == \
+        f"report: {tmp_path / 'rep' / 'report.md'} (every run's cells; report.html, report.csv and plots in {tmp_path / 'rep'})"
+    single = CliRunner().invoke(cli, ["compare", dirs[0], "--out", str(tmp_path / "one")])  # one run: its every cell
+    assert single.exit_code == 0, single.output
+    assert "rank  variant" not in single.output and single.output.rstrip().splitlines()[-1] == \
+        f"report: {tmp_path / 'one' / 'report.md'} (report.html, report.csv and plots in {tmp_path / 'one'})"
 
 
 def test_one_seed_draws_no_improvement_matrix_and_says_why():

@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import bootstrap, mannwhitneyu, nct
 from scipy.stats import t as student_t
 
-from harness._core.seed_stats import (_prob_improvement, describe, paired_difference, rank, seeds_needed,
-                                      two_level_draws, variant_summary)
+from harness._core.seed_stats import (SAME_MARK, SAME_NOTES, _prob_improvement, describe, interval_text,
+                                      paired_difference, rank, seeds_needed, two_level_draws, variant_summary)
 
 
 def _variant(rng, seeds, prompts, mean, sd_seed, sd_prompt):
@@ -47,7 +47,19 @@ def test_identical_variants_differ_by_exactly_zero_and_are_unresolved():
     assert diff.prob == 0.5 and diff.prob_low == 0.5 and diff.prob_high == 0.5
     assert not diff.resolved
     assert seeds_needed(diff) is None
-    assert describe("A", "B", diff) == "A − B: +0.00 [+0.00, +0.00], not resolved with 4 seeds (no difference observed)"
+    assert diff.same_everywhere
+    assert describe("A", "B", diff) == "A − B: +0.00 (= every seed), not resolved with 4 seeds (no difference observed)"
+
+
+def test_an_interval_has_no_width_only_when_every_seed_gave_the_mean():
+    number = lambda value: f"{value:.2f}"  # noqa: E731
+    same = variant_summary({0: np.full(9, 0.1), 1: np.full(9, 0.1), 2: np.full(9, 0.1)})  # mean 0.1000…02, not 0.1: float rounding
+    assert same.same_everywhere and interval_text(same, number) == "0.10 (= every seed)"
+    assert interval_text(variant_summary({0: np.full(9, 0.1)}), number) == "0.10 (= every prompt)"
+    narrow = variant_summary({0: [0.5, 0.5001], 1: [0.5, 0.5]})  # prints as [0.50, 0.50] but is a real interval
+    assert not narrow.same_everywhere and interval_text(narrow, number) == "0.50 [0.50, 0.50]"
+    assert interval_text(variant_summary({0: [0.7]}), number) == "0.70"  # one value: no interval at all
+    assert SAME_MARK[True] in SAME_NOTES[SAME_MARK[True]] and SAME_MARK[False] in SAME_NOTES[SAME_MARK[False]]
 
 
 def test_the_same_rng_seed_gives_the_same_interval():

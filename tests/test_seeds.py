@@ -167,8 +167,29 @@ def test_a_clear_difference_is_resolved_and_grouped():
     stats = seed_statistics(runs)
     assert stats.lead.ranking.order == ("a", "b", "c") and stats.lead.ranking.groups == (("a",), ("b",), ("c",))
     text = console_text(stats)
-    assert "a − b: +0.200 [+0.200, +0.200], resolved with 5 seeds" in text and "Groups: {a} ≻ {b} ≻ {c}" in text
+    assert "a − b: +0.200 (= every seed), resolved with 5 seeds" in text  # every prompt of every seed differs by 0.2 and "Groups: {a} ≻ {b} ≻ {c}" in text
     assert "too narrow" not in text  # five seeds or more: no warning
+
+
+def test_a_value_the_same_on_every_seed_prints_alone_and_one_note_says_why():
+    runs = [_run("same", s, [0.5] * 20) for s in (0, 1, 2)] + \
+        [_run("spread", s, [0.5 + 0.1 * ((i + s) % 3) for i in range(20)]) for s in (0, 1, 2)]
+    stats = seed_statistics(runs)
+    text = console_text(stats, runs)
+    assert "[0.500, 0.500]" not in text
+    assert re.search(r"^2 +same +0\.500 \(= every seed\) +0\.500 +0\.500 +0\.500 +B$", text, re.M)  # the ranking
+    assert re.search(r"^same +0\.500 \(= every seed\)$", text, re.M)  # at a glance
+    assert text.count("(= every seed): every seed gave exactly this value") == 1 and text.endswith("it is left out.")
+    assert re.search(r"^1 +spread +0\.600 \[0\.5\d\d, 0\.6\d\d\]", text, re.M)  # a real interval still prints
+    assert re.search(r"spread − same: \+0\.100 \[\+0\.0\d\d, \+0\.1\d\d\], resolved", text)
+    table = "\n".join(markdown(stats))
+    assert "| same | 0.500 (= every seed) | 0.500 | 0.500 | 0.500 |" in table  # every cell across seeds
+    assert re.search(r"\| its score \| same \| \+0\.60 \[\+0\.\d\d, \+0\.\d\d\] \|", table)  # varies by seed
+    one_seed = seed_statistics([_run("same", 0, [0.5] * 20), _run("spread", 0, [0.4, 0.6] * 10)])
+    text = console_text(one_seed)
+    assert "0.500 (= every prompt)" in text and text.count("(= every prompt): every prompt of the one seed") == 1
+    assert "(= every seed)" not in text and "0.500 [0.4" in text  # the other variant's interval over prompts
+    assert "every seed gave" not in console_text(seed_statistics(runs[3:]))  # no mark shown, no note
 
 
 def test_runs_that_cannot_be_paired_by_prompt_fall_back_to_seeds():
@@ -189,10 +210,23 @@ def test_one_seed_makes_no_claim_about_seeds():
 
 
 # ----------------------------------------------------------------- a multi-seed comparison, killed and resumed
-def _cli(env, experiment: Path, output: Path, kill_at: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", "run", str(experiment), "--output", str(output),
-                           "--seeds", "0,1", "--no-progress", "-p", "kill_plugin"],
+ARGS = ["--seeds", "0,1", "--no-progress", "-p", "kill_plugin"]
+
+
+def _cli(env, experiment: Path, output: Path, kill_at: str) -> subprocess.CompletedProcess:
+    """``harness run`` in a process of its own, which the kill plugin kills with SIGKILL at ``kill_at``."""
+    return subprocess.run([sys.executable, "-m", "harness", "run", str(experiment), "--output", str(output), *ARGS],
                           capture_output=True, text=True, cwd=ROOT, env={**env, "HARNESS_TEST_KILL_AT": kill_at})
+
+
+def _cli_here(experiment: Path, output: Path) -> subprocess.CompletedProcess:
+    """The same ``harness run`` command with the same plugins, in this process: a rerun needs no process of its
+    own (nothing kills it), and a Python start costs more than what it has left to train."""
+    host = get_plugin_manager(["kill_plugin"], autoload=False)
+    args = ["run", str(experiment), "--output", str(output), *ARGS]
+    result = CliRunner().invoke(build_cli(host), args)
+    failure = "" if result.exception is None or isinstance(result.exception, SystemExit) else repr(result.exception)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr + failure)
 
 
 def seed_store_with_upstream(source: Path, output: Path) -> None:
@@ -209,15 +243,19 @@ def seeded(tiny_cache, clean_tiny_run, tmp_path_factory):
 
     Seed 0's SFT, feedback and RM are the session's clean tiny run's (tiny-compare.toml is tiny.toml's pipeline,
     so they hash the same): the comparison trains seed 1's and every policy."""
+    faults = ROOT / "tests" / "faults"  # where kill_plugin is
     env = {**os.environ, "HARNESS_CACHE_DIR": tiny_cache, "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "faults")])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(faults)])}
     tmp = tmp_path_factory.mktemp("seeds")
     experiment = _file(tmp, SEEDED, "tiny-seeds.toml")
     seed_store_with_upstream(clean_tiny_run[0], tmp / "runs")
     killed = _cli(env, experiment, tmp / "runs", "finished:policy:3")  # seed 0: ppo, a2c; seed 1: ppo — then killed
     states = {name: json.loads((tmp / "runs" / "tiny-seeds" / name / "results.json").read_text())["status"]
               for name in ("seed-0/ppo", "seed-0/a2c", "seed-1/ppo")}
-    rerun = _cli(env, experiment, tmp / "runs")
+    with pytest.MonkeyPatch.context() as mp, harness_cache(tiny_cache):
+        mp.syspath_prepend(str(faults))
+        mp.delenv("HARNESS_TEST_KILL_AT", raising=False)
+        rerun = _cli_here(experiment, tmp / "runs")
     return tmp / "runs", killed, states, rerun
 
 

@@ -133,7 +133,7 @@ def _run(tmp_path, name: str, echo=lambda s: None, seed: int = 0):
 def test_code_identity_hashes_the_ast_of_source_that_no_wheel_installed(plugin):
     module = sys.modules[PLUGIN]
     before = code_identity([module.CountingStage])
-    assert PLUGIN in before["modules"] and "harness._core.pipeline" in before["modules"]  # the core drives every stage
+    assert PLUGIN in before["modules"] and "harness._core.stage_driver" in before["modules"]  # the core drives every stage
     assert PLUGIN not in before["distributions"]  # on sys.path only: no distribution claims it
     after = code_identity([plugin('VERSION = "first"', 'VERSION = "second"').CountingStage])
     assert after["modules"][PLUGIN] != before["modules"][PLUGIN]
@@ -168,7 +168,8 @@ def test_a_stage_depends_on_the_modules_its_components_import_and_no_others():
     toolkit = {m for m in closure["ppo"] if m.startswith("harness._online")}
     assert toolkit and not toolkit & (closure["next_token"] | closure["bradley_terry"] | closure["win_rate"])
     core = set.intersection(*closure.values())  # what every stage runs on: an edit there reruns everything
-    assert {"harness._core.pipeline", "harness._core.config", "harness._core.runstore"} <= core
+    assert {"harness._core.stage_driver", "harness._core.config", "harness._core.runstore"} <= core
+    assert "harness._core.pipeline" not in core  # the run around the stages (results.json, the report) trains nothing
     assert "harness.api" not in core  # a re-exporting facade ties nothing: names are followed to their modules
 
 
@@ -230,6 +231,25 @@ def test_editing_a_plugin_retrains_its_stage_and_says_why(plugin, tmp_path):
     why = next(n for n in notes if n.startswith("! sft:"))
     assert f"code changed ({PLUGIN} changed)" in why and "retraining" in why and "stays in the store" in why
     assert json.loads((sft / "manifest.json").read_text())["summary"] == {"version": "second"}
+
+
+def test_a_run_reads_every_stages_code_before_its_first_stage(plugin, tmp_path, monkeypatch):
+    """A module is hashed once per import, when an identity first reads it; reading every stage's as the run starts
+    means a file edited while SFT trains (the optimizer's, say) counts from the next run, not for this one's policy."""
+    from harness._core import stage_driver
+
+    reads: list[object] = []
+    read, run_stage = stage_driver.code_identity, stage_driver.Run.stage
+    monkeypatch.setattr(stage_driver, "code_identity", lambda factories: reads.append(factories) or read(factories))
+    read_before: dict[str, int] = {}
+
+    def stage(run, name, work, **kwargs):
+        read_before.setdefault(name, len(reads))
+        return run_stage(run, name, work, **kwargs)
+
+    monkeypatch.setattr(stage_driver.Run, "stage", stage)
+    _run(tmp_path, "early")
+    assert read_before["sft"] == len(stage_driver.STAGE_INPUTS) == len(reads)
 
 
 def test_a_plain_run_links_a_matching_stage_of_another_run_under_the_same_root(plugin, tmp_path):

@@ -8,9 +8,6 @@ evaluator's cell and plot reach the ``harness compare`` report.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,21 +27,35 @@ def installed(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """The user's HARNESS_CACHE_DIR when set (the micro base model there is keyed by its content, and
-    building it takes most of a minute on a busy CPU), else a fresh one."""
-    return os.environ.get("HARNESS_CACHE_DIR") or tmp_path_factory.mktemp("cache")
+def cache(tiny_cache):
+    """The session's model cache (HARNESS_CACHE_DIR when set): the micro base model is keyed by its content, and
+    building it takes most of a minute on a busy CPU, so the tutorial's world shares the one every tiny run built."""
+    return tiny_cache
 
 
-def _harness(args, target, cache):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT)]), "HARNESS_CACHE_DIR": str(cache)}
-    out = subprocess.run([sys.executable, "-m", "harness._core.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
+@pytest.fixture
+def harness_cli(installed, cache, monkeypatch, capsys):
+    """``harness ARGS`` as the console script runs it (``harness._core.cli.main``, plugins found by entry point),
+    in this process with the tutorial's install directory on ``sys.path`` (all a second Python with it on
+    PYTHONPATH would add) and the model cache set; returns what it printed on stdout."""
+    from harness._core.cli import main
+
+    monkeypatch.syspath_prepend(str(installed))
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(cache))
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # what --no-progress sets, undone with the rest afterwards
+
+    def run(args):
+        with pytest.raises(SystemExit) as done:
+            main(list(args))
+        out = capsys.readouterr()
+        assert done.value.code == 0, out.err[-3000:]
+        return out.out
+
+    return run
 
 
-def test_every_kind_is_registered_through_the_entry_point(installed, cache):
-    rows = json.loads(_harness(["plugins", "--json"], installed, cache))["components"]
+def test_every_kind_is_registered_through_the_entry_point(harness_cli):
+    rows = json.loads(harness_cli(["plugins", "--json"]))["components"]
     mine = {r["name"]: r["family"] for r in rows if r["plugin"] == "tutorial"}
     assert mine == KINDS
 
@@ -59,9 +70,9 @@ def test_rloo_baseline_leaves_each_sample_out(monkeypatch):
     assert leave_one_out(torch.ones(6), 3).abs().sum() == 0  # equal rewards: nothing to learn
 
 
-def test_the_tutorial_runs_end_to_end_and_its_cells_reach_compare(installed, cache, tmp_path):
+def test_the_tutorial_runs_end_to_end_and_its_cells_reach_compare(harness_cli, tmp_path):
     runs = tmp_path / "runs"
-    _harness(["run", str(TUTORIAL / "tutorial.toml"), "-o", str(runs), "--no-progress"], installed, cache)
+    harness_cli(["run", str(TUTORIAL / "tutorial.toml"), "-o", str(runs), "--no-progress"])
     run = runs / "tutorial"
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "complete" and results["policy"]["optimizer"] == "mini_rloo"
@@ -72,7 +83,7 @@ def test_the_tutorial_runs_end_to_end_and_its_cells_reach_compare(installed, cac
     records = [json.loads(line) for line in (run / "feedback" / "feedback.jsonl").read_text().splitlines()]
     assert records and all(len(r["thumbs"]) == 2 for r in records)
     assert results["feedback"]["n_records"] == len(records) and "thumbs_agreement" in results["feedback"]["agreement"]
-    out = _harness(["compare", str(run)], installed, cache)
+    out = harness_cli(["compare", str(run)])
     assert "mean words" in out
     report = (runs / "report" / "report.md").read_text()
     lines = report.splitlines()

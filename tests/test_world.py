@@ -1,6 +1,6 @@
 """The embedded world: determinism, splits, gold judge, annotators, base model, lm-eval tasks.
 
-Runs on the "micro" model and small splits; the cache lives in a per-session temp dir.
+Runs on the "micro" model and small splits; the cache lives in a temp dir of its own, for this module only.
 """
 from __future__ import annotations
 
@@ -20,20 +20,23 @@ SMALL = dict(sft_size=200, rm_size=150, rl_size=100, eval_size=40, corpus_paragr
              heldout_docs=60)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def cache_dir(tmp_path_factory):
+    """This module's own model cache (its SMALL world builds its own micro model), set for this module only: a
+    session-wide setting would outlive the module and send the later tests of its worker to this cache, where
+    they would build the tiny runs' micro model once more."""
     with pytest.MonkeyPatch.context() as mp:
         path = tmp_path_factory.mktemp("harness-cache")
         mp.setenv("HARNESS_CACHE_DIR", str(path))
         yield path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def world():
     return EmbeddedWorld(EmbeddedOptions(**SMALL), seed=0)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def micro_dir(world):
     return world.base_model("micro")
 
@@ -299,14 +302,19 @@ def test_the_base_tokenizer_alone_is_the_one_the_model_is_saved_with(world, micr
 
 
 def test_model_build_is_deterministic(world, tmp_path):
+    """Two builds from the same docs and seed save the same weights. Each pretraining step is seeded the same way
+    (its blocks, then AdamW), so a few steps show it as surely as the micro model's forty."""
+    from dataclasses import replace
+
     import torch
 
     from harness_builtins.worlds.embedded.model import SPECS, build_into
     from transformers import AutoModelForCausalLM
 
     docs = world.corpus_docs("train")[:400]
+    spec = replace(SPECS["micro"], steps=4, warmup=2)  # two warmup steps, two on the cosine decay
     for name in ("a", "b"):
-        build_into(tmp_path / name, docs, SPECS["micro"], seed=0)
+        build_into(tmp_path / name, docs, spec, seed=0)
     a, b = (AutoModelForCausalLM.from_pretrained(tmp_path / n).state_dict() for n in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -33,9 +33,7 @@ def world_tokenizer(experiment: Path | None):
     raw = tomllib.loads(experiment.read_text()) if experiment else {}
     table = raw.get("world", {}).get("embedded", {})
     world = EmbeddedWorld(EmbeddedWorld.Options(**table), seed=raw.get("experiment", {}).get("seed", 0))
-    from harness_builtins.worlds.embedded.model import spec_for, train_tokenizer
-
-    return train_tokenizer([d.joined() for d in world.corpus_docs("train")], spec_for("micro").vocab)  # as build_into does
+    return world.base_tokenizer("micro")
 
 
 def build(out: Path, shape: str, dtype: str, experiment: Path | None = None) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -31,8 +32,6 @@ class HarnessGroup(click.Group):
             click.secho(f"error: {scrub(str(err))}", err=True, fg="red")
             ctx.exit(err.exit_code)
         except OSError as err:  # a full or read-only disk outside a run (a report, a cache): one line too
-            from pathlib import Path
-
             from harness._core.disk import disk_error
 
             failure = disk_error(err, Path(err.filename or "."))
@@ -101,7 +100,7 @@ def run_command(host, experiment_file, output, overrides, no_progress, wait, see
             click.secho(f"variant {label} failed: {error}", fg="red")
         if result.statistics:
             click.echo(f"\n{result.statistics}")
-        click.echo(f"\nreport: {result.report}")
+        click.echo("\n" + _report_line(result.report, every_cell_shown=True))  # each variant's summary above
         return
     click.echo(format_summary(result.results))
 
@@ -120,7 +119,7 @@ def compare_command(host, run_dirs, out, title):
     done = write_comparison(host.registry, run_dirs, out, title)
     if done.statistics:  # several runs: the ranking and the compact table; every run's cells are in the report
         click.echo(done.statistics)
-        click.echo(f"\nreport: {done.report} (every run's cells; report.html, report.csv, plots in {done.report.parent})")
+        click.echo("\n" + _report_line(done.report, every_cell_shown=False))
         return
     cols = headline(done.runs)
     widths = [max(len(t), *(len(c) for c in cells)) for t, cells in cols]
@@ -129,7 +128,15 @@ def compare_command(host, run_dirs, out, title):
     click.echo(f"{'variant':<{name_w}}  " + "  ".join(f"{t:<{w}}" for (t, _), w in zip(cols, widths)))
     for i, label in enumerate(labels):
         click.echo(f"{str(label):<{name_w}}  " + "  ".join(f"{cells[i]:<{w}}" for (_, cells), w in zip(cols, widths)))
-    click.echo(f"\nreport: {done.report} (and report.html, report.csv, plots in {done.report.parent})")
+    click.echo("\n" + _report_line(done.report, every_cell_shown=True))
+
+
+def _report_line(report: Path, *, every_cell_shown: bool) -> str:
+    """The line ``harness run`` (of a comparison) and ``harness compare`` end with: where the report is and what
+    sits beside it; when the console showed only the ranking and the compact table (``every_cell_shown`` false),
+    that the report has every run's cells."""
+    cells = "" if every_cell_shown else "every run's cells; "
+    return f"report: {report} ({cells}report.html, report.csv and plots in {report.parent})"
 
 
 @click.group("export")
@@ -148,8 +155,6 @@ def export_group():
 @click.pass_obj
 def export_feedback_command(host, run_dir, layout, out, file_type, force, plugins):
     """Write RUN_DIR's feedback (feedback/feedback.jsonl) as a datasets-loadable file for trl and the hf_data world."""
-    from pathlib import Path
-
     from harness._core.export import export_feedback
 
     done = export_feedback(Path(run_dir), layout, Path(out), host.registry, file_type=file_type, force=force)

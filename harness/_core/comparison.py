@@ -50,8 +50,7 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
                    show_progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Every variant of ``experiment`` on every seed; returns {"comparison", "seeds", "variants": {name: results},
     "report", "failed", "statistics"} (``statistics``: the ranking across seeds as text, what ``harness run`` prints)."""
-    from harness._core.report import load_runs, render_report, write_failed_report
-    from harness._core.seed_report import console_text, seed_statistics
+    from harness._core.report import write_report
 
     output_root = Path(output or experiment.experiment.output)
     root = output_root / experiment.name
@@ -71,20 +70,12 @@ def run_comparison(experiment: Experiment, host: PluginHost, output: str | Path 
     labels = list(experiment.variants or [""])  # the report's rows: variant by variant, each seed in turn
     rank = {name: (labels.index(run.variant), experiment.seeds.index(run.seed)) for name, run, _ in plan}
     order = [folder for name, _, folder in sorted(plan, key=lambda item: rank[item[0]]) if name in results]
-    title, description = experiment.name, experiment.experiment.description
-    statistics = ""
-    if order:
-        runs = load_runs(order)
-        stats = seed_statistics(runs)
-        report = render_report(runs, root / REPORT_DIR, host.registry, title=title, description=description,
-                               failed=failed, statistics=stats)
-        statistics = console_text(stats, runs)
-    else:
-        report = write_failed_report(root / REPORT_DIR, title=title, description=description, failed=failed)
+    written = write_report(order, root / REPORT_DIR, host.registry, title=experiment.name,
+                           description=experiment.experiment.description, failed=failed)
     summary = {"comparison": experiment.name, "seeds": list(experiment.seeds), "wall_s": time.perf_counter() - start,
-               "variants": results, "failed": failed, "report": str(report), "statistics": statistics}
+               "variants": results, "failed": failed, "report": str(written.report), "statistics": written.statistics}
     atomic_write_json(root / "comparison.json", summary)
     if failed and not results:
-        raise HarnessError(f"every {noun} of {experiment.name!r} failed ({report} says so); "
+        raise HarnessError(f"every {noun} of {experiment.name!r} failed ({written.report} says so); "
                            f"first: {next(iter(failed.values()))}")
     return summary

@@ -14,15 +14,16 @@ from typing import Iterable
 
 import pluggy
 
-from harness._core import hookspecs
+from harness._core import core_hooks, hookspecs
 from harness._core.errors import UsageError
 from harness._core.registry import FAMILIES, Registry
 
 ENTRY_POINT_GROUP = "harness"
 DISABLE_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 
-# The core's own fallbacks (model resolution, the optimizer step and its NaN guard); always registered.
-CORE_PLUGIN = "harness._core.core_hooks"
+# The core's own fallbacks (model resolution, the optimizer step and its NaN guard); always registered. Imported
+# by name (not only by string) so that, run in every stage, they are in every stage's code identity.
+CORE_PLUGIN = core_hooks.__name__
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "harness_builtins.loggers.jsonl",
     "harness_builtins.loggers.tensorboard",

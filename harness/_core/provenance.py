@@ -9,7 +9,12 @@ The closure starts at the modules that define the stage's components and at the 
 drives every stage (:data:`CORE_ROOT`), and follows every import that executes (module level and
 inside functions; not ``if TYPE_CHECKING:``). A name imported through a re-exporting module
 (``from harness.api import collect_rollout``) is followed to the module that defines it, so a facade
-does not tie every plugin to the whole core. Each module is then one of:
+does not tie every plugin to the whole core. The packages above a module are in its closure too, as
+Python runs their ``__init__`` to import it, but only with what that runs: an import inside one of
+their functions counts unless the package never names nor decorates that function, as ``harness``'s
+PEP 562 ``__getattr__``, which imports the Python API (run, compare, reports) only when someone asks
+``harness`` for one of its names, and whoever does imports ``harness`` itself, which then counts whole.
+Each module is then one of:
 
 - **source** (any ``.py`` file outside ``site-packages``: this repository, an editable install, a
   ``PYTHONPATH`` checkout, a plugin registered in-process): its AST is hashed, docstrings removed;
@@ -20,6 +25,12 @@ does not tie every plugin to the whole core. Each module is then one of:
 Where a file lies decides, not ``importlib.metadata``: a repository root on ``sys.path`` makes the
 in-tree ``*.egg-info`` claim every source file as installed, and the same code must get the same
 identity however Python was started.
+
+A module this process imported is read once, the first time an identity needs it (a run reads every
+stage's as it starts), and keeps that hash until it is imported again: ``importlib.reload``, and
+IPython's autoreload through it, give the module a new ``__spec__``. So a file edited while a long
+command runs does not give that command's later stages another identity for the code it still runs.
+A module not imported yet is read again whenever its file's mtime changes.
 """
 from __future__ import annotations
 
@@ -31,10 +42,20 @@ import sys
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
-CORE_ROOT = "harness._core.pipeline"  # drives every stage: what it imports is in every stage's closure
+CORE_ROOT = "harness._core.stage_driver"  # builds and runs every stage: what it imports is in every stage's closure
 _INSTALLED_DIRS = ("site-packages", "dist-packages")
+
+Imports = tuple[tuple[str, tuple[str, ...]], ...]  # (module as written, relative ones with their dots; names)
+
+
+class _Facts(NamedTuple):
+    """What the walk needs of one source file."""
+
+    digest: str  # its AST hash
+    imports: Imports  # every import that can execute
+    on_import: Imports  # those that run when the module is imported (what counts for a package above a module)
 
 
 def code_identity(factories: Iterable[Any]) -> dict[str, dict[str, str]]:
@@ -50,19 +71,23 @@ def code_identity(factories: Iterable[Any]) -> dict[str, dict[str, str]]:
             roots.add(module.__name__)
     modules: dict[str, str] = {}
     distributions: dict[str, str] = {}
-    pending = sorted(roots)
+    imported: set[str] = set()  # reached by an import: every import in it counts
+    above: set[str] = set()  # reached as a package above a module: what its __init__ runs counts
+    pending = [(name, True) for name in sorted(roots)]
     while pending:
-        name = pending.pop()
-        if name in modules:
+        name, by_import = pending.pop()
+        if name in imported or (name in above and not by_import):
             continue
+        (imported if by_import else above).add(name)
         kind, path = _locate(name)
         if kind == "installed":
             distributions.update(_distribution_of(name))
         elif kind == "source":
-            digest, imports = _module_facts(str(path), path.stat().st_mtime_ns)
-            modules[name] = digest
-            pending.extend(m for m in _resolve_all(name, imports) if m not in modules)
-            pending.extend(_parents(name))
+            facts = _facts(name, path)
+            modules[name] = facts.digest
+            followed = facts.imports if by_import else facts.on_import
+            pending.extend((m, True) for m in _resolve_all(name, followed) if m not in imported)
+            pending.extend((parent, False) for parent in _parents(name))
     return {"modules": dict(sorted(modules.items())), "distributions": dict(sorted(distributions.items()))}
 
 
@@ -99,34 +124,63 @@ def ast_hash(source: str) -> str:
     return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
 
 
+# id(module.__spec__) -> (that spec, kept so that no other object takes its id; the module's facts)
+_AS_IMPORTED: dict[int, tuple[Any, _Facts]] = {}
+
+
+def _facts(name: str, path: Path) -> _Facts:
+    """The facts of ``name``'s source: as imported, for a module this process imported (read once per import)."""
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    if spec is None or Path(getattr(module, "__file__", None) or "") != path:
+        return _module_facts(str(path), path.stat().st_mtime_ns)
+    if id(spec) not in _AS_IMPORTED:
+        _AS_IMPORTED[id(spec)] = (spec, _module_facts(str(path), path.stat().st_mtime_ns))
+    return _AS_IMPORTED[id(spec)][1]
+
+
 @lru_cache(maxsize=4096)
-def _module_facts(path: str, mtime_ns: int) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
-    """(AST hash, imports) of one file; ``imports`` are (module as written, names) with relative ones resolved later."""
+def _module_facts(path: str, mtime_ns: int) -> _Facts:
+    """The facts of one file; its imports are (module as written, names) with relative ones resolved later."""
     del mtime_ns  # part of the cache key only: an edited file is read again
     source = Path(path).read_text(encoding="utf-8")
-    return ast_hash(source), tuple(_imports(ast.parse(source)))
+    tree = ast.parse(source)
+    found = list(_imports(tree))
+    return _Facts(ast_hash(source), tuple(i for i, _ in found), tuple(i for i, on_import in found if on_import))
 
 
-def _imports(tree: ast.AST):
-    """(module, names) for every import that can execute; ``module`` keeps its leading dots."""
-    for node in _executed_nodes(tree):
+def _imports(tree: ast.Module):
+    """((module, names), on_import) for every import that can execute; ``module`` keeps its leading dots."""
+    for node, on_import in _executed_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield alias.name, ()
+                yield (alias.name, ()), on_import
         elif isinstance(node, ast.ImportFrom):
-            yield "." * node.level + (node.module or ""), tuple(a.name for a in node.names)
+            yield ("." * node.level + (node.module or ""), tuple(a.name for a in node.names)), on_import
 
 
-def _executed_nodes(tree: ast.AST):
-    """Every node except those under ``if TYPE_CHECKING:`` (imports only a type checker runs)."""
-    stack = [tree]
+def _executed_nodes(tree: ast.Module):
+    """(node, runs on import) for every node not under ``if TYPE_CHECKING:`` (imports only a type checker runs).
+
+    A node runs on import unless it is in a function only a caller from outside the module can run.
+    """
+    outside_only = _called_from_outside_only(tree)
+    stack = [(tree, True)]
     while stack:
-        node = stack.pop()
+        node, on_import = stack.pop()
         if isinstance(node, ast.If) and _is_type_checking(node.test):
-            stack.extend(node.orelse)
+            stack.extend((child, on_import) for child in node.orelse)
             continue
-        yield node
-        stack.extend(ast.iter_child_nodes(node))
+        yield node, on_import
+        inner = on_import and node not in outside_only
+        stack.extend((child, inner) for child in ast.iter_child_nodes(node))
+
+
+def _called_from_outside_only(tree: ast.Module) -> set[ast.AST]:
+    """The module's top-level functions that nothing in it names or decorates: importing it never runs them."""
+    named = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    return {node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and not node.decorator_list and node.name not in named}
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -165,9 +219,8 @@ def _defining_module(module: str, name: str, depth: int = 0) -> str:
     if depth < 8:  # a constant re-exported by ``from x import NAME``: follow the import that binds it
         kind, path = _locate(module)
         if kind == "source":
-            _, imports = _module_facts(str(path), path.stat().st_mtime_ns)
             package = module if _is_package(module) else module.rpartition(".")[0]
-            for written, names in imports:
+            for written, names in _facts(module, path).imports:
                 if name in names:
                     source = importlib.util.resolve_name(written, package) if written.startswith(".") else written
                     return _defining_module(source, name, depth + 1)

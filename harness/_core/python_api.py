@@ -18,7 +18,6 @@ import json
 import numbers
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Union
 
@@ -30,9 +29,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harness._core.config import Experiment
-    from harness._core.contracts import ReportRun
     from harness._core.plugins import PluginHost
     from harness._core.registry import Registry
+    from harness._core.report import WrittenReport
 
 __all__ = ["ComparisonResult", "RunResult", "compare", "load_run", "load_runs", "run"]
 
@@ -115,31 +114,17 @@ def run_with(host: "PluginHost", experiment: str | os.PathLike[str] | Mapping[st
     return RunResult(root, results)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """What :func:`write_comparison` wrote: the runs it read (``report.load_runs``' dicts) and ``report.md``."""
-
-    runs: list["ReportRun"]
-    report: Path
-    statistics: str = ""  # the runs read across seeds, as the console prints them (seed_report.console_text)
-
-
 def write_comparison(registry: "Registry", paths: Iterable[PathLike], out: str | os.PathLike[str] | None = None,
-                     title: str | None = None) -> Comparison:
+                     title: str | None = None) -> "WrittenReport":
     """The report of ``paths`` (runs, or comparisons standing for their variants) written into ``out``
     (default: the given paths' common parent's ``report/``, else ``./report``), titled ``title``
     (default: that parent's name)."""
-    from harness._core.report import load_runs as read_runs, render_report, report_home
-    from harness._core.seed_report import console_text, seed_statistics
+    from harness._core.report import report_home, write_report
 
     given = [p.path if isinstance(p, (RunResult, ComparisonResult)) else Path(p) for p in _listed(paths)]
     dirs = run_dirs(given)
-    runs = read_runs(dirs)
     parent = report_home(given)
-    target = Path(out) if out else parent / "report"
-    stats = seed_statistics(runs)  # the runs read across seeds: the report's lead, and the lines under the table
-    report = render_report(runs, target, registry, title=title or parent.name, statistics=stats)
-    return Comparison(runs, report, console_text(stats, runs))
+    return write_report(dirs, Path(out) if out else parent / "report", registry, title=title or parent.name)
 
 
 def load_experiment_from(experiment: str | os.PathLike[str] | Mapping[str, Any], registry: "Registry",

@@ -27,6 +27,7 @@ import math
 import os
 from pathlib import Path
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 from harness._core.contracts import NotingComponent, Plot, PlottingComponent, ReportRun
@@ -146,13 +147,28 @@ def declared(registry: Registry, runs: Sequence[ReportRun]) -> tuple[list[Plot],
 
 
 # --------------------------------------------------------------------------- writing
+@dataclass(frozen=True)
+class WrittenReport:
+    """What :func:`write_report` wrote: the runs it read (:func:`load_runs`' dicts; none when no run finished),
+    ``report.md``, and the runs read across seeds as the console prints them
+    (:func:`harness._core.seed_report.console_text`; empty for a single run)."""
+
+    runs: list[ReportRun]
+    report: Path
+    statistics: str = ""
+
+
 def write_report(run_dirs: Sequence[Path], out: Path, registry: Registry, *, title: str = "comparison",
-                 description: str = "", failed: Mapping[str, str] | None = None) -> Path:
-    """Write the report of the runs in ``run_dirs`` into ``out`` (replaced whole); returns the path of ``report.md``.
-    ``failed`` (label → error) are the variants that did not finish: listed under the table."""
+                 description: str = "", failed: Mapping[str, str] | None = None) -> WrittenReport:
+    """Write the report of the runs in ``run_dirs`` into ``out`` (replaced whole), as ``harness run`` (a comparison)
+    and ``harness compare`` do; ``failed`` (label → error) are the variants that did not finish: listed under the
+    table. With no run, the report says that none finished."""
     if not run_dirs:
-        return write_failed_report(out, title=title, description=description, failed=failed or {})
-    return render_report(load_runs(run_dirs), out, registry, title=title, description=description, failed=failed)
+        return WrittenReport([], write_failed_report(out, title=title, description=description, failed=failed or {}))
+    runs = load_runs(run_dirs)
+    stats = seed_statistics(runs)  # the runs read across seeds: the report's lead, and what the console prints
+    report = render_report(runs, out, registry, title=title, description=description, failed=failed, statistics=stats)
+    return WrittenReport(runs, report, seed_report.console_text(stats, runs))
 
 
 def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, title: str,
@@ -172,7 +188,7 @@ def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, t
             raise HarnessError(f"report plot {plot.file!r} is the core's (the lead cell across seeds); "
                                "a component declares it too: give that plot another file name.")
     plots = core + plots
-    notes = notes + _failed_notes(failed or {})
+    notes = _same_notes(runs, stats) + notes + _failed_notes(failed or {})
     labels = [run["label"] for run in runs]
     with _writable(out), atomic_directory(out) as tmp:
         _shareable(tmp)
@@ -217,6 +233,13 @@ def _shareable(folder: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)
+
+
+def _same_notes(runs: Sequence[ReportRun], stats: SeedStatistics) -> list[str]:
+    """Why a value of the page stands without its interval (:func:`harness._core.seed_report.same_notes`): said
+    once, under the compact table, for the marks its tables and sentences show."""
+    shown = seed_report.markdown(stats) + report_tables.markdown_table(report_tables.compact_table(runs, stats))
+    return seed_report.same_notes("\n".join(shown))
 
 
 def _failed_notes(failed: Mapping[str, str]) -> list[str]:

@@ -7,6 +7,7 @@ them by: best-of-n's n), and gives each group the mean over its seeds with the i
 :func:`harness._core.seed_stats.variant_summary` — the two-level bootstrap over seeds and prompts when
 a run gives per-prompt values, over seeds when it gives one value, over the prompts with one seed —
 so the plots agree with the report's tables. Plugins reach it as ``harness.api.variant_points``.
+Which variant and seed a run is (:func:`run_keys`) is decided here for the tables too.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from harness._core.records import ReportRun
-from harness._core.seed_cells import run_keys
 from harness._core.seed_stats import variant_summary
 
 
@@ -38,6 +38,22 @@ class VariantPoint:
         if self.low is None or self.high is None:
             return None
         return [[max(self.mean - self.low, 0.0)], [max(self.high - self.mean, 0.0)]]
+
+
+def run_keys(runs: Sequence[ReportRun]) -> list[tuple[str, int]]:
+    """(variant, seed) of each run: its ``variant``/``seed`` (:func:`harness._core.report.load_runs` sets them),
+    else what its results say; a run whose (variant, seed) another run has too stands as a variant of its own,
+    under its label."""
+    keys = [run_key(run) for run in runs]
+    return [key if keys.count(key) == 1 else (str(run["label"]), key[1]) for key, run in zip(keys, runs)]
+
+
+def run_key(run: ReportRun) -> tuple[str, int]:
+    """The (variant, seed) ``run`` says it is, whether or not another run says so too."""
+    results = run["results"]
+    variant = run.get("variant") or results.get("variant") or results.get("experiment") or run["label"]
+    seed = run.get("seed", results.get("seed", 0))
+    return str(variant), seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
 def variant_points(runs: Sequence[ReportRun], values: Callable[[ReportRun], Any],

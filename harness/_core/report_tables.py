@@ -17,8 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness._core.contracts import ReportRun
-from harness._core.seed_cells import CellStatistics, SeedStatistics, run_keys
-from harness._core.seed_stats import VariantSummary, variant_summary
+from harness._core.report_points import run_keys
+from harness._core.seed_cells import CellStatistics, SeedStatistics
+from harness._core.seed_stats import VariantSummary, interval_text, variant_summary
 from harness._core.summary import cell_of
 
 SLOT_COLUMNS = ("optimizer", "reward", "feedback")  # the component slots a comparison usually varies
@@ -91,9 +92,7 @@ def _declared_interval(runs: Sequence[ReportRun], key: Key, variant: str, summar
 
 
 def _shown(summary: VariantSummary, fmt: str) -> str:
-    value = _num(summary.mean, fmt)
-    shown = value if summary.low is None else f"{value} [{_num(summary.low, fmt)}, {_num(summary.high, fmt)}]"
-    return shown.replace("-", "−")  # the minus sign, as the ranking's differences print it
+    return interval_text(summary, lambda value: _num(value, fmt).replace("-", "−"))  # the ranking's minus sign
 
 
 def details_table(runs: Sequence[ReportRun], skip: Sequence[Key] = ()) -> Table:

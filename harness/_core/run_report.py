@@ -1,8 +1,8 @@
 """A completed run's own report, drawn for the plugins that implement ``report_written`` (a tracker logs its plots).
 
-Not part of :mod:`harness._core.pipeline`, which hands results to it through ``run_single(report=…)``: the
-pipeline's imports are in every stage's code identity (:mod:`harness._core.provenance`), and the report's
-plotting code trains nothing, so an edit to it must not retrain a stage.
+Handed to :func:`harness._core.pipeline.run_single` (``report=…``) by the runner rather than imported by the
+pipeline: the report's plotting code trains nothing, so no stage's code identity (:mod:`harness._core.provenance`,
+rooted at :mod:`harness._core.stage_driver`) may reach it, and an edit to it retrains nothing.
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from harness._core.contracts import ReportRun
+from harness._core.report_points import run_key, run_keys
 from harness._core.seed_stats import Ranking, VariantSummary, rank, variant_summary
 
 Key = tuple[str, str]  # (evaluator, cell name)
@@ -58,21 +59,6 @@ class SeedStatistics:
     notes: tuple[str, ...]
 
 
-def run_keys(runs: Sequence[ReportRun]) -> list[tuple[str, int]]:
-    """(variant, seed) of each run: its ``variant``/``seed`` (:func:`harness._core.report.load_runs` sets them),
-    else what its results say; a run whose (variant, seed) another run has too stands as a variant of its own,
-    under its label."""
-    keys = [_key(run) for run in runs]
-    return [key if keys.count(key) == 1 else (str(run["label"]), key[1]) for key, run in zip(keys, runs)]
-
-
-def _key(run: ReportRun) -> tuple[str, int]:
-    results = run["results"]
-    variant = run.get("variant") or results.get("variant") or results.get("experiment") or run["label"]
-    seed = run.get("seed", results.get("seed", 0))
-    return str(variant), seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
-
-
 def seed_statistics(runs: Sequence[ReportRun]) -> SeedStatistics:
     """Every numeric headline cell of ``runs`` across their seeds (see the module docstring)."""
     keys = run_keys(runs)
@@ -88,8 +74,8 @@ def seed_statistics(runs: Sequence[ReportRun]) -> SeedStatistics:
     cells = tuple(_cell(key, entry["meta"], entry["runs"]) for key, entry in gathered.items())
     lead = next((c for c, e in zip(cells, gathered.values()) if e["meta"].get("lead")), None) \
         or next((c for c in cells if c.better is not None), None) or (cells[0] if cells else None)
-    notes = tuple(f"{key[0]}: variant {_key(run)[0]!r}, seed {key[1]} is another run's too, so it stands as a "
-                  "variant of its own" for run, key in zip(runs, keys) if key != _key(run))
+    notes = tuple(f"{key[0]}: variant {run_key(run)[0]!r}, seed {key[1]} is another run's too, so it stands as a "
+                  "variant of its own" for run, key in zip(runs, keys) if key != run_key(run))
     return SeedStatistics(variants, seeds, cells, lead, notes)
 
 

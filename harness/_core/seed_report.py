@@ -21,9 +21,11 @@ from typing import Any, Sequence
 from harness._core.contracts import ReportRun
 from harness._core.report_tables import compact_table
 from harness._core.seed_cells import CellStatistics, SeedStatistics, seed_statistics
-from harness._core.seed_stats import CONFIDENCE, MAX_SEEDS, RESAMPLES, PairedDifference, VariantSummary, describe, seeds_needed
+from harness._core.seed_stats import (CONFIDENCE, MAX_SEEDS, RESAMPLES, SAME_NOTES, PairedDifference, VariantSummary,
+                                      describe, interval_text, seeds_needed)
 
-__all__ = ["console_text", "detail_sections", "html", "lead_sections", "markdown", "seed_statistics", "to_json"]
+__all__ = ["console_text", "detail_sections", "html", "lead_sections", "markdown", "same_notes", "seed_statistics",
+           "to_json"]
 
 FEW_SEEDS = 5  # below this the interval may be too narrow (docs/statistics.md's coverage table)
 LEVELS = {  # (seeds > 1, cell level) → what the interval resamples
@@ -183,13 +185,17 @@ def _signed(value: float | None, fmt: str) -> str:
 
 
 def _interval(summary: VariantSummary, fmt: str) -> str:
-    shown = _num(summary.mean, fmt)
-    return shown if summary.low is None else f"{shown} [{_num(summary.low, fmt)}, {_num(summary.high, fmt)}]"
+    return interval_text(summary, lambda value: _num(value, fmt))
 
 
 def _difference(pair: PairedDifference, fmt: str) -> str:
-    shown = _signed(pair.mean, fmt)
-    return shown if pair.low is None else f"{shown} [{_signed(pair.low, fmt)}, {_signed(pair.high, fmt)}]"
+    return interval_text(pair, lambda value: _signed(value, fmt))
+
+
+def same_notes(text: str) -> list[str]:
+    """Why a value marked ``(= every seed)`` or ``(= every prompt)`` stands without its interval: one note per
+    mark that ``text`` (a whole page: its tables and sentences) shows, so each is said once."""
+    return [note for mark, note in SAME_NOTES.items() if mark in text]
 
 
 def _prob(stats: SeedStatistics, pair: PairedDifference) -> str:
@@ -259,7 +265,8 @@ def console_text(stats: SeedStatistics, runs: Sequence[ReportRun] = ()) -> str:
             lines += [f"  {item}" for item in block[1]]
         else:
             lines += _aligned(block[1], block[2])
-    return "\n".join(lines).lstrip("\n")
+    notes = same_notes("\n".join(lines))
+    return "\n".join(lines + ([""] + notes if notes else [])).lstrip("\n")
 
 
 def _aligned(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

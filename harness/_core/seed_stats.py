@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Literal, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -39,6 +39,14 @@ MAX_SEEDS = 10_000  # past this many, :func:`seeds_needed` says None: no practic
 _CHUNK = 4_000_000  # values gathered per block of resamples (bounds memory: ~32 MB of float64)
 
 PerSeed = Mapping[int, ArrayLike]  # seed → that seed's per-prompt values (or its one value)
+SAME_MARK = {True: "(= every seed)", False: "(= every prompt)"}  # several seeds? → the mark of an interval with no width
+SAME_NOTES = {  # mark → why the value stands alone, said once where the mark is shown
+    SAME_MARK[True]: f"{SAME_MARK[True]}: every seed gave exactly this value (and every prompt did, for a cell read "
+                     f"per prompt), so every resample does too and its {CONFIDENCE:.0%} interval would be this value "
+                     "at both ends: it is left out.",
+    SAME_MARK[False]: f"{SAME_MARK[False]}: every prompt of the one seed gave exactly this value, so every resample "
+                      f"does too and its {CONFIDENCE:.0%} interval would be this value at both ends: it is left out.",
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,11 @@ class VariantSummary:
     @property
     def n_seeds(self) -> int:
         return len(self.per_seed)
+
+    @property
+    def same_everywhere(self) -> bool:
+        """Whether the interval has no width: every seed (and prompt) gave the mean."""
+        return _no_width(self.mean, self.low, self.high, self.per_seed.values())
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,31 @@ class PairedDifference:
     @property
     def n_seeds(self) -> int:
         return len(self.per_seed)
+
+    @property
+    def same_everywhere(self) -> bool:
+        """Whether the difference's interval has no width: every seed (and prompt) differed by the mean."""
+        return _no_width(self.mean, self.low, self.high, self.per_seed.values())
+
+
+def _no_width(mean: float, low: float | None, high: float | None, per_seed: Iterable[float]) -> bool:
+    """An interval [mean, mean] whose seeds all gave the mean (to float rounding: a mean of equal values may
+    differ from them in the last bit); never one that merely rounds to the mean at the printed precision."""
+    return low is not None and high is not None and all(
+        math.isclose(value, mean, rel_tol=1e-9, abs_tol=1e-12) for value in (low, high, *per_seed))
+
+
+def interval_text(stat: VariantSummary | PairedDifference, number: Callable[[float], str]) -> str:
+    """A mean and its interval as every table and sentence prints them, each number through ``number``:
+    ``mean [low, high]``; the mean alone when there is no interval; ``mean (= every seed)`` (one seed:
+    ``(= every prompt)``) when the interval has no width — ``[x, x]`` is noise on the page, and
+    :data:`SAME_NOTES` says once why the interval is left out."""
+    shown = number(stat.mean)
+    if stat.low is None or stat.high is None:
+        return shown
+    if stat.same_everywhere:
+        return f"{shown} {SAME_MARK[stat.n_seeds > 1]}"
+    return f"{shown} [{number(stat.low)}, {number(stat.high)}]"
 
 
 @dataclass(frozen=True)
@@ -337,10 +375,10 @@ def describe(name_a: str, name_b: str, diff: PairedDifference, *, fmt: str = ".2
     The number of seeds it names for an unresolved pair is :func:`seeds_needed`, and never fewer than one
     more than the pair has (the seeds it has did not resolve it, whatever the approximation says).
     """
-    shown = f"{name_a} − {name_b}: {_signed(diff.mean, fmt)}"
     if diff.low is None:
-        return f"{shown}, not resolved: no interval from {_seeds(diff.n_seeds)} with one value each"
-    shown += f" [{_signed(diff.low, fmt)}, {_signed(diff.high, fmt)}]"
+        return (f"{name_a} − {name_b}: {_signed(diff.mean, fmt)}, not resolved: no interval from "
+                f"{_seeds(diff.n_seeds)} with one value each")
+    shown = f"{name_a} − {name_b}: {interval_text(diff, lambda value: _signed(value, fmt))}"
     if diff.unpaired_seeds:
         shown += f" (paired seeds only; left out: {', '.join(map(str, diff.unpaired_seeds))})"
     if diff.resolved:

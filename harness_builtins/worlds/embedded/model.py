@@ -118,6 +118,14 @@ def train_tokenizer(texts: Sequence[str], vocab: int):
     return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
 
 
+def base_tokenizer(docs: Sequence[Doc], spec: ModelSpec):
+    """The tokenizer a base model of ``spec`` pretrained on ``docs`` is saved with: byte-level BPE over their text.
+
+    The one recipe :func:`build_into` and a tool that needs the tokenizer without the model (bench/gpu/make_model.py,
+    through :meth:`EmbeddedWorld.base_tokenizer`) both follow, so the two cannot drift apart."""
+    return train_tokenizer([d.joined() for d in docs], spec.vocab)
+
+
 def token_stream(tok, docs: Sequence[Doc]) -> list[int]:
     """All documents as one id stream, each framed like ``harness.api``'s text functions frames prompt and response."""
     from harness.api import encode_prompt, encode_response
@@ -181,10 +189,13 @@ def build_into(out: Path, docs: Sequence[Doc], spec: ModelSpec, seed: int) -> di
     """Tokenizer + pretrained model saved into ``out``; returns the build summary."""
     import torch
 
+    # At most two threads (the 2-core figures in docs/world.md), never more than the caller set: test workers run at
+    # one thread each, and an extra thread on busy cores made a micro build 5-10x slower. The micro build's weights
+    # are the same bytes at one thread and at two (measured 2026-12-03).
     start, threads = time.perf_counter(), torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(min(2, threads))
     try:
-        tok = train_tokenizer([d.joined() for d in docs], spec.vocab)
+        tok = base_tokenizer(docs, spec)
         model = new_model(tok, spec, seed)
         losses = pretrain(model, token_stream(tok, docs), spec, seed)
     finally:

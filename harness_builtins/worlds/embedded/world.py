@@ -131,6 +131,13 @@ class EmbeddedWorld:
         return cached_build(name, self.seed, self.corpus_config(), lambda: self.corpus_docs("train"), log,
                             use_shipped=use_shipped)
 
+    def base_tokenizer(self, name: str):
+        """The tokenizer :meth:`base_model` ``name`` is saved with, trained alone: seconds, where building the model
+        (its pretraining) takes minutes; for a tool that needs the world's tokenizer but not its model."""
+        from .model import base_tokenizer, spec_for
+
+        return base_tokenizer(self.corpus_docs("train"), spec_for(name))
+
     def lm_eval_tasks(self) -> tuple[Path, list[str]]:
         from .lm_eval_tasks import write_tasks
 
