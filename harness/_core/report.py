@@ -188,7 +188,8 @@ def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, t
             raise HarnessError(f"report plot {plot.file!r} is the core's (the lead cell across seeds); "
                                "a component declares it too: give that plot another file name.")
     plots = core + plots
-    notes = _same_notes(runs, stats) + notes + _failed_notes(failed or {})
+    glance = report_tables.compact_table(runs, stats)  # the page's compact table, in markdown and in HTML
+    notes = _same_notes(stats, glance) + notes + _failed_notes(failed or {})
     labels = [run["label"] for run in runs]
     with _writable(out), atomic_directory(out) as tmp:
         _shareable(tmp)
@@ -196,8 +197,8 @@ def render_report(runs: Sequence[ReportRun], out: Path, registry: Registry, *, t
             _save(plot.draw(_pyplot()), tmp / plot.file)
         atomic_write_text(tmp / "report.csv", table(runs).to_csv())
         atomic_write_json(tmp / "statistics.json", seed_report.to_json(stats))
-        atomic_write_text(tmp / "report.md", _markdown(labels, runs, plots, notes, title, description, stats))
-        atomic_write_text(tmp / "report.html", _html(labels, runs, plots, notes, title, description, stats))
+        atomic_write_text(tmp / "report.md", _markdown(labels, runs, plots, notes, title, description, stats, glance))
+        atomic_write_text(tmp / "report.html", _html(labels, runs, plots, notes, title, description, stats, glance))
     return out / "report.md"
 
 
@@ -235,10 +236,10 @@ def _shareable(folder: Path) -> None:
     os.chmod(folder, 0o777 & ~umask)
 
 
-def _same_notes(runs: Sequence[ReportRun], stats: SeedStatistics) -> list[str]:
+def _same_notes(stats: SeedStatistics, glance: report_tables.Table) -> list[str]:
     """Why a value of the page stands without its interval (:func:`harness._core.seed_report.same_notes`): said
-    once, under the compact table, for the marks its tables and sentences show."""
-    shown = seed_report.markdown(stats) + report_tables.markdown_table(report_tables.compact_table(runs, stats))
+    once, under the compact table (``glance``), for the marks its tables and sentences show."""
+    shown = seed_report.markdown(stats) + report_tables.markdown_table(glance)
     return seed_report.same_notes("\n".join(shown))
 
 
@@ -268,11 +269,11 @@ GLANCE_NOTE = ("Each variant's mean over its seeds with the 95% interval (a vari
                "interval, over its prompts); Δ: the change from the SFT model. Every other number is in the details below.")
 
 
-def _markdown(labels, runs, plots, notes, title, description, stats) -> str:
+def _markdown(labels, runs, plots, notes, title, description, stats, glance) -> str:
     """Ranking, the compact table, notes, plots, then the details (every run, breakdowns, every cell and pair)."""
     lines = [f"# {title}", ""] + ([description, ""] if description else [])
     lines += seed_report.markdown(stats, seed_report.lead_sections(stats))
-    lines += ["## At a glance", "", GLANCE_NOTE, "", *report_tables.markdown_table(report_tables.compact_table(runs, stats))]
+    lines += ["## At a glance", "", GLANCE_NOTE, "", *report_tables.markdown_table(glance)]
     for note in notes:
         lines += [note, ""]
     lines += ["## Plots", ""] if plots else []
@@ -302,7 +303,7 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto
          ".scroll{overflow-x:auto;max-width:100%}pre,code{overflow-wrap:anywhere}")
 
 
-def _html(labels, runs, plots, notes, title, description, stats) -> str:
+def _html(labels, runs, plots, notes, title, description, stats, glance) -> str:
     """The markdown's order as HTML: at 1,400 px wide nothing scrolls sideways (the details table lays its
     columns out to the page's width and wraps inside cells; the full numbers sit in a scrolling box of their own)."""
     paragraphs = "".join(f"<p>{_plain(n)}</p>" for n in notes)
@@ -316,7 +317,7 @@ def _html(labels, runs, plots, notes, title, description, stats) -> str:
             f"{f'<p>{html.escape(description)}</p>' if description else ''}"
             f"{seed_report.html(stats, seed_report.lead_sections(stats))}"
             f"<h2>At a glance</h2><p>{html.escape(GLANCE_NOTE)}</p>"
-            f"{report_tables.html_table(report_tables.compact_table(runs, stats), 'glance')}{paragraphs}"
+            f"{report_tables.html_table(glance, 'glance')}{paragraphs}"
             f"{'<h2>Plots</h2>' if plots else ''}{images}"
             f"<h2>Details</h2><h3>Every run</h3>{report_tables.html_table(_details(runs, stats), 'wide')}"
             f"{'<h3>Breakdowns</h3>' + report_tables.html_table(text_cells) if text_cells[1] else ''}"
