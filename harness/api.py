@@ -59,6 +59,7 @@ from harness._core.integrity import checkpoint_directory, latest_intact, write_c
 from harness._core.io import atomic_directory, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from harness._core.models import load_causal_lm, resolve_base, save_model
 from harness._core.options import NoOptions, Options
+from harness._core.packing import Packed, pack, packable
 from harness._core.plugins import get_plugin_manager
 from harness._core.records import (FEEDBACK_FILE, Cell, Demonstration, EvalSamples, FeedbackRecord, Plot,
                                    PreferenceGroup, Prompt, ReportRun, Split, read_feedback)
@@ -94,7 +95,7 @@ __all__ = [
     # models, text, generation
     "encode_prompt", "encode_response", "generate_responses", "load_causal_lm", "pad_id_of", "resolve_base",
     "response_forward", "response_inputs", "sample_texts", "sequence_logprobs", "token_logprobs", "unwrap_model",
-    "ensure_pad", "pad_right",
+    "ensure_pad", "pad_right", "Packed", "pack", "packable",
     "save_model", "seed_everything",
     # compute and processes
     "ComputeOptions", "accelerator_for", "all_reduce_sum", "check_mixed_precision", "enable_activation_checkpointing",

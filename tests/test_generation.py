@@ -73,7 +73,17 @@ def test_a_seed_reproduces_the_sample_and_leaves_the_global_rng_alone():
     assert greedy.response_ids.shape[0] == len(prompt_ids(tok))
 
 
-def test_logprobs_of_padded_batches_equal_those_of_each_sequence_alone():
+@pytest.fixture(params=[True, False], ids=["packed", "padded"])
+def packing(request, monkeypatch):
+    """Run a test with ``response_forward`` packing (the default for a bare HF model) and without it."""
+    import harness._core.generation as generation
+
+    if not request.param:
+        monkeypatch.setattr(generation, "packable", lambda model: False)
+    return request.param
+
+
+def test_logprobs_of_padded_batches_equal_those_of_each_sequence_alone(packing):
     """Left padding, masks and position ids must not change a single log-prob (PPO ratios depend on it)."""
     tok = tiny_tokenizer()
     model = tiny_llama(len(tok))
@@ -95,8 +105,8 @@ def grouped_samples(tok, model, k: int = 4):
     return generate_responses(model, tok, prompts, max_new_tokens=10, seed=2)
 
 
-def test_rows_sharing_a_prompt_get_the_log_probs_and_gradients_of_a_one_pass_forward():
-    """Groups run each prompt once and reuse its KV cache: same log-probs, hidden states and gradients."""
+def test_rows_sharing_a_prompt_get_the_log_probs_and_gradients_of_a_one_pass_forward(packing):
+    """Groups run each prompt once (packed, or reusing its KV cache): same log-probs, hidden states and gradients."""
     tok = tiny_tokenizer()
     model = tiny_llama(len(tok))
     gen = grouped_samples(tok, model)

@@ -9,14 +9,25 @@ from harness._core.text import encode_prompt, encode_response
 from tests.test_generation import tiny_tokenizer
 
 
-def tiny_reward_model(tok):
+def tiny_reward_model(tok, attention: str = "sdpa"):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, num_labels=1,
-                         pad_token_id=tok.pad_token_id)
+                         pad_token_id=tok.pad_token_id, attn_implementation=attention)
     return LlamaForSequenceClassification(config)
+
+
+class Wrapped(torch.nn.Module):
+    """A DDP-like wrapper (``.module``): its own forward must run, so the KV-cache path is taken, not packing."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, **kwargs):
+        return self.module(**kwargs)
 
 
 def groups(tok):
@@ -32,14 +43,17 @@ def one_pass(model, tok, prompts, responses, max_length):
     return sequence_rewards(model, seqs, tok.pad_token_id, "cpu")
 
 
-@pytest.mark.parametrize("pad_is_eos", [False, True])
-def test_shared_prompts_give_the_one_pass_rewards_and_gradients(pad_is_eos):
+@pytest.mark.parametrize("pad_is_eos,attention,wrapped", [(False, "sdpa", False), (True, "sdpa", False),
+                                                            (False, "eager", False), (True, "sdpa", True)],
+                         ids=["packed", "packed-pad-is-eos", "packed-eager", "kv-cache"])
+def test_shared_prompts_give_the_one_pass_rewards_and_gradients(pad_is_eos, attention, wrapped):
     tok = tiny_tokenizer(pad_is_eos)
-    model = tiny_reward_model(tok).train()
+    model = tiny_reward_model(tok, attention).train()
     prompts, responses = groups(tok)
     loss_weights = torch.linspace(-1, 1, sum(map(len, responses)))
 
-    shared = group_rewards(model, prompts, responses, tok.pad_token_id, "cpu", max_length=64)
+    shared = group_rewards(Wrapped(model) if wrapped else model, prompts, responses, tok.pad_token_id, "cpu",
+                           max_length=64)
     (shared * loss_weights).sum().backward()
     shared_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()

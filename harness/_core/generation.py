@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 
+from harness._core.packing import pack, packable
 from harness._core.text import decode_response
 
 
@@ -214,13 +215,17 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def response_forward(model, query_ids, response_ids, response_mask, query_mask=None, *, hidden: bool = False):
     """(logits, last hidden states or None) at the T positions that predict the T response tokens.
 
-    Only those positions go through the LM head (``logits_to_keep``), which skips the prompt's
-    vocabulary projection; hidden states are the final (normed) layer, for a shared value head.
-    Rows that repeat the row above's prompt (GRPO's and RLOO's groups of k samples per prompt) share
-    one forward of that prompt (:func:`forward_sharing_prompts`): the same numbers, about half the work.
+    Hidden states are the final (normed) layer, for a shared value head. A model that packs runs
+    packed (:func:`packed_response_forward`): no padding, and each run of rows with the same prompt
+    (GRPO's and RLOO's groups of k samples) one tree. Otherwise only those positions go through the LM
+    head (``logits_to_keep``), which skips the prompt's vocabulary projection, and rows that repeat the
+    row above's prompt share one forward of it (:func:`forward_sharing_prompts`). The same numbers to
+    float rounding every way; where a response's mask is 0 the packed logits and states are 0.
     """
     if query_mask is None:
         query_mask = _infer_query_mask(model, query_ids)
+    if packable(model) and _packs_as_trees(query_mask, response_mask):
+        return packed_response_forward(model, query_ids, query_mask, response_ids, response_mask, hidden=hidden)
     owners = shared_prompt_owners(model, query_ids, query_mask)
     if owners is not None:
         return forward_sharing_prompts(model, query_ids, query_mask, response_ids, response_mask, owners, hidden=hidden)
@@ -229,6 +234,46 @@ def response_forward(model, query_ids, response_ids, response_mask, query_mask=N
                 logits_to_keep=width + 1, output_hidden_states=hidden, use_cache=False)
     states = out.hidden_states[-1][:, -width - 1:-1] if hidden else None
     return out.logits[:, :-1], states
+
+
+def _packs_as_trees(query_mask: torch.Tensor, response_mask: torch.Tensor) -> bool:
+    """Every prompt has a token and every response mask is a run of ones from column 0 (through EOS)."""
+    columns = torch.arange(response_mask.shape[1], device=response_mask.device)
+    contiguous = bool((response_mask == (columns < response_mask.sum(-1, keepdim=True))).all())
+    return contiguous and bool(query_mask.any(-1).all())
+
+
+def packed_response_forward(model, query_ids, query_mask, response_ids, response_mask, *, hidden: bool = False):
+    """:func:`response_forward` as one packed forward (``harness._core.packing``).
+
+    Each run of rows with the same prompt is a tree: the prompt once, then each row's response but its
+    last token (which predicts nothing asked for). The logit predicting a response's first token is
+    its prompt's last; the others are its own tokens'. They come back in the padded [B, T] layout.
+    """
+    rows, width = response_ids.shape
+    lengths = response_mask.sum(-1).tolist()
+    prompts = [q[m.bool()].tolist() for q, m in zip(query_ids, query_mask)]
+    trees: list[tuple[list[int], list[int]]] = []  # (prompt, the rows that answer it)
+    for row, prompt in enumerate(prompts):
+        if trees and trees[-1][0] == prompt:
+            trees[-1][1].append(row)
+        else:
+            trees.append((prompt, [row]))
+    branches = [[response_ids[row, : max(0, lengths[row] - 1)].tolist() for row in members] for _, members in trees]
+    packed = pack([prompt for prompt, _ in trees], branches, pad_id=0)  # padding is never read: any id does
+    index = torch.zeros(rows, width, dtype=torch.long)
+    for t, (prompt, members) in enumerate(trees):
+        for j, row in enumerate(members):
+            at = packed.flat_positions(t, j)[len(prompt) - 1 :]
+            index[row, : len(at)] = torch.tensor(at, dtype=torch.long)
+    out = model(**packed.inputs(model, query_ids.device), use_cache=False, output_hidden_states=hidden)
+    index, keep = index.to(query_ids.device).reshape(-1), response_mask.reshape(rows, width, 1).bool()
+
+    def unpack(values: torch.Tensor) -> torch.Tensor:
+        picked = values.reshape(-1, values.shape[-1])[index].reshape(rows, width, -1)
+        return torch.where(keep, picked, picked.new_zeros(()))
+
+    return unpack(out.logits), (unpack(out.hidden_states[-1]) if hidden else None)
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,7 @@ from harness._core.contracts import Prompt, World
 from harness._core.generation import (cache_argument, can_keep_cache, ensure_pad, left_pad, pad_right,
                                       position_ids)
 from harness._core.io import atomic_directory
+from harness._core.packing import pack, packable
 from harness._core.text import encode_prompt, encode_response
 
 NORMALIZATION_FILE = "reward_normalization.json"
@@ -110,14 +111,20 @@ def group_rewards(model, prompts: Sequence[Sequence[int]], responses: Sequence[S
     through the shared prompt. A reward-model step on K-wise rankings computes a prompt once instead
     of K times. The read-out is the one-pass forward's, the rightmost token that is not the pad id:
     in the response when it has one, else the prompt's last (a response of only pad ids, e.g. a bare
-    EOS when pad = EOS). When a sequence would be cut to ``max_length`` (its prompt then differs from
-    its group's), or the model keeps no KV cache (activation checkpointing in training), every
-    sequence takes the one-pass forward instead.
+    EOS when pad = EOS).
+
+    A sequence-classification model with a linear ``score`` head whose attention takes a 4D mask
+    runs packed (:func:`packed_rewards`: no padding, prompts once); others share each prompt through
+    its KV cache. When a sequence would be cut to ``max_length`` (its prompt then differs from its
+    group's), or the model cannot pack and either keeps no KV cache (activation checkpointing in
+    training) or has no prompt to share (groups of one), every sequence takes the one-pass forward.
     """
     if len(prompts) != len(responses):
         raise ValueError(f"group_rewards: {len(prompts)} prompts for {len(responses)} groups of responses")
     too_long = any(len(p) + len(r) > max_length for p, rs in zip(prompts, responses) for r in rs)
-    if too_long or not can_keep_cache(model) or not any(responses):
+    if not too_long and any(responses) and packable(model) and isinstance(getattr(model, "score", None), torch.nn.Linear):
+        return packed_rewards(model, prompts, responses, pad_id, device)
+    if too_long or not can_keep_cache(model) or not any(responses) or all(len(rs) == 1 for rs in responses):
         seqs = [reward_sequence(list(p), list(r), max_length) for p, rs in zip(prompts, responses) for r in rs]
         return sequence_rewards(model, seqs, pad_id, device)
     owners = torch.tensor([i for i, rs in enumerate(responses) for _ in rs], device=device)
@@ -133,6 +140,24 @@ def group_rewards(model, prompts: Sequence[Sequence[int]], responses: Sequence[S
     return torch.where(read_in_response, out.logits[:, 0], prompt.logits[owners, 0]).float()
 
 
+def packed_rewards(model, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[Sequence[int]]], pad_id: int,
+                   device) -> torch.Tensor:
+    """:func:`group_rewards` as one packed forward of the trunk (``harness._core.packing``): each group's prompt
+    once, no padding between responses, the ``score`` head applied only where a reward is read."""
+    packed = pack(prompts, responses, pad_id)
+    hidden = model.base_model(**packed.inputs(model, device), use_cache=False).last_hidden_state
+    reads = [packed.flat_positions(g, j)[_read_position(prompts[g], response, pad_id)]
+             for g, group in enumerate(responses) for j, response in enumerate(group)]
+    chosen = hidden.reshape(-1, hidden.shape[-1])[torch.tensor(reads, device=hidden.device)]
+    return model.score(chosen)[:, 0].float()
+
+
+def _read_position(prompt: Sequence[int], response: Sequence[int], pad_id: int) -> int:
+    """Index in prompt + response of the rightmost token that is not the pad id (the one-pass read-out)."""
+    sequence = list(prompt) + list(response)
+    return max((i for i, token in enumerate(sequence) if token != pad_id), default=0)  # HF pools index 0 then
+
+
 @torch.no_grad()
 def score_texts(model, tokenizer, world: World, prompts: Sequence[Prompt], responses: Sequence[str], *,
                 max_length: int, batch_size: int, device=None) -> torch.Tensor:
@@ -140,8 +165,9 @@ def score_texts(model, tokenizer, world: World, prompts: Sequence[Prompt], respo
     ``encode_prompt(world.chat_text(prompt)) + encode_response(response)``."""
     model.eval()
     device = device if device is not None else next(model.parameters()).device
-    seqs = [reward_sequence(encode_prompt(tokenizer, world.chat_text(p)), encode_response(tokenizer, r), max_length)
-            for p, r in zip(prompts, responses)]
-    parts = [sequence_rewards(model, seqs[i : i + batch_size], tokenizer.pad_token_id, device).cpu()
-             for i in range(0, len(seqs), batch_size)]
+    prompt_ids = [encode_prompt(tokenizer, world.chat_text(p)) for p in prompts]
+    response_ids = [[encode_response(tokenizer, r)] for r in responses]  # groups of one: a packed row holds several
+    parts = [group_rewards(model, prompt_ids[i : i + batch_size], response_ids[i : i + batch_size],
+                           tokenizer.pad_token_id, device, max_length).cpu()
+             for i in range(0, len(prompt_ids), batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0)
