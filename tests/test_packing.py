@@ -42,3 +42,20 @@ def test_only_a_bare_model_whose_attention_takes_a_mask_packs():
     assert not packable(Wrapped(model))
     model.config._attn_implementation = "flash_attention_2"
     assert not packable(model)
+
+
+def test_the_head_is_applied_alone_only_when_nothing_follows_it():
+    """``response_forward`` packs and runs the LM head only where a response token is predicted; a model whose
+    forward changes the logits after the head (soft-capping, scaling) keeps its own forward."""
+    from harness._core.generation import plain_head
+
+    class Capped(type(tiny_llama(vocab_size=40))):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = 30 * torch.tanh(out.logits / 30)
+            return out
+
+    model = tiny_llama(vocab_size=40)
+    capped = Capped(model.config)
+    assert plain_head(model) and not plain_head(capped)
+    assert model.training is False and getattr(capped, "_harness_plain_head") is False  # checked once, mode kept

@@ -173,28 +173,23 @@ def test_sft_loss_is_the_mean_over_response_tokens_only(base_dir):
     world = ToyWorld()
     prompt = world.prompts("sft")[0]
     prompt_ids, response_ids = encode_prompt(tok, world.chat_text(prompt)), encode_response(tok, "cats are good")
-    loss_sum, n = token_loss_sum(model, [(prompt_ids, response_ids)], tok.eos_token_id, 64, "cpu")
+    loss_sum, n = token_loss_sum(model, lm_batch([(prompt_ids, response_ids)], tok.eos_token_id, 64))
     logits = model(torch.tensor([prompt_ids + response_ids])).logits[0]
     log_probs = logits.log_softmax(-1)
     expected = -sum(log_probs[len(prompt_ids) - 1 + t, y] for t, y in enumerate(response_ids))
     assert n == len(response_ids) and loss_sum.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
-@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
-def test_sft_loss_over_prompts_of_different_lengths_is_the_full_forwards(base_dir, packed, monkeypatch):
-    """Packed, or padded with the LM head skipping the columns before the first labelled token: the loss is
-    that of every column's logits of the padded batch."""
-    import harness_builtins.stages.common as common
-
+def test_sft_loss_over_prompts_of_different_lengths_is_the_full_forwards(base_dir):
+    """The LM head skips the columns before the first labelled token; the loss is that of every column's logits."""
     model = LlamaForCausalLM.from_pretrained(base_dir)
-    monkeypatch.setattr(common, "packable", lambda m: packed)
     tok = make_tokenizer()
     world = ToyWorld()
     examples = [(encode_prompt(tok, world.chat_text(p)), encode_response(tok, r))
                 for p, r in zip(world.prompts("sft")[:3], ["cats are good", "dogs are bad bad bad", "fish"])]
     examples[1] = ([tok.bos_token_id] * 3 + examples[1][0], examples[1][1])  # a longer prompt
     batch = lm_batch(examples, tok.eos_token_id, 64)
-    loss_sum, n = token_loss_sum(model, examples, tok.eos_token_id, 64, "cpu")
+    loss_sum, n = token_loss_sum(model, batch)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     full = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
                                              batch["labels"][:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum")

@@ -266,14 +266,35 @@ def packed_response_forward(model, query_ids, query_mask, response_ids, response
         for j, row in enumerate(members):
             at = packed.flat_positions(t, j)[len(prompt) - 1 :]
             index[row, : len(at)] = torch.tensor(at, dtype=torch.long)
-    out = model(**packed.inputs(model, query_ids.device), use_cache=False, output_hidden_states=hidden)
     index, keep = index.to(query_ids.device).reshape(-1), response_mask.reshape(rows, width, 1).bool()
 
     def unpack(values: torch.Tensor) -> torch.Tensor:
         picked = values.reshape(-1, values.shape[-1])[index].reshape(rows, width, -1)
         return torch.where(keep, picked, picked.new_zeros(()))
 
+    if plain_head(model):  # the LM head only where a response token is predicted, not on the prompts
+        states = unpack(model.base_model(**packed.inputs(model, query_ids.device), use_cache=False).last_hidden_state)
+        return model.get_output_embeddings()(states), (states if hidden else None)
+    out = model(**packed.inputs(model, query_ids.device), use_cache=False, output_hidden_states=hidden)
     return unpack(out.logits), (unpack(out.hidden_states[-1]) if hidden else None)
+
+
+def plain_head(model) -> bool:
+    """True when ``model``'s logits are its output embedding applied to its trunk's last hidden state, nothing
+    after it (no soft-capping or scaling of logits): checked once per model, on one token, in eval mode."""
+    known = getattr(model, "_harness_plain_head", None)
+    if known is None:
+        head, was_training = model.get_output_embeddings(), model.training
+        ids = torch.zeros((1, 1), dtype=torch.long, device=next(model.parameters()).device)
+        try:
+            with torch.no_grad():
+                model.eval()
+                known = head is not None and torch.allclose(
+                    head(model.base_model(input_ids=ids).last_hidden_state), model(input_ids=ids).logits)
+        finally:
+            model.train(was_training)
+        model._harness_plain_head = known
+    return known
 
 
 @lru_cache(maxsize=1)

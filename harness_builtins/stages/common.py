@@ -4,9 +4,9 @@ Every sequence is ``encode_prompt(chat_text(prompt)) + encode_response(response)
 project's one tokenization convention, `harness.api`'s text), so SFT masks exactly the prompt
 and the reward model reads what PPO generated (how a reward is read is the core's, in the
 reward-model artifact: ``harness.api.score_texts``, which every reward source uses too).
-Batches are packed (``harness.api.pack``) where the model allows it, else right-padded;
-attention masks and SFT labels are built from lengths, never by comparing with the pad id,
-because many tokenizers reuse EOS as pad and EOS is a real (trained) token here.
+Batches are right-padded; attention masks and SFT labels are built from lengths, never by
+comparing with the pad id, because many tokenizers reuse EOS as pad and EOS is a real
+(trained) token here.
 """
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from typing import Sequence
 
 import torch
 
-from harness.api import Prompt, World, encode_prompt, encode_response, generate_responses, pack, packable, pad_right
+from harness.api import Prompt, World, encode_prompt, encode_response, generate_responses, pad_right
 
 IGNORE = -100  # label of positions that carry no loss
+
+
 
 
 def encode_pair(tokenizer, world: World, prompt: Prompt, response: str) -> tuple[list[int], list[int]]:
@@ -24,8 +26,8 @@ def encode_pair(tokenizer, world: World, prompt: Prompt, response: str) -> tuple
     return encode_prompt(tokenizer, world.chat_text(prompt)), encode_response(tokenizer, response)
 
 
-def sft_sequences(examples: Sequence[tuple[list[int], list[int]]], max_length: int) -> tuple[list[list[int]], list[list[int]]]:
-    """(token ids, labels) of each example: labels are −100 on prompt positions.
+def lm_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
+    """Causal-LM batch whose labels are −100 on prompt positions and padding.
 
     Over-long examples lose their tail (the prompt is kept whole), so the model is never
     trained to predict a prompt token.
@@ -35,50 +37,13 @@ def sft_sequences(examples: Sequence[tuple[list[int], list[int]]], max_length: i
         seq = (prompt_ids + response_ids)[:max_length]
         inputs.append(seq)
         labels.append(([IGNORE] * len(prompt_ids) + response_ids)[: len(seq)])
-    return inputs, labels
-
-
-def lm_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int, max_length: int) -> dict[str, torch.Tensor]:
-    """Right-padded causal-LM batch of :func:`sft_sequences`, labels −100 on prompt positions and padding."""
-    inputs, labels = sft_sequences(examples, max_length)
     input_ids, attention_mask = pad_right(inputs, pad_id)
     label_ids, _ = pad_right(labels, pad_id, fill=IGNORE)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": label_ids}
 
 
-def token_loss_sum(model, examples: Sequence[tuple[list[int], list[int]]], pad_id: int, max_length: int,
-                   device) -> tuple[torch.Tensor, int]:
-    """(sum of next-token cross-entropy over the response tokens, number of those tokens).
-
-    A model that packs (``harness.api.packable``) runs the examples packed, without padding
-    (:func:`packed_loss_sum`); another runs them right-padded (:func:`padded_loss_sum`). The loss is
-    the same sum over the same tokens, to float rounding.
-    """
-    if packable(model):
-        return packed_loss_sum(model, *sft_sequences(examples, max_length), pad_id, device)
-    batch = {k: v.to(device) for k, v in lm_batch(examples, pad_id, max_length).items()}
-    return padded_loss_sum(model, batch)
-
-
-def packed_loss_sum(model, inputs: list[list[int]], labels: list[list[int]], pad_id: int,
-                    device) -> tuple[torch.Tensor, int]:
-    """:func:`token_loss_sum` of sequences packed into rows (each a tree with no branch)."""
-    packed = pack(inputs, [[] for _ in inputs], pad_id)
-    logits = model(**packed.inputs(model, device), use_cache=False).logits
-    at, targets = [], []
-    for i, seq_labels in enumerate(labels):
-        positions = packed.flat_positions(i)
-        pairs = [(positions[t], y) for t, y in enumerate(seq_labels[1:]) if y != IGNORE]  # position t predicts t + 1
-        at += [p for p, _ in pairs]
-        targets += [y for _, y in pairs]
-    chosen = logits.reshape(-1, logits.shape[-1])[torch.tensor(at, dtype=torch.long, device=logits.device)]
-    loss = torch.nn.functional.cross_entropy(chosen.float(), torch.tensor(targets, dtype=torch.long, device=logits.device),
-                                             reduction="sum")
-    return loss, len(targets)
-
-
-def padded_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """:func:`token_loss_sum` of a right-padded batch (:func:`lm_batch`).
+def token_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """(sum of next-token cross-entropy over labelled positions, number of those positions).
 
     Only the columns from the batch's first labelled token on go through the LM head
     (``logits_to_keep``): the shortest prompt's positions predict nothing that is trained, so their

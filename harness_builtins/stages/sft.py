@@ -17,7 +17,7 @@ from pydantic import Field
 
 from harness.api import (StageContext, TrainingDiverged, ensure_pad, hookimpl, load_causal_lm, save_model,
                          seed_everything)
-from harness_builtins.stages.common import encode_pair, sample_responses, token_loss_sum
+from harness_builtins.stages.common import encode_pair, lm_batch, sample_responses, token_loss_sum
 from harness_builtins.stages.training import (
     TrainOptions,
     epoch_batches,
@@ -75,8 +75,9 @@ class NextTokenSFT:
         checkpoint = ctx.checkpoint_dir / "sft" if ctx.checkpoint_dir else None
         meta = load_checkpoint(accelerator, checkpoint) or {"epoch": -1, "history": []}
 
-        def batch(ids: list[int]) -> tuple[list, int, int, torch.device]:
-            return [examples[i] for i in ids], tokenizer.pad_token_id, opts.max_length, accelerator.device
+        def batch(ids: list[int]) -> dict[str, torch.Tensor]:
+            tensors = lm_batch([examples[i] for i in ids], tokenizer.pad_token_id, opts.max_length)
+            return {k: v.to(accelerator.device) for k, v in tensors.items()}
 
         with ctx.progress_bar(n_steps * opts.epochs, "sft") as bar:
             bar.update(n_steps * (meta["epoch"] + 1))
@@ -94,7 +95,7 @@ class NextTokenSFT:
     def _epoch(self, ctx, model, optimizer, scheduler, accelerator, train, epoch, batch, bar) -> list[float]:
         """One pass in a fixed shuffled order; returns the batch losses."""
         def loss_of(ids):
-            loss_sum, n_tokens = token_loss_sum(model, *batch(ids))
+            loss_sum, n_tokens = token_loss_sum(model, batch(ids))
             return loss_sum / max(1, n_tokens)
 
         batches = epoch_batches(train, self.options.batch_size, ctx.seed, epoch, accelerator)
@@ -126,7 +127,7 @@ def _mean_token_loss(model, indices: list[int], batch, batch_size: int) -> float
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(indices), batch_size):
-        loss_sum, n = token_loss_sum(model, *batch(indices[start : start + batch_size]))
+        loss_sum, n = token_loss_sum(model, batch(indices[start : start + batch_size]))
         total, count = total + loss_sum.item(), count + n
     return total / count if count else float("nan")
 
