@@ -37,7 +37,7 @@ from __future__ import annotations
 from harness._core.agreement import (cohen_kappa, fleiss_kappa, kendall_tau, krippendorff_alpha, pair_agreement,
                                      percent_agreement)
 from harness._core.building import build_component, validate_component_tables, validate_inline_component
-from harness._core.compute import (ComputeOptions, accelerator_for, check_mixed_precision,
+from harness._core.compute import (ComputeOptions, accelerator_for, adamw, check_mixed_precision,
                                    enable_activation_checkpointing, trainer_deepspeed_config, zero_stage_of)
 from harness._core.config import load_experiment
 from harness._core.contracts import (Annotator, CompareMany, Components, DescribedEvaluator, Evaluator, ExplainedJudge,
@@ -98,7 +98,7 @@ __all__ = [
     "ensure_pad", "pad_right", "Packed", "pack", "packable",
     "save_model", "seed_everything",
     # compute and processes
-    "ComputeOptions", "accelerator_for", "all_reduce_sum", "check_mixed_precision", "enable_activation_checkpointing",
+    "ComputeOptions", "accelerator_for", "adamw", "all_reduce_sum", "check_mixed_precision", "enable_activation_checkpointing",
     "gather_objects", "is_main_process", "rank", "shared_directory", "single_process_defaults",
     "trainer_deepspeed_config", "world_size", "zero_stage_of",
     # statistics, secrets

@@ -59,3 +59,4 @@ def test_the_head_is_applied_alone_only_when_nothing_follows_it():
     capped = Capped(model.config)
     assert plain_head(model) and not plain_head(capped)
     assert model.training is False and getattr(capped, "_harness_plain_head") is False  # checked once, mode kept
+

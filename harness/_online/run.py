@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from harness._core import distributed
-from harness._core.compute import accelerator_for, enable_activation_checkpointing, zero_stage_of
+from harness._core.compute import accelerator_for, adamw, enable_activation_checkpointing, zero_stage_of
 from harness._core.contracts import RewardSource, StageContext
 from harness._core.errors import HarnessError
 from harness._core.generation import response_forward
@@ -162,7 +162,7 @@ def setup(ctx: StageContext, options: RolloutOptions, reward: RewardSource, name
     if ctx.experiment.compute.activation_checkpointing:
         _checkpoint_activations(both, ctx.experiment.compute)
     trainable = [p for p in both.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=options.lr, eps=1e-5, weight_decay=0.0)
+    optimizer = adamw(trainable, lr=options.lr, eps=1e-5, weight_decay=0.0)
     model, optimizer = accelerator.prepare(both, optimizer)
     run = RLRun(ctx=ctx, options=options, name=name, reward=reward, accelerator=accelerator, tokenizer=tokenizer,
                 policy=both.policy, reference=_place_reference(reference, options, accelerator), critic=both.critic,

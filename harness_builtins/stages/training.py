@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from harness.api import (Options, StageContext, accelerator_for, atomic_write_json, checkpoint_directory,
+from harness.api import (Options, StageContext, accelerator_for, adamw, atomic_write_json, checkpoint_directory,
                          enable_activation_checkpointing, latest_intact, read_json, zero_stage_of)
 
 META = "trainer_state.json"
@@ -59,7 +59,7 @@ def trained_model(accelerator, wrapped, fresh_model):
 
 def make_optimizer(model, options: TrainOptions, total_steps: int):
     """AdamW with linear warmup then cosine decay to 10% of the peak (InstructGPT used cosine)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    optimizer = adamw(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     warmup = max(1, round(options.warmup * total_steps)) if options.warmup > 0 else 0
 
     def factor(step: int) -> float:
