@@ -220,7 +220,8 @@ def response_forward(model, query_ids, response_ids, response_mask, query_mask=N
     (GRPO's and RLOO's groups of k samples) one tree. Otherwise only those positions go through the LM
     head (``logits_to_keep``), which skips the prompt's vocabulary projection, and rows that repeat the
     row above's prompt share one forward of it (:func:`forward_sharing_prompts`). The same numbers to
-    float rounding every way; where a response's mask is 0 the packed logits and states are 0.
+    float rounding every way. Where a response's mask is 0 the values predict nothing (packed: states 0,
+    logits the head's value at 0): weigh them by the mask.
     """
     if query_mask is None:
         query_mask = _infer_query_mask(model, query_ids)
