@@ -253,13 +253,12 @@ def packed_response_forward(model, query_ids, query_mask, response_ids, response
     """
     rows, width = response_ids.shape
     lengths = response_mask.sum(-1).tolist()
-    prompts = [q[m.bool()].tolist() for q, m in zip(query_ids, query_mask)]
     trees: list[tuple[list[int], list[int]]] = []  # (prompt, the rows that answer it)
-    for row, prompt in enumerate(prompts):
-        if trees and trees[-1][0] == prompt:
-            trees[-1][1].append(row)
+    for row, starts_run in enumerate(prompt_run_starts(query_ids, query_mask).tolist()):
+        if starts_run:
+            trees.append((query_ids[row][query_mask[row].bool()].tolist(), [row]))
         else:
-            trees.append((prompt, [row]))
+            trees[-1][1].append(row)
     branches = [[response_ids[row, : max(0, lengths[row] - 1)].tolist() for row in members] for _, members in trees]
     packed = pack([prompt for prompt, _ in trees], branches, pad_id=0)  # padding is never read: any id does
     index = torch.zeros(rows, width, dtype=torch.long)
@@ -313,11 +312,17 @@ def shared_prompt_owners(model, query_ids: torch.Tensor, query_mask: torch.Tenso
     rows = query_ids.shape[0]
     if rows < 2 or not can_keep_cache(model):
         return None
-    same = (query_ids[1:] == query_ids[:-1]).all(-1) & (query_mask[1:] == query_mask[:-1]).all(-1)
-    starts = torch.cat([same.new_ones(1), ~same])
+    starts = prompt_run_starts(query_ids, query_mask)
     if 2 * int(starts.sum()) > rows:
         return None
     return starts.long().cumsum(0) - 1
+
+
+def prompt_run_starts(query_ids: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
+    """True on each row whose prompt differs from the row above's (the first row included): where a run of
+    rows sharing one prompt (GRPO's and RLOO's k samples) starts."""
+    same = (query_ids[1:] == query_ids[:-1]).all(-1) & (query_mask[1:] == query_mask[:-1]).all(-1)
+    return torch.cat([same.new_ones(1), ~same])
 
 
 def can_keep_cache(model) -> bool:

@@ -2,10 +2,11 @@
 
 A batch padded to its longest sequence computes the padding too. Measured on the default run
 (``docs/performance.md``): a reward-model step on K = 4 rankings ran 1,112 token positions for about
-600 real tokens, every response padded to the longest of 32; SFT and PPO's scoring forwards pad alike.
+600 real tokens, every response padded to the longest of 32; PPO's log-prob and scoring forwards pad
+alike. (SFT's examples are about one length, and packing them measured no faster: SFT stays padded.)
 
 A *tree* is a prefix and the branches that continue it: a ranking's prompt and its K responses, a
-GRPO group's prompt and its k samples, an SFT example (a prefix with no branch). Trees are laid
+GRPO group's prompt and its k samples, a (prompt, response) pair to score. Trees are laid
 into rows first-fit decreasing, each row as long as the longest tree. Under a 4D attention mask a
 token sees, causally, its own tree's prefix and its own branch and nothing else; position ids
 restart at each tree and go on from the prefix into every branch. So each token computes what it
