@@ -8,12 +8,14 @@ BIN := $(VENV)/bin
 .PHONY: install trackers run test profile floor peer compare-optimizers world-validation world-weights
 
 # --no-compile: pip would byte-compile every module of every package (torch's tens of thousands) at install, about
-# half the install's time; Python compiles the few hundred a run imports on first use instead (docs/performance.md).
+# half the install's time; bench/compile_imports.py then compiles the ~5,000 that runs and tests import, once, also
+# where PYTHONDONTWRITEBYTECODE is set and Python would otherwise compile them again in every process (docs/performance.md).
 $(BIN)/harness: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	-$(BIN)/pip install -q --no-compile --no-index --no-deps torch
 	$(BIN)/pip install -q --no-compile -e ".[test]"
+	$(BIN)/python bench/compile_imports.py
 	touch $(BIN)/harness
 
 install: $(BIN)/harness
