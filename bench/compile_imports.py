@@ -1,6 +1,6 @@
 """Byte-compile what harness's commands and tests import, once, as the last step of `make install`.
 
-    python bench/compile_imports.py
+    python bench/compile_imports.py [MODULE …]     # default: what runs and tests import (MODULES)
 
 Why: `make install` passes ``--no-compile`` to pip, because pip would compile every module of every
 package (torch's tens of thousands) though a run imports about 4,800. Python then compiles a module
@@ -30,11 +30,12 @@ MODULES = (
 )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    names = (sys.argv[1:] if argv is None else argv) or MODULES
     sys.dont_write_bytecode = False  # this process writes bytecode even where the environment forbids it
     start, before = time.perf_counter(), len(sys.modules)
     missing = []
-    for name in MODULES:
+    for name in names:
         try:
             importlib.import_module(name)
         except ImportError as error:  # an optional package this install left out: nothing to compile

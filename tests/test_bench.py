@@ -1,7 +1,11 @@
-"""bench/: the profile a user runs to see where a pipeline's time goes (and its floor), and the README's comparison block."""
+"""bench/: the profile a user runs to see where a pipeline's time goes (and its floor), the README's comparison block,
+and the install's compile step."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +55,29 @@ def test_the_comparison_block_counts_a_shared_stage_once_and_names_its_seeds():
     text = block("experiments/x.toml", comparison, seconds)
     assert text.startswith("```console\n$ harness run experiments/x.toml") and "1  ppo  0.6" in text
     assert "4 runs (2 variants × seeds 0, 1); 6 distinct stages, 3 min of stage time" in text
+
+
+def test_the_install_step_writes_bytecode_even_where_the_environment_forbids_it(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "leaf.py").write_text("VALUE = 1\n")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "compile_imports.py"), "pkg.leaf", "pkg.absent"],
+                          capture_output=True, text=True, env=env, check=True)
+    assert "not installed: pkg.absent" in done.stdout
+    assert list((package / "__pycache__").glob("leaf.*.pyc")), "no bytecode written for an imported module"
+    # any later process, in the same environment, loads the module from that bytecode instead of compiling it
+    later = subprocess.run([sys.executable, "-v", "-c", "import pkg.leaf"], capture_output=True, text=True, env=env,
+                           check=True)
+    assert re.search(r"code object from '[^']*pkg/__pycache__/leaf\.[^']*\.pyc'", later.stderr), later.stderr[-2000:]
+
+
+def test_every_module_the_install_compiles_is_there_to_import():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import compile_imports
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    absent = [name for name in compile_imports.MODULES if importlib.util.find_spec(name) is None]
+    assert not absent, f"bench/compile_imports.py names modules this install does not have: {absent}"
