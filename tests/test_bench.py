@@ -81,3 +81,14 @@ def test_every_module_the_install_compiles_is_there_to_import():
         sys.path.remove(str(ROOT / "bench"))
     absent = [name for name in compile_imports.MODULES if importlib.util.find_spec(name) is None]
     assert not absent, f"bench/compile_imports.py names modules this install does not have: {absent}"
+
+
+def test_starting_harness_leaves_out_the_packages_only_some_commands_use():
+    # every process pays for what the CLI, harness.api and the plugins import at start: scipy's statistics
+    # (seed comparisons), datasets (DPO, hf_data), lm-eval, DeepSpeed and trl load when a command uses them
+    probe = ("import sys, harness.api, harness._core.cli, harness_builtins\n"
+             "from harness._core.python_api import quiet_libraries\n"
+             "quiet_libraries()\n"
+             "print(sorted(m for m in ('scipy', 'datasets', 'pandas', 'lm_eval', 'deepspeed', 'trl') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]", done.stdout

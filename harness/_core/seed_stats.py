@@ -29,8 +29,6 @@ from typing import Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import mannwhitneyu, norm
-from scipy.stats import t as student_t
 
 RESAMPLES = 2000  # bootstrap draws per interval
 CONFIDENCE = 0.95
@@ -293,6 +291,8 @@ def paired_difference(a: PerSeed, b: PerSeed, *, names: tuple[str, str] = ("A", 
     mean_a = np.array([left[s].mean() for s in common])
     mean_b = np.array([right[s].mean() for s in common])
     diffs = np.array([(left[s] - right[s]).mean() for s in common])
+    from scipy.stats import mannwhitneyu  # here, not at the top: harness.api imports this module in every process
+
     prob = float(mannwhitneyu(mean_a, mean_b).statistic) / len(common) ** 2
     low = high = prob_low = prob_high = None
     if len(common) > 1 or stacks[0].shape[1] > 1:
@@ -319,6 +319,9 @@ def seeds_needed(diff: PairedDifference, *, power: float = POWER, confidence: fl
     guide: with few seeds, d and s are themselves noisy, and the bootstrap interval the report shows is
     not the t interval.
     """
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
     alpha = 1.0 - (diff.confidence if confidence is None else confidence)
     if diff.mean == 0.0 or diff.seed_sd is None:
         return None
