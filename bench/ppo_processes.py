@@ -28,7 +28,7 @@ TINY = ROOT / "tests" / "data" / "tiny.toml"
 
 
 def run(output: Path, settings: list[str], processes: int, env: dict) -> None:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 \
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 \
         else [sys.executable]
     args = [a for s in settings for a in ("--set", s)]
     out = subprocess.run([*launcher, "-m", "harness", "run", str(TINY), "-o", str(output), "--no-progress", *args],

@@ -45,7 +45,7 @@ def env(tiny_cache):
 
 
 def harness_run(env, output: Path, *settings: str, processes: int = 1) -> subprocess.CompletedProcess:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 \
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 \
         else [sys.executable]
     overrides = [arg for s in (*SETTINGS, *settings) for arg in ("--set", s)]
     out = subprocess.run([*launcher, "-m", "harness", "run", str(TINY), "--output", str(output), "--no-progress",

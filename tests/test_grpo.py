@@ -118,7 +118,7 @@ def two_processes(tmp_path_factory, sft_dir) -> Path:
     in turn (each seeds itself), since the launch's three Python starts cost more than the training."""
     out = tmp_path_factory.mktemp("two")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     done = subprocess.run([*launch, str(ROOT / "tests" / "group_run.py"), str(out), str(sft_dir), ",".join(ALGOS)],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
