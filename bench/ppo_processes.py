@@ -15,6 +15,7 @@ would use with 2 threads, so expect little speed-up here; the point is on severa
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -44,7 +45,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the one-process run")
     args = parser.parse_args()
-    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path("~/.cache/harness/torch_extensions").expanduser())
+    # one folder per Python environment: the op's build names the environment's paths (tests/test_deepspeed.py)
+    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(
+        Path("~/.cache/harness/torch_extensions").expanduser() / hashlib.sha256(sys.prefix.encode()).hexdigest()[:12])
     env = {**os.environ, "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1", "TORCH_EXTENSIONS_DIR": extensions}
     common = ["evaluation.evaluators=['rewards']", f"optimizer.ppo.steps={args.steps}",
               f"optimizer.ppo.batch_size={args.batch_size}", f"optimizer.ppo.minibatch_size={args.batch_size // 2}",

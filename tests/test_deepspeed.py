@@ -8,11 +8,13 @@ them), so the PPO stages start from the same weights and can be compared number 
 - with one minibatch per step the update is the same too (token means over the global minibatch,
   gradients averaged over processes): step 1's policy/value loss and gradient norm agree to float
   rounding; later steps agree as closely as two fp32 AdamW implementations do.
-Compiled DeepSpeed ops are cached in ``TORCH_EXTENSIONS_DIR`` (default ~/.cache/harness/torch_extensions),
-so the ~1 minute shm-op build happens once per machine.
+Compiled DeepSpeed ops are cached in ``TORCH_EXTENSIONS_DIR`` (default ~/.cache/harness/torch_extensions/<this
+Python environment>), so the ~1 minute shm-op build happens once per virtual environment: the build names the
+environment's paths, so two checkouts sharing one folder rebuilt it in turn, each evicting the other's.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,9 +39,14 @@ ROLLOUT = ("reward/proxy", "reward/gold", "ppo/kl", "policy/entropy", "policy/re
 UPDATE = ("ppo/policy_loss", "ppo/value_loss", "ppo/grad_norm", "ppo/approx_kl", "ppo/clipfrac")
 
 
+def extensions_dir() -> str:
+    """Where this Python environment's compiled DeepSpeed ops live (one folder per environment)."""
+    return str(Path("~/.cache/harness/torch_extensions").expanduser() / hashlib.sha256(sys.prefix.encode()).hexdigest()[:12])
+
+
 @pytest.fixture(scope="module")
 def env(tiny_cache):
-    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path("~/.cache/harness/torch_extensions").expanduser())
+    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or extensions_dir()
     return {**os.environ, "HARNESS_CACHE_DIR": tiny_cache,
             "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1", "TORCH_EXTENSIONS_DIR": extensions, "OMP_NUM_THREADS": "1"}
 

@@ -31,7 +31,8 @@ START=$SECONDS
 export PYTHONUNBUFFERED=1 PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} HARNESS_DISABLE_PLUGIN_AUTOLOAD=1 \
        HARNESS_CACHE_DIR=${HARNESS_CACHE_DIR:-$WORK/cache} HF_DATASETS_CACHE=$WORK/hf-datasets \
        HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
-       TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$HOME/.cache/harness/torch_extensions}
+       TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$HOME/.cache/harness/torch_extensions/$("$PY" -c \
+           'import hashlib, sys; print(hashlib.sha256(sys.prefix.encode()).hexdigest()[:12])')}
 exec > >(tee "$OUT/check.log") 2>&1
 
 CUDA=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
