@@ -163,7 +163,7 @@ def generate_responses(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *,
             torch.manual_seed(seed)
         out = model.generate(input_ids=query_ids, attention_mask=query_mask, max_new_tokens=max_new_tokens,
                              pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **sampling,
-                             **prefilled_prompts(model, query_ids, query_mask))
+                             **generation_cache(model, query_ids, query_mask, max_new_tokens))
     response_ids = out[:, query_ids.shape[1]:]
     response_mask = mask_through_eos(response_ids, tokenizer.eos_token_id)
     response_ids = response_ids.masked_fill(response_mask == 0, pad_id)
@@ -171,18 +171,32 @@ def generate_responses(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *,
     return Generation(query_ids, query_mask, response_ids, response_mask, texts)
 
 
+def generation_cache(model, query_ids: torch.Tensor, query_mask: torch.Tensor, reserve: int) -> dict:
+    """``generate``'s KV cache argument: a cache with room for the ``reserve`` tokens to come in every layer
+    (``harness._core.kv_cache``: no copy of the whole cache per token), its prompts prefilled once per
+    distinct prompt where rows repeat them (:func:`prefilled_prompts`). Empty (``generate`` builds its own)
+    for a model whose cache is not transformers' dynamic one."""
+    from harness._core.kv_cache import reserved_cache
+
+    cache = reserved_cache(model, reserve)
+    prefilled = prefilled_prompts(model, query_ids, query_mask, cache)
+    return prefilled or ({cache_argument(): cache} if cache is not None else {})
+
+
 @torch.no_grad()
-def prefilled_prompts(model, query_ids: torch.Tensor, query_mask: torch.Tensor) -> dict:
+def prefilled_prompts(model, query_ids: torch.Tensor, query_mask: torch.Tensor, cache=None) -> dict:
     """``generate``'s KV cache with each distinct prompt run once, when rows repeat their prompt (k samples
     per prompt): all but the last prompt column, indexed out to every row, so ``generate`` starts from
     the last column as it would have. The samples are the same; the repeated prefill work is gone.
-    An empty dict (``generate`` prefills as usual) when nothing repeats."""
+    The prompts go into ``cache`` when one is given (else the model's default). An empty dict
+    (``generate`` prefills as usual) when nothing repeats."""
     owners = shared_prompt_owners(model, query_ids, query_mask)
     if owners is None or query_ids.shape[1] < 2:
         return {}
     firsts = first_rows(owners)
     prefill = model(input_ids=query_ids[firsts, :-1], attention_mask=query_mask[firsts, :-1],
-                    position_ids=position_ids(query_mask)[firsts, :-1], use_cache=True, logits_to_keep=1)
+                    position_ids=position_ids(query_mask)[firsts, :-1], use_cache=True, logits_to_keep=1,
+                    **({cache_argument(): cache} if cache is not None else {}))
     cache = getattr(prefill, cache_argument())
     cache.batch_select_indices(owners)
     return {cache_argument(): cache}
