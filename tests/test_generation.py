@@ -180,3 +180,25 @@ def test_a_models_saved_generation_settings_do_not_change_the_sampled_distributi
     model.generation_config.min_length = 40  # would forbid EOS for the whole response
     assert torch.equal(generate_responses(model, tok, prompt_ids(tok), max_new_tokens=8, seed=5).response_ids,
                        plain.response_ids)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_log_probs_and_entropy_share_one_log_softmax_with_the_same_numbers(temperature):
+    from types import SimpleNamespace
+
+    from harness._core.generation import log_softmax_at
+    from harness._online.rollout import policy_outputs
+
+    logits = torch.randn(3, 5, 11, generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, 11, (3, 5), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(3, 5)
+    assert torch.equal(log_softmax_at(logits, temperature), torch.log_softmax(logits.float() / temperature, dim=-1))
+    assert torch.equal(token_logprobs(logits, ids, temperature),
+                       torch.log_softmax(logits / temperature, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1))
+    run = SimpleNamespace(model=lambda *inputs: (logits, torch.zeros(3, 5)),
+                          options=SimpleNamespace(temperature=temperature))
+    batch = SimpleNamespace(query_ids=None, query_mask=None, response_ids=ids, response_mask=mask)
+    logprobs, entropy, _ = policy_outputs(run, batch)
+    logp = torch.log_softmax(logits / temperature, -1)
+    assert torch.equal(logprobs, logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1))
+    assert torch.equal(entropy, -(logp.exp() * logp).sum(-1))

@@ -381,10 +381,16 @@ def forward_sharing_prompts(model, query_ids, query_mask, response_ids, response
     return torch.cat(logits, 1), (torch.cat(states, 1) if hidden else None)
 
 
+def log_softmax_at(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / temperature) over the vocabulary, in float32. At temperature 1 nothing is divided:
+    x / 1 is x, so the numbers are the same and a pass over the logits (and its backward) is saved."""
+    logits = logits.float()
+    return torch.log_softmax(logits if temperature == 1.0 else logits / temperature, dim=-1)
+
+
 def token_logprobs(logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log p(ids) under softmax(logits / temperature): the distribution that was actually sampled."""
-    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-    return logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    return log_softmax_at(logits, temperature).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
 
 def sequence_logprobs(model, query_ids, response_ids, response_mask, query_mask=None, *,

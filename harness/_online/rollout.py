@@ -19,7 +19,7 @@ import torch
 
 from harness._core import distributed
 from harness._core.contracts import Prompt, WithDiagnostics
-from harness._core.generation import generate_responses, sequence_logprobs, token_logprobs
+from harness._core.generation import generate_responses, log_softmax_at, sequence_logprobs
 from harness._core.stats import distinct_n
 from harness._core.text import encode_prompt
 from harness._online.objectives import explained_variance, global_masked_mean
@@ -93,18 +93,22 @@ def sample_seed(seed: int, step: int, index: int) -> int:
     return random.Random(f"{seed}:{step}:{index}").getrandbits(63)
 
 
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """H(π(·|s_t)) per position, from (temperature-scaled) logits."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+def token_entropy(logp: torch.Tensor) -> torch.Tensor:
+    """H(π(·|s_t)) per position, from the (temperature-scaled) log-probabilities over the vocabulary."""
     return -(logp.exp() * logp).sum(-1)
 
 
 def policy_outputs(run: RLRun, batch) -> PolicyForward:
-    """π_θ's (and the critic's) forward over a Generation or Rollout: the rollout's forward and every update's."""
+    """π_θ's (and the critic's) forward over a Generation or Rollout: the rollout's forward and every update's.
+
+    One log-softmax serves the log-probs and the entropy (the same numbers as one each)."""
     ids, mask = batch.response_ids, batch.response_mask
     logits, values = run.model(batch.query_ids, batch.query_mask, ids, mask)  # one forward of policy + critic
-    logits = logits / run.options.temperature
-    return PolicyForward(token_logprobs(logits, ids) * mask, token_entropy(logits), values * mask)
+    if run.options.temperature != 1.0:
+        logits = logits / run.options.temperature
+    logp = log_softmax_at(logits)
+    logprobs = logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    return PolicyForward(logprobs * mask, token_entropy(logp), values * mask)
 
 
 def process_rows(total: int, group: int = 1) -> list[int]:
