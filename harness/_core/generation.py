@@ -172,10 +172,8 @@ def generate_responses(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *,
 
 
 def generation_cache(model, query_ids: torch.Tensor, query_mask: torch.Tensor, reserve: int) -> dict:
-    """``generate``'s KV cache argument: a cache with room for the ``reserve`` tokens to come in every layer
-    (``harness._core.kv_cache``: no copy of the whole cache per token), its prompts prefilled once per
-    distinct prompt where rows repeat them (:func:`prefilled_prompts`). Empty (``generate`` builds its own)
-    for a model whose cache is not transformers' dynamic one."""
+    """``generate``'s KV cache argument: room for the ``reserve`` tokens to come (``harness._core.kv_cache``), the
+    prompts prefilled once where rows repeat them (:func:`prefilled_prompts`); empty for a model with its own cache."""
     from harness._core.kv_cache import reserved_cache
 
     cache = reserved_cache(model, reserve)
@@ -188,8 +186,7 @@ def prefilled_prompts(model, query_ids: torch.Tensor, query_mask: torch.Tensor, 
     """``generate``'s KV cache with each distinct prompt run once, when rows repeat their prompt (k samples
     per prompt): all but the last prompt column, indexed out to every row, so ``generate`` starts from
     the last column as it would have. The samples are the same; the repeated prefill work is gone.
-    The prompts go into ``cache`` when one is given (else the model's default). An empty dict
-    (``generate`` prefills as usual) when nothing repeats."""
+    The prompts go into ``cache`` when given. Empty (``generate`` prefills as usual) when nothing repeats."""
     owners = shared_prompt_owners(model, query_ids, query_mask)
     if owners is None or query_ids.shape[1] < 2:
         return {}
@@ -382,8 +379,7 @@ def forward_sharing_prompts(model, query_ids, query_mask, response_ids, response
 
 
 def log_softmax_at(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log softmax(logits / temperature) over the vocabulary, in float32. At temperature 1 nothing is divided:
-    x / 1 is x, so the numbers are the same and a pass over the logits (and its backward) is saved."""
+    """log softmax(logits / temperature) in float32; at temperature 1 nothing is divided (x / 1 is x: the same numbers)."""
     logits = logits.float()
     return torch.log_softmax(logits if temperature == 1.0 else logits / temperature, dim=-1)
 
