@@ -193,7 +193,7 @@ def prefilled_prompts(model, query_ids: torch.Tensor, query_mask: torch.Tensor, 
     firsts = first_rows(owners)
     prefill = model(input_ids=query_ids[firsts, :-1], attention_mask=query_mask[firsts, :-1],
                     position_ids=position_ids(query_mask)[firsts, :-1], use_cache=True, logits_to_keep=1,
-                    **({cache_argument(): cache} if cache is not None else {}))
+                    **{cache_argument(): cache})
     cache = getattr(prefill, cache_argument())
     cache.batch_select_indices(owners)
     return {cache_argument(): cache}

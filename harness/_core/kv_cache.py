@@ -33,7 +33,7 @@ class ReservedLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         held, new = self.get_seq_length(), key_states.shape[-2]
-        if self._view is None or self.keys is not self._view or held + new > self._key_buffer.shape[-2]:
+        if self.keys is not self._view or held + new > self._key_buffer.shape[-2]:  # replaced, or full
             self._key_buffer = self._with_room(self.keys, key_states, held, held + new + self.reserve)
             self._value_buffer = self._with_room(self.values, value_states, held, held + new + self.reserve)
         self._key_buffer[..., held:held + new, :].copy_(key_states)
